@@ -1,0 +1,1 @@
+"""The backend: verifies and stores signed readings, mints GRID, runs the market."""

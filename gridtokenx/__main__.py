@@ -1,0 +1,5 @@
+import sys
+
+from gridtokenx.cli import main
+
+sys.exit(main())

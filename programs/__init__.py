@@ -1,0 +1,1 @@
+"""On-chain programs in freestanding C, their build tool and Python clients."""
