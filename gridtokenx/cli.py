@@ -22,15 +22,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _LazyModule:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def load(self) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
-        module = importlib.import_module(self.name)
-        return module.add_arguments, module.run
-
-
 def _configure_logging(level: str) -> None:
     # Foreground daemon: logs go to stderr, which systemd hands to journald.
     logging.basicConfig(
@@ -57,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sp = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             try:
-                add_arguments, runner = _LazyModule(module).load()
+                loaded = importlib.import_module(module)
             except ImportError as exc:
                 print(
                     f"gridtokenx {name}: cannot load ({exc}). Install the matching extra, "
@@ -65,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            add_arguments(sp)
+            loaded.add_arguments(sp)
+            runner = loaded.run
     args = parser.parse_args(argv)
     _configure_logging(args.log_level)
     assert runner is not None
