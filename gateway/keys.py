@@ -1,0 +1,165 @@
+"""The gateway's Ed25519 device key: created on the device, readable only by its owner, never logged.
+
+File format (text, so a technician can tell what it is without tools)::
+
+    # GridTokenX gateway device key (Ed25519 seed). Secret: keep mode 0600, never copy off the device.
+    <64 hex digits: the 32-byte seed>
+
+The public key and a short fingerprint are what get commissioned on the backend; the fingerprint is
+the first 8 bytes of SHA-256 over the public key, as four groups of four hex digits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.signing import SigningKey
+from pydantic import BaseModel, ConfigDict
+
+from gridtokenx.reading import Reading, SignedReading, sign
+
+__all__ = [
+    "DeviceKey",
+    "DeviceKeyError",
+    "KeyExistsError",
+    "KeyFormatError",
+    "KeyMissingError",
+    "KeyPermissionError",
+    "KeySettings",
+    "fingerprint",
+    "generate_key",
+    "load_key",
+]
+
+_HEADER = "# GridTokenX gateway device key (Ed25519 seed). Secret: keep mode 0600, never copy off the device."
+
+
+class KeySettings(BaseModel):
+    """``[key]`` in the gateway configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Path("/var/lib/gridtokenx/device.key")
+    # The boot-epoch file (high bits of every sequence number) lives beside the key by default: it
+    # must survive the loss of the outbox database, and it belongs to this identity.
+    epoch_path: Path | None = None
+
+    def resolved_epoch_path(self) -> Path:
+        return self.epoch_path if self.epoch_path is not None else self.path.with_name(self.path.name + ".epoch")
+
+
+class DeviceKeyError(Exception):
+    """Base of the device-key errors; the message names the file and what to do."""
+
+
+class KeyMissingError(DeviceKeyError):
+    pass
+
+
+class KeyExistsError(DeviceKeyError):
+    pass
+
+
+class KeyPermissionError(DeviceKeyError):
+    pass
+
+
+class KeyFormatError(DeviceKeyError):
+    pass
+
+
+def fingerprint(public_key: bytes) -> str:
+    digest = hashlib.sha256(public_key).hexdigest()[:16]
+    return ":".join(digest[i : i + 4] for i in range(0, 16, 4))
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    path: Path
+    _signing_key: SigningKey
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self._signing_key.verify_key)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key)
+
+    def sign(self, reading: Reading) -> SignedReading:
+        return sign(reading, self._signing_key)
+
+    def __repr__(self) -> str:  # never let the seed reach a log line through a repr
+        return f"DeviceKey(path={str(self.path)!r}, fingerprint={self.fingerprint!r})"
+
+
+def generate_key(path: Path) -> DeviceKey:
+    """Create a new key file with mode 0600; refuses to overwrite an existing one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = SigningKey.generate()
+    try:
+        # O_EXCL: never replace an identity that may already be commissioned; 0o600 from creation
+        # on, so the seed is never readable by others even for an instant.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise KeyExistsError(
+            f"key file {path} already exists: refusing to replace a device identity "
+            "(move it away first if you really mean to re-key this gateway)"
+        ) from exc
+    except OSError as exc:
+        raise DeviceKeyError(f"cannot create key file {path}: {exc.strerror}") from exc
+    try:
+        os.fchmod(fd, 0o600)  # the umask could have removed bits, never added: make it exact
+        os.write(fd, f"{_HEADER}\n{bytes(key).hex()}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
+    return DeviceKey(path, key)
+
+
+def load_key(path: Path) -> DeviceKey:
+    """Load the key, refusing a file that anyone but its owner can read or write."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        raise KeyMissingError(
+            f"key file {path} does not exist: create it with `gridtokenx gateway keygen --out {path}`"
+        ) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFormatError(f"key file {path} is not a regular file")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise KeyPermissionError(
+            f"key file {path} has mode {mode:04o}: a device key must be readable only by its owner "
+            f"(others could sign readings as this gateway). Fix with: chmod 600 {path}"
+        )
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFormatError(f"cannot read key file {path}: {exc}") from exc
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    try:
+        if len(lines) != 1:
+            raise ValueError
+        seed = bytes.fromhex(lines[0])
+        if len(seed) != 32:
+            raise ValueError
+    except ValueError:
+        # Never echo the content: it is (nearly) a secret.
+        raise KeyFormatError(f"key file {path} does not hold one 64-hex-digit Ed25519 seed") from None
+    return DeviceKey(path, SigningKey(seed))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,583 @@
+"""The durable outbox: signed readings in SQLite until the backend has acknowledged them.
+
+A reading counts as taken only once its transaction has committed (WAL, ``synchronous=FULL`` by
+default, so a power cut cannot roll back a sequence number that may already have left the box).
+
+Sequence numbers: ``seq = (epoch << 40) | counter``. The counter is gap-free per meter within an
+epoch and lives in the database, in the same transaction as the readings. The epoch lives in a small
+file outside the database (next to the device key, written atomically and fsynced) and increases
+whenever the database is created anew — after first start, deletion or corruption — so a reset
+gateway continues above every number it ever used instead of being taken for a replay. Epochs stay
+below 2**23 so every ``seq`` fits a signed 64-bit SQL integer.
+
+The size is bounded by ``max_bytes``: when the backlog outgrows it, :meth:`Outbox.thin` drops every
+other reading of each meter from the oldest part of the backlog, never a meter's first or latest
+reading. The counters are cumulative, so energy totals survive thinning; only time resolution of the
+oldest backlog is lost, and the count of thinned readings is kept (and reported in the status message).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import aiosqlite
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.sample import MeterSample
+from gridtokenx.reading import Reading, ReadingFormatError, SignedReading, decode
+
+__all__ = [
+    "COUNTER_BITS",
+    "MAX_EPOCH",
+    "ROW_BYTES",
+    "SCHEMA_VERSION",
+    "Outbox",
+    "OutboxCorruptError",
+    "OutboxError",
+    "OutboxFullError",
+    "OutboxRow",
+    "OutboxSettings",
+    "OutboxStats",
+    "read_epoch",
+    "write_epoch",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+COUNTER_BITS = 40
+MAX_EPOCH = (1 << 23) - 1
+# Bytes one row costs on disk, table + unique index + page slack, measured with 16-character meter
+# ids (about 215) and rounded up: max_bytes // ROW_BYTES is the backlog capacity in readings.
+ROW_BYTES = 256
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE counters (meter_id TEXT PRIMARY KEY, next_counter INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    meter_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    sig BLOB NOT NULL
+);
+CREATE UNIQUE INDEX outbox_key ON outbox (meter_id, seq);
+"""
+
+
+class OutboxSettings(BaseModel):
+    """``[outbox]`` in the gateway configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Path("/var/lib/gridtokenx/outbox.db")
+    # The backlog bound. 64 MiB holds about 260k readings: 100 meters polled every 10 s for 3 days.
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    # FULL fsyncs every commit: a power cut never loses a committed reading nor rolls a sequence
+    # number back. NORMAL is faster on slow SD cards but can lose the last commits on power loss.
+    synchronous: Literal["full", "normal"] = "full"
+    # Readings per write transaction (polls arriving together are committed together).
+    write_batch: int = Field(default=2000, ge=1, le=100_000)
+    # Samples waiting in memory for the writer (disk stalls, disk full) before the oldest are dropped.
+    memory_queue: int = Field(default=20_000, ge=10)
+
+    @property
+    def capacity_rows(self) -> int:
+        return max(16, self.max_bytes // ROW_BYTES)
+
+
+class OutboxError(Exception):
+    """Base of outbox errors; messages name the database file."""
+
+
+class OutboxFullError(OutboxError):
+    """The disk (or the database's page limit) is full: thin the backlog and retry later."""
+
+
+class OutboxCorruptError(OutboxError):
+    """The database file is damaged. Restarting recovers: see :meth:`Outbox.open`."""
+
+
+class OutboxSchemaError(OutboxError):
+    """The database was written by a newer version of this software."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    meter_id: str
+    seq: int
+    data: bytes
+    signature: bytes
+
+    @property
+    def signed(self) -> SignedReading:
+        return SignedReading(self.data, self.signature)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    epoch: int
+    pending: int
+    thinned_total: int
+    used_bytes: int
+    capacity_rows: int
+    salvaged: int
+
+
+# --- the boot epoch file -----------------------------------------------------------------------
+
+
+def read_epoch(path: Path) -> int:
+    """The last epoch used, 0 if the file does not exist yet."""
+    try:
+        text = Path(path).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise OutboxError(
+            f"epoch file {path} holds {text[:20]!r}, not an integer: restore it or, if it is lost for good, "
+            "delete it together with the outbox database (sequence numbers then restart from epoch 1)"
+        ) from None
+    if not 0 <= value <= MAX_EPOCH:
+        raise OutboxError(f"epoch file {path} holds {value}, outside 0..{MAX_EPOCH}")
+    return value
+
+
+def write_epoch(path: Path, value: int) -> None:
+    """Write atomically (temp file, fsync, rename, fsync the directory): never a half-written epoch."""
+    path = Path(path)
+    if not 0 < value <= MAX_EPOCH:
+        raise OutboxError(f"epoch {value} is outside 1..{MAX_EPOCH}: this device key has used all its epochs")
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{value}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# --- the outbox --------------------------------------------------------------------------------
+
+
+def _translate(exc: sqlite3.Error, path: Path, doing: str) -> OutboxError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return OutboxFullError(f"outbox {path} is full while {doing}: {exc}")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return OutboxCorruptError(
+            f"outbox {path} is corrupt ({exc}) while {doing}; restart the gateway: the damaged file is "
+            "moved aside, readable readings are salvaged and a new epoch starts"
+        )
+    return OutboxError(f"outbox {path}: {exc} while {doing}")
+
+
+class Outbox:
+    """One writer, one reader of the same SQLite file, both in this process. Use :meth:`open`."""
+
+    def __init__(self, db: aiosqlite.Connection, settings: OutboxSettings, epoch: int) -> None:
+        self._db = db
+        self.settings = settings
+        self.path = settings.path
+        self.epoch = epoch
+        self._counters: dict[str, int] = {}
+        self._rows = 0
+        self._thinned_total = 0
+        self.salvaged = 0
+
+    # -- opening, checking, recovering ----------------------------------------------------------
+
+    @classmethod
+    async def open(cls, settings: OutboxSettings, epoch_path: Path) -> Outbox:
+        """Open or create the database, check its integrity, and settle the epoch.
+
+        Recovery is defined, not a crash loop: a database that fails ``PRAGMA quick_check`` or is not
+        a database at all is renamed to ``<path>.corrupt-<unix time>``, every row that can still be
+        read is copied into a fresh database (it keeps its sequence number), and a new epoch begins.
+        """
+        path = settings.path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        salvage: list[tuple[str, int, bytes, bytes]] = []
+        if path.exists():
+            problem = await _check_file(path)
+            if problem is not None:
+                aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+                log.error("outbox %s failed its integrity check (%s): moving it to %s", path, problem, aside)
+                for suffix in ("", "-wal", "-shm"):
+                    src = Path(f"{path}{suffix}")
+                    if src.exists():  # noqa: ASYNC240 - start-up, nothing else runs yet
+                        os.replace(src, Path(f"{aside}{suffix}"))
+                salvage = await _salvage(aside)
+                log.error("outbox: salvaged %d readable readings from %s", len(salvage), aside)
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _translate(exc, path, "opening") from exc
+        try:
+            outbox = await cls._settle(db, settings, epoch_path)
+            if salvage:
+                await outbox._insert_salvage(salvage)
+            return outbox
+        except BaseException:
+            await db.close()
+            raise
+
+    @classmethod
+    async def _settle(cls, db: aiosqlite.Connection, settings: OutboxSettings, epoch_path: Path) -> Outbox:
+        path = settings.path
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(f"PRAGMA synchronous={settings.synchronous.upper()}")
+            await db.execute("PRAGMA journal_size_limit=8388608")
+            await db.execute("PRAGMA busy_timeout=5000")
+            tables = {r[0] for r in await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
+            file_epoch = read_epoch(epoch_path)
+            if "meta" not in tables:
+                epoch = file_epoch + 1
+                # The file first: if we die before the schema commits, the next start bumps again,
+                # and a skipped epoch costs nothing.
+                write_epoch(epoch_path, epoch)
+                file_epoch = epoch
+                await db.execute("BEGIN IMMEDIATE")
+                for stmt in filter(str.strip, _SCHEMA.split(";")):  # executescript would COMMIT early
+                    await db.execute(stmt)
+                await db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("schema_version", SCHEMA_VERSION),
+                        ("epoch", epoch),
+                        ("thinned_total", 0),
+                        ("created_ms", int(time.time() * 1000)),
+                    ],
+                )
+                await db.execute("COMMIT")
+                log.info("outbox %s created, sequence epoch %d", path, epoch)
+            outbox = cls(db, settings, 0)
+            meta = await outbox._meta()
+            version = meta.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise OutboxSchemaError(
+                    f"outbox {path} has schema version {version}, this software knows {SCHEMA_VERSION}: "
+                    "run the matching gateway version, or move the file away to start a new outbox"
+                )
+            epoch = meta["epoch"]
+            if file_epoch > epoch:
+                # The database is older than the epoch file (restored from a copy, or another box's):
+                # its counters may be behind numbers already sent, so continue in a fresh epoch.
+                epoch = file_epoch + 1
+                write_epoch(epoch_path, epoch)
+                await db.execute("BEGIN IMMEDIATE")
+                await db.execute("UPDATE meta SET value=? WHERE key='epoch'", (epoch,))
+                await db.execute("DELETE FROM counters")
+                await db.execute("COMMIT")
+                log.warning("outbox %s is older than epoch file %s: starting epoch %d", path, epoch_path, epoch)
+            elif file_epoch < epoch:
+                # The epoch file was lost or rolled back; the database knows better.
+                write_epoch(epoch_path, epoch)
+                log.warning("epoch file %s was behind the outbox (%d < %d): rewritten", epoch_path, file_epoch, epoch)
+            outbox.epoch = epoch
+            outbox._thinned_total = meta.get("thinned_total", 0)
+            outbox._counters = dict(
+                await db.execute_fetchall("SELECT meter_id, next_counter FROM counters")  # type: ignore[arg-type]
+            )
+            outbox._rows = (await db.execute_fetchall("SELECT count(*) FROM outbox"))[0][0]  # type: ignore[index]
+            return outbox
+        except sqlite3.Error as exc:
+            raise _translate(exc, path, "opening") from exc
+
+    async def _meta(self) -> dict[str, int]:
+        return dict(await self._db.execute_fetchall("SELECT key, value FROM meta"))  # type: ignore[arg-type]
+
+    async def _insert_salvage(self, rows: list[tuple[str, int, bytes, bytes]]) -> None:
+        await self._db.execute("BEGIN IMMEDIATE")
+        cur = await self._db.executemany(
+            "INSERT OR IGNORE INTO outbox (meter_id, seq, data, sig) VALUES (?, ?, ?, ?)", rows
+        )
+        await self._db.execute("COMMIT")
+        self.salvaged = cur.rowcount
+        self._rows += cur.rowcount
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def next_seq(self, meter_id: str) -> int:
+        return (self.epoch << COUNTER_BITS) | self._counters.get(meter_id, 0)
+
+    async def append(self, samples: Sequence[MeterSample], sign: Callable[[Reading], SignedReading]) -> int:
+        """Sign each sample with the meter's next sequence number and commit them in one transaction.
+
+        Returns how many were stored. A sample that cannot be encoded (a poller bug) is logged with its
+        meter id and skipped; it never takes a sequence number. On error nothing is stored and no
+        counter moves, so the same samples can be retried.
+        """
+        counters: dict[str, int] = {}
+        rows = []
+        for sample in samples:
+            counter = counters.get(sample.meter_id, self._counters.get(sample.meter_id, 0))
+            if counter >= 1 << COUNTER_BITS:
+                raise OutboxError(f"meter {sample.meter_id}: counter exhausted in epoch {self.epoch}")
+            try:
+                signed = sign(sample.to_reading((self.epoch << COUNTER_BITS) | counter))
+            except ReadingFormatError as exc:
+                log.error("meter %s: sample cannot be encoded, not stored: %s", sample.meter_id, exc)
+                continue
+            counters[sample.meter_id] = counter + 1
+            rows.append((sample.meter_id, (self.epoch << COUNTER_BITS) | counter, signed.data, signed.signature))
+        if not rows:
+            return 0
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.executemany("INSERT INTO outbox (meter_id, seq, data, sig) VALUES (?, ?, ?, ?)", rows)
+                await self._db.executemany(
+                    "INSERT INTO counters (meter_id, next_counter) VALUES (?, ?) "
+                    "ON CONFLICT (meter_id) DO UPDATE SET next_counter = excluded.next_counter",
+                    list(counters.items()),
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path, f"storing {len(rows)} readings") from exc
+        self._counters.update(counters)
+        self._rows += len(rows)
+        return len(rows)
+
+    async def _rollback(self) -> None:
+        try:
+            await self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite may already have rolled back (e.g. on SQLITE_FULL)
+
+    async def remove(self, keys: Iterable[tuple[str, int]]) -> int:
+        """Delete acknowledged readings by (meter_id, seq); unknown keys are ignored."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self._db.executemany("DELETE FROM outbox WHERE meter_id = ? AND seq = ?", keys)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path, f"removing {len(keys)} acknowledged readings") from exc
+        self._rows -= cur.rowcount
+        return cur.rowcount
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def fetch_after(self, after_id: int, limit: int) -> list[OutboxRow]:
+        """Oldest first: the rows with id greater than ``after_id``."""
+        try:
+            rows = await self._db.execute_fetchall(
+                "SELECT id, meter_id, seq, data, sig FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path, "reading the backlog") from exc
+        return [OutboxRow(*r) for r in rows]
+
+    async def fetch_ids(self, ids: Sequence[int]) -> list[OutboxRow]:
+        """The rows with these ids that still exist (acknowledged or thinned ones are gone)."""
+        out: list[OutboxRow] = []
+        try:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = await self._db.execute_fetchall(
+                    f"SELECT id, meter_id, seq, data, sig FROM outbox WHERE id IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY id",
+                    tuple(chunk),
+                )
+                out.extend(OutboxRow(*r) for r in rows)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path, "reading the backlog") from exc
+        return out
+
+    @property
+    def pending(self) -> int:
+        return self._rows
+
+    @property
+    def thinned_total(self) -> int:
+        return self._thinned_total
+
+    async def used_bytes(self) -> int:
+        page_size = (await self._db.execute_fetchall("PRAGMA page_size"))[0][0]  # type: ignore[index]
+        pages = (await self._db.execute_fetchall("PRAGMA page_count"))[0][0]  # type: ignore[index]
+        free = (await self._db.execute_fetchall("PRAGMA freelist_count"))[0][0]  # type: ignore[index]
+        return int((pages - free) * page_size)
+
+    async def stats(self) -> OutboxStats:
+        return OutboxStats(
+            epoch=self.epoch,
+            pending=self._rows,
+            thinned_total=self._thinned_total,
+            used_bytes=await self.used_bytes(),
+            capacity_rows=self.settings.capacity_rows,
+            salvaged=self.salvaged,
+        )
+
+    async def latest_seqs(self) -> dict[str, int]:
+        """The highest sequence number stored per meter (what thinning must never drop)."""
+        rows = await self._db.execute_fetchall("SELECT meter_id, MAX(seq) FROM outbox GROUP BY meter_id")
+        return dict(rows)  # type: ignore[arg-type]
+
+    # -- bounding --------------------------------------------------------------------------------
+
+    def over_capacity(self) -> bool:
+        return self._rows > self.settings.capacity_rows
+
+    async def thin(self, target_rows: int | None = None) -> int:
+        """Thin the oldest backlog until at most ``target_rows`` remain (default 80 % of capacity).
+
+        Each pass looks at the oldest rows and drops every other reading of each meter there, keeping
+        each meter's first and latest reading in the whole outbox. Repeated passes make old backlog
+        exponentially sparser while recent readings stay dense. Returns how many were dropped.
+        """
+        target = int(self.settings.capacity_rows * 0.8) if target_rows is None else max(0, target_rows)
+        removed_total = 0
+        try:
+            while self._rows > target:
+                excess = self._rows - target
+                window = min(self._rows, max(2 * excess + 64, 1024))
+                oldest = await self._db.execute_fetchall(
+                    "SELECT id, meter_id, seq FROM outbox ORDER BY id LIMIT ?", (window,)
+                )
+                bounds = {
+                    m: (lo, hi)
+                    for m, lo, hi in await self._db.execute_fetchall(
+                        "SELECT meter_id, MIN(seq), MAX(seq) FROM outbox GROUP BY meter_id"
+                    )
+                }
+                by_meter: dict[str, list[tuple[int, int]]] = {}
+                for row_id, meter, seq in oldest:
+                    by_meter.setdefault(meter, []).append((seq, row_id))
+                doomed: list[tuple[int]] = []
+                for meter, rows in by_meter.items():
+                    rows.sort()
+                    lo, hi = bounds[meter]
+                    for i, (seq, row_id) in enumerate(rows):
+                        if i % 2 == 1 and seq not in (lo, hi):
+                            doomed.append((row_id,))
+                        if len(doomed) >= excess:
+                            break
+                    if len(doomed) >= excess:
+                        break
+                if not doomed:
+                    break  # only first/latest readings left: nothing may go
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = await self._db.executemany("DELETE FROM outbox WHERE id = ?", doomed)
+                    await self._db.execute(
+                        "UPDATE meta SET value = value + ? WHERE key = 'thinned_total'", (cur.rowcount,)
+                    )
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    await self._rollback()
+                    raise
+                self._rows -= cur.rowcount
+                self._thinned_total += cur.rowcount
+                removed_total += cur.rowcount
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path, "thinning the backlog") from exc
+        if removed_total and await self.used_bytes() > self.settings.max_bytes:
+            # Thinning leaves pages half empty, and rows only ever append at the end of the table,
+            # so that slack is not reused: compact. This runs only after an outage long enough to
+            # fill the outbox, at most once per 20 % of capacity written.
+            try:
+                await self._db.execute("VACUUM")
+            except sqlite3.Error as exc:  # e.g. no room for the copy VACUUM makes: keep going
+                log.warning("outbox %s: could not compact after thinning: %s", self.path, exc)
+        if removed_total:
+            log.warning(
+                "outbox %s over its %d-byte bound: thinned %d old readings (%d in total); %d pending",
+                self.path,
+                self.settings.max_bytes,
+                removed_total,
+                self._thinned_total,
+                self._rows,
+            )
+        return removed_total
+
+    async def set_page_limit(self, pages: int) -> None:
+        """Cap the file at ``pages`` pages (SQLite then reports 'full'); for tests of the disk-full path."""
+        await self._db.execute(f"PRAGMA max_page_count={int(pages)}")
+
+    async def page_count(self) -> int:
+        return int((await self._db.execute_fetchall("PRAGMA page_count"))[0][0])  # type: ignore[index]
+
+
+async def _check_file(path: Path) -> str | None:
+    """None if the file is a healthy database, else what is wrong with it."""
+    try:
+        async with aiosqlite.connect(path) as db:
+            result = await db.execute_fetchall("PRAGMA quick_check")
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    messages = [r[0] for r in result]
+    return None if messages == ["ok"] else "; ".join(messages[:3])
+
+
+async def _salvage(path: Path) -> list[tuple[str, int, bytes, bytes]]:
+    """Every outbox row of a damaged database that can still be read and decodes as a reading.
+
+    Rows are read by rowid in small ranges, then one by one inside a range that fails, so a damaged
+    page costs only the rows on it."""
+    out: list[tuple[str, int, bytes, bytes]] = []
+    query = "SELECT meter_id, seq, data, sig FROM outbox WHERE id BETWEEN ? AND ?"
+
+    def keep(rows: Iterable[Any]) -> None:
+        for meter_id, seq, data, sig in rows:
+            try:
+                reading = decode(bytes(data))
+            except (ReadingFormatError, TypeError):
+                continue
+            if reading.meter_id == meter_id and reading.seq == seq and len(bytes(sig)) == 64:
+                out.append((meter_id, seq, bytes(data), bytes(sig)))
+
+    try:
+        async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as db:
+            top = (await db.execute_fetchall("SELECT max(id) FROM outbox"))[0][0] or 0  # type: ignore[index]
+            for start in range(1, top + 1, 256):
+                try:
+                    keep(await db.execute_fetchall(query, (start, start + 255)))
+                except sqlite3.DatabaseError:
+                    for one in range(start, min(start + 256, top + 1)):
+                        try:
+                            keep(await db.execute_fetchall(query, (one, one)))
+                        except sqlite3.DatabaseError:
+                            continue
+    except sqlite3.DatabaseError as exc:
+        log.error("outbox: nothing salvageable from %s (%s)", path, exc)
+    return out
