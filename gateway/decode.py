@@ -1,0 +1,165 @@
+"""Registers -> values, and energy -> integer Wh, exactly and deterministically.
+
+Every value is decoded to a :class:`~decimal.Decimal` that equals what the meter sent: a float32 is
+widened to a Python float (exact) and then to a Decimal (exact), integers are exact, and scaling by the
+table's ``scale`` and SunSpec's power-of-ten scale factors is done in decimal with enough precision to
+stay exact.  Rounding happens once, in :func:`to_wh`.
+
+Energy rounding rule (the signed reading carries integer Wh)::
+
+    float32 kWh register -> exact decimal value of the binary float -> x 1000 -> round half to even
+
+So 1.5 Wh rounds to 2, 2.5 Wh to 2, and the same register bits always give the same Wh on every
+gateway.  Note the limits of float32 (24-bit mantissa): at 1,000 kWh one step of the register is
+about 0.06 Wh, at 10,000 kWh about 1 Wh and at 100,000 kWh about 8 Wh, so a meter's Wh figure moves
+in steps that grow with its total; integer SunSpec accumulators (acc32 with TotWh_SF) have no such loss.
+
+SunSpec "not implemented" markers (int16 0x8000, uint16 0xFFFF, acc32 0, int32 0x80000000,
+uint32 0xFFFFFFFF, float32 NaN, sunssf 0x8000) make a measurement absent instead of a value, but only
+for tables that declare ``not_implemented_markers``: on an Eastron meter a NaN is a fault to be flagged
+by :mod:`gateway.plausibility`, not a missing feature.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+
+from pymodbus.client.mixin import ModbusClientMixin
+
+from gateway.measurements import Measurement
+from gateway.register_map import ByteOrder, DataType, Field, RegisterMap, RegisterRange, WordOrder
+
+__all__ = ["DecodeError", "RegisterImage", "as_floats", "decode_raw", "decode_table", "to_wh"]
+
+_DT = ModbusClientMixin.DATATYPE
+_PYMODBUS_TYPE = {
+    DataType.UINT16: _DT.UINT16,
+    DataType.INT16: _DT.INT16,
+    DataType.SUNSSF: _DT.INT16,
+    DataType.UINT32: _DT.UINT32,
+    DataType.ACC32: _DT.UINT32,
+    DataType.INT32: _DT.INT32,
+    DataType.FLOAT32: _DT.FLOAT32,
+}
+# Raw integer patterns SunSpec reserves for "not implemented" (compared before sign conversion).
+_NOT_IMPLEMENTED_BITS = {
+    DataType.UINT16: 0xFFFF,
+    DataType.INT16: 0x8000,
+    DataType.SUNSSF: 0x8000,
+    DataType.UINT32: 0xFFFFFFFF,
+    DataType.INT32: 0x80000000,
+    DataType.ACC32: 0,
+}
+# float32 needs up to ~112 significant digits to be written exactly; leave ample room.
+_EXACT = Context(prec=200)
+
+
+class DecodeError(ValueError):
+    """Registers missing from a response, or a malformed table: names the register and measurement."""
+
+
+class RegisterImage:
+    """The registers read in one cycle, looked up by (function code, address)."""
+
+    def __init__(self) -> None:
+        self._regs: dict[tuple[int, int], int] = {}
+
+    def add(self, request: RegisterRange, registers: Sequence[int]) -> None:
+        if len(registers) != request.count:
+            raise DecodeError(f"{request}: got {len(registers)} registers, asked for {request.count}")
+        for i, value in enumerate(registers):
+            self._regs[(request.function_code, request.address + i)] = value
+
+    @classmethod
+    def from_responses(cls, responses: Iterable[tuple[RegisterRange, Sequence[int]]]) -> RegisterImage:
+        image = cls()
+        for request, registers in responses:
+            image.add(request, registers)
+        return image
+
+    def get(self, function_code: int, address: int, count: int) -> list[int]:
+        try:
+            return [self._regs[(function_code, a)] for a in range(address, address + count)]
+        except KeyError as exc:
+            raise DecodeError(
+                f"register {exc.args[0][1]} (function {function_code}) was not read"
+            ) from None
+
+
+def _swap_bytes(registers: Sequence[int]) -> list[int]:
+    return [((r & 0xFF) << 8) | (r >> 8) for r in registers]
+
+
+def decode_raw(
+    registers: Sequence[int], dtype: DataType, word_order: WordOrder = "big", byte_order: ByteOrder = "big"
+) -> int | float:
+    """One value as the meter meant it (an int, or a float for float32), no scaling."""
+    if len(registers) != dtype.count:
+        raise DecodeError(f"{dtype.value} needs {dtype.count} registers, got {len(registers)}")
+    regs = _swap_bytes(registers) if byte_order == "little" else list(registers)
+    value = ModbusClientMixin.convert_from_registers(regs, _PYMODBUS_TYPE[dtype], word_order=word_order)
+    assert isinstance(value, int | float)
+    return value
+
+
+def _raw_bits(registers: Sequence[int], f: Field) -> int:
+    regs = _swap_bytes(registers) if f.byte_order == "little" else list(registers)
+    if f.word_order == "little":
+        regs.reverse()
+    bits = 0
+    for r in regs:
+        bits = (bits << 16) | r
+    return bits
+
+
+def _is_not_implemented(registers: Sequence[int], f: Field, value: int | float) -> bool:
+    if f.dtype is DataType.FLOAT32:
+        return isinstance(value, float) and math.isnan(value)
+    return _raw_bits(registers, f) == _NOT_IMPLEMENTED_BITS[f.dtype]
+
+
+def decode_table(table: RegisterMap, image: RegisterImage) -> dict[Measurement, Decimal]:
+    """Every measurement of ``table`` present in ``image``, exact and scaled to the vocabulary unit.
+    A NaN or infinity from a meter without not-implemented markers is kept (as a Decimal NaN or
+    Infinity) for the plausibility check to flag."""
+    values: dict[Measurement, Decimal] = {}
+    scale_factors: dict[tuple[int, int], int | None] = {}
+    for f in table.fields:
+        registers = image.get(f.function_code, f.address, f.dtype.count)
+        raw = decode_raw(registers, f.dtype, f.word_order, f.byte_order)
+        if table.not_implemented_markers and _is_not_implemented(registers, f, raw):
+            continue
+        exponent = 0
+        if f.scale_factor_at is not None:
+            key = (f.function_code, f.scale_factor_at)
+            if key not in scale_factors:
+                sf_regs = image.get(f.function_code, f.scale_factor_at, 1)
+                sf = decode_raw(sf_regs, DataType.SUNSSF)
+                # A scale factor outside the spec's -10..10 is as good as not implemented.
+                valid = sf_regs[0] != 0x8000 and isinstance(sf, int) and -10 <= sf <= 10
+                scale_factors[key] = int(sf) if valid else None
+            found = scale_factors[key]
+            if found is None:
+                continue
+            exponent = found
+        value = Decimal(raw)  # exact for int and for a float32 widened to float
+        if value.is_finite():
+            value = _EXACT.multiply(value, f.scale).scaleb(exponent, _EXACT)
+        elif value.is_infinite() and f.scale < 0:
+            value = -value
+        values[f.measurement] = value
+    return values
+
+
+def to_wh(value: Decimal) -> int:
+    """The one rounding step: an exact energy in Wh to an integer, round half to even."""
+    if not value.is_finite():
+        raise DecodeError(f"energy {value} is not a finite number")
+    return int(value.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def as_floats(values: Mapping[Measurement, Decimal]) -> dict[str, float]:
+    """The status-page view: vocabulary name -> float."""
+    return {m.value: float(v) for m, v in values.items()}
