@@ -1,0 +1,1 @@
+"""The toolchain's example program (C sources in src/, built hello.so) and its Python client."""
