@@ -24,10 +24,11 @@ with ``meter_error=True`` and ``problems`` (see :mod:`gateway.plausibility`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -406,6 +407,7 @@ class Poller:
             while True:
                 sample = await queue.get()
 
+    or ``async for sample in poller.samples(): ...``.
     """
 
     def __init__(
@@ -482,6 +484,29 @@ class Poller:
         async with asyncio.TaskGroup() as tg:
             for meter in group.meters:
                 tg.create_task(meter.run(sink), name=f"gateway-meter:{meter.spec.meter_id}")
+
+    async def samples(self, maxsize: int = 0) -> AsyncIterator[MeterSample]:
+        """Run the poller and yield its samples (an ``AsyncIterable`` for consumers that iterate).
+        Cancelling the consumer, or closing the iterator (``contextlib.aclosing``), stops polling; an
+        unexpected error in the poller is raised here."""
+        queue: asyncio.Queue[MeterSample] = asyncio.Queue(maxsize)
+        runner = asyncio.create_task(self.run(queue), name="gateway-poller")
+        try:
+            while True:
+                getter = asyncio.create_task(queue.get())
+                try:
+                    await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    getter.cancel()
+                if getter.done() and not getter.cancelled():
+                    yield getter.result()
+                elif runner.done():
+                    runner.result()  # raises what stopped the poller
+                    return
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
 
     async def poll_once(self) -> list[PollResult]:
         """Every meter once (with its retries), concurrently where the buses allow; results in
