@@ -189,13 +189,14 @@ class RegisterMap:
 @dataclass(frozen=True, slots=True)
 class Probe:
     """A cheap request that tells whether a unit is this kind of meter.  When ``expect`` is set the
-    registers must equal it (SunSpec's "SunS" marker); otherwise any normal response will do."""
+    registers must equal one of its entries (SunSpec's "SunS" marker, the SDM630's system type);
+    otherwise any normal answer will do.  A scanner tries the probes with ``expect`` first."""
 
     registers: RegisterRange
-    expect: tuple[int, ...] | None = None
+    expect: tuple[tuple[int, ...], ...] | None = None
 
     def matches(self, registers: list[int]) -> bool:
-        return self.expect is None or tuple(registers) == self.expect
+        return self.expect is None or tuple(registers) in self.expect
 
 
 @dataclass(frozen=True)

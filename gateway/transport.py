@@ -250,6 +250,13 @@ class TcpBus(Bus):
             # A late answer to a timed-out request carries an old transaction id; pymodbus drops it.
             return await self._request(client, unit, request, response_timeout)
 
+    async def release(self, unit: int) -> None:
+        """Close the connection used for ``unit`` (a scanner probing many units keeps few open)."""
+        async with self._locks.setdefault(unit, asyncio.Lock()):
+            client = self._clients.pop(unit, None)
+            if client is not None:
+                client.close()
+
     async def close(self) -> None:
         for client in self._clients.values():
             client.close()

@@ -43,6 +43,7 @@ MODEL = MeterModel(
     key="sdm120",
     description="Eastron SDM120 single-phase meter (float32 input registers)",
     datasheet=DATASHEET,
+    # Voltage L1: any Eastron meter answers it, so scans try it after the more specific probes.
     probe=Probe(RegisterRange(READ_INPUT, 0x0000, 2)),
     rated_power_w=45 * 277,  # 45 A maximum current
     table=TABLE,

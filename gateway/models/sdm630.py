@@ -12,12 +12,24 @@ from decimal import Decimal
 from functools import partial
 
 from gateway.measurements import Measurement as M
-from gateway.register_map import READ_INPUT, DataType, Field, MeterModel, Probe, RegisterMap, RegisterRange
+from gateway.register_map import (
+    READ_HOLDING,
+    READ_INPUT,
+    DataType,
+    Field,
+    MeterModel,
+    Probe,
+    RegisterMap,
+    RegisterRange,
+)
 
 DATASHEET = "https://www.eastroneurope.com/images/uploads/products/protocol/SDM630_MODBUS_Protocol.pdf"
 
 _f = partial(Field, dtype=DataType.FLOAT32, function_code=READ_INPUT, word_order="big")
 _KWH = Decimal(1000)  # kWh / kVArh registers -> Wh / varh
+
+# float32 1.0, 2.0, 3.0 as (high word, low word)
+SYSTEM_TYPES = ((0x3F80, 0x0000), (0x4000, 0x0000), (0x4040, 0x0000))
 
 TABLE = RegisterMap(
     name="sdm630",
@@ -76,8 +88,9 @@ MODEL = MeterModel(
     key="sdm630",
     description="Eastron SDM630 three-phase meter (float32 input registers)",
     datasheet=DATASHEET,
-    # L1-L3 voltages: one request that any SDM630 answers.
-    probe=Probe(RegisterRange(READ_INPUT, 0x0000, 6)),
+    # Holding register 0x000A "system type" (float32 1.0 = 1P2W, 2.0 = 3P3W, 3.0 = 3P4W) exists on the
+    # SDM630 but not on the single-phase SDM120, which is how a scan tells them apart.
+    probe=Probe(RegisterRange(READ_HOLDING, 0x000A, 2), expect=SYSTEM_TYPES),
     rated_power_w=3 * 100 * 277,  # 100 A direct connection, 277 V L-N
     table=TABLE,
 )

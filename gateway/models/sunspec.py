@@ -132,7 +132,7 @@ MODEL = MeterModel(
     key="sunspec",
     description="SunSpec meter, models 201-204 (int16 + scale factors) or 211-214 (float32)",
     datasheet=DATASHEET,
-    probe=Probe(RegisterRange(READ_HOLDING, BASE_ADDRESSES[0], 2), expect=SUNS_MARKER),
+    probe=Probe(RegisterRange(READ_HOLDING, BASE_ADDRESSES[0], 2), expect=(SUNS_MARKER,)),
     rated_power_w=3 * 100 * 277,
     sunspec_tables=METER_MODELS,
 )

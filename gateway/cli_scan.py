@@ -1,0 +1,87 @@
+"""``gridtokenx gateway scan (--serial DEV | --tcp HOST:PORT)``: which unit ids answer, as what.
+
+A short timeout keeps it quick (an empty unit costs one timeout); on TCP several units are probed at
+once.  Prints one line per unit found.  Exit status 0 when at least one meter was found, 1 when none,
+2 for bad arguments or a port / host that cannot be opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--serial", metavar="DEV", help="RS-485 serial device, e.g. /dev/ttyUSB0")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="Modbus TCP gateway or meter")
+    parser.add_argument("--baud", type=int, default=9600, help="serial baud rate (default 9600)")
+    parser.add_argument("--parity", choices=["N", "E", "O"], default="N", help="serial parity (default N)")
+    parser.add_argument("--stopbits", type=int, choices=[1, 2], default=1, help="serial stop bits (default 1)")
+    parser.add_argument("--units", default="1-247", help="unit ids to probe, e.g. 1-10,20 (default 1-247)")
+    parser.add_argument(
+        "--timeout", type=float, default=0.1, metavar="S", help="seconds to wait per probe (default 0.1)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=16, metavar="N", help="units probed at once over TCP (default 16)"
+    )
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"--tcp {text!r}: expected HOST:PORT")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"--tcp {text!r}: port {port!r} is not a number") from None
+    if not 1 <= number <= 65535:
+        raise ValueError(f"--tcp {text!r}: port must be 1..65535")
+    return host.strip("[]"), number
+
+
+async def _scan(bus: Any, units: list[int], response_timeout: float, concurrency: int) -> list[Any]:
+    from gateway.scan import scan
+
+    async with bus:
+        return await scan(bus, units, response_timeout=response_timeout, concurrency=concurrency)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway.errors import BusUnavailable
+    from gateway.scan import parse_units
+    from gateway.transport import Bus, RtuBus, TcpBus
+
+    prog = "gridtokenx gateway scan"
+    try:
+        units = parse_units(args.units)
+        if not 0 < args.timeout <= 10:
+            raise ValueError("--timeout must be between 0 and 10 seconds")
+        bus: Bus
+        if args.serial:
+            bus = RtuBus("scan", args.serial, baudrate=args.baud, parity=args.parity, stopbits=args.stopbits)
+            where = f"{args.serial} at {args.baud} baud"
+        else:
+            host, port = _split_host_port(args.tcp)
+            bus = TcpBus("scan", host, port)
+            where = f"{host}:{port}"
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+
+    print(f"scanning {len(units)} unit ids on {where} ({args.timeout * 1000:.0f} ms per probe)", flush=True)
+    started = time.monotonic()
+    try:
+        hits = asyncio.run(_scan(bus, units, args.timeout, args.concurrency))
+    except BusUnavailable as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    for hit in hits:
+        print(f"unit {hit.unit:3d}  {hit.model or 'unknown':<8} {hit.detail}", flush=True)
+    elapsed = time.monotonic() - started
+    found = sum(1 for h in hits if h.model is not None)
+    print(f"found {found} meter{'s' if found != 1 else ''} in {len(units)} unit ids ({elapsed:.1f} s)")
+    return 0 if found else 1
