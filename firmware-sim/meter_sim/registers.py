@@ -5,7 +5,8 @@ Encoding rules, one per type (``scale`` is a power of ten; a register holds ``va
 
 - FLOAT32: IEEE-754 single precision, high word first (Eastron, SunSpec model 21x). Rounded to nearest.
 - INT16: two's complement, rounded to nearest and clamped to +-32767 (0x8000 means "not implemented").
-- UINT16: rounded to nearest, clamped to 0..65534 (0xFFFF means "not implemented").
+- UINT16: rounded to nearest, clamped to 0..65534 (0xFFFF means "not implemented"); constants such as
+  SunSpec's end marker 0xFFFF are stored exactly.
 - ACC32: unsigned 32-bit accumulator, high word first, *floored* to whole units (a meter only counts
   energy it has fully measured) and wrapping at 2**32 as real accumulators do. 0 = not implemented.
 - SUNSSF: a constant signed scale-factor exponent; 0x8000 when not implemented.
@@ -99,6 +100,10 @@ class Point:
             object.__setattr__(self, "size", _SIZES[self.kind])
         if self.quantity is not None and self.const is not None:
             raise ConfigError(f"point {self.name or hex(self.address)} has both a measurement and a constant")
+        if self.kind is Kind.UINT16 and self.const is not None and not (
+            isinstance(self.const, int) and 0 <= self.const <= 0xFFFF
+        ):
+            raise ConfigError(f"uint16 constant {self.const!r} of {self.name} outside 0..65535")
         if not 0 <= self.address <= 0xFFFF - self.size + 1:
             raise ConfigError(f"point {self.name} address {self.address} outside 0..65535")
 
@@ -111,6 +116,9 @@ class Point:
             assert isinstance(self.const, str)
             raw = self.const.encode().ljust(2 * self.size, b"\0")
             return struct.unpack(f">{self.size}H", raw)
+        if self.const is not None and self.kind is Kind.UINT16:
+            # Constants are exact: markers such as SunSpec's end id 0xFFFF must not be clamped.
+            return (int(self.const),)
         if self.const is not None:
             value = float(self.const)
         elif self.quantity is not None:
