@@ -175,7 +175,7 @@ def test_request_with_a_count_over_125_gets_exception_3() -> None:
 
 async def test_slow_fault_delays_the_answer() -> None:
     meter = SimMeter("sdm630", 1, speedup=0)
-    async with serve_tcp([meter]) as server, tcp_client(server.port, timeout=2.0) as client:
+    async with serve_tcp([meter]) as server, tcp_client(server.port, client_timeout=2.0) as client:
         started = time.monotonic()
         await _float(client, 0x48, 1)
         fast = time.monotonic() - started
