@@ -189,13 +189,14 @@ class RpcChain:
         timeout: float = 60.0,
     ) -> None:
         from solana.rpc.async_api import AsyncClient  # the backend's dependency, not LiteSVM users'
+        from solana.rpc.commitment import Commitment
 
         self.url = url
-        self.commitment = commitment
+        self.commitment = Commitment(commitment)
         self.funder = funder
         self.poll_interval = poll_interval
         self.timeout = timeout
-        self.client = AsyncClient(url, commitment=commitment, timeout=timeout)  # type: ignore[arg-type]
+        self.client = AsyncClient(url, commitment=self.commitment, timeout=timeout)
 
     async def __aenter__(self) -> Self:
         return self
@@ -216,11 +217,11 @@ class RpcChain:
 
     async def send_transaction(self, instructions: Sequence[Instruction], signers: Sequence[Keypair]) -> TxResult:
         from solana.rpc.core import RPCException
-        from solana.rpc.types import TxOpts
+        from solana.rpc.models import TxOpts
         from solders.rpc.errors import SendTransactionPreflightFailureMessage
 
         tx = _sign(instructions, signers, await self.latest_blockhash())
-        opts = TxOpts(skip_confirmation=True, preflight_commitment=self.commitment)  # type: ignore[arg-type]
+        opts = TxOpts(skip_confirmation=True, preflight_commitment=self.commitment)
         try:
             sent = await self.client.send_raw_transaction(bytes(tx), opts=opts)
         except RPCException as exc:
@@ -234,7 +235,7 @@ class RpcChain:
         await self._confirm(signature)
         found = await self._call(
             "getTransaction",
-            self.client.get_transaction(signature, encoding="json", commitment=self.commitment,  # type: ignore[arg-type]
+            self.client.get_transaction(signature, encoding="json", commitment=self.commitment,
                                         max_supported_transaction_version=0),
         )
         if found.value is None or found.value.transaction.meta is None:
@@ -248,8 +249,7 @@ class RpcChain:
 
         try:
             await asyncio.wait_for(
-                self.client.confirm_transaction(signature, self.commitment,  # type: ignore[arg-type]
-                                                sleep_seconds=self.poll_interval),
+                self.client.confirm_transaction(signature, self.commitment, sleep_seconds=self.poll_interval),
                 self.timeout,
             )
         except (TimeoutError, UnconfirmedTxError) as exc:
