@@ -21,6 +21,7 @@ import math
 import signal
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from meter_sim.devices import MODELS
 from meter_sim.errors import ConfigError, MeterSimError
@@ -163,16 +164,16 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     faults: list[FaultSpec] = []
     for text in args.fault:
         unit_text, sep, kind = text.rpartition(":")
-        unit: int | None = None
+        target: int | None = None
         if sep:
             if not unit_text.isdigit() or int(unit_text) not in seen:
                 errors.append(f"--fault {text!r}: {unit_text!r} is not one of the served unit ids")
                 continue
-            unit = int(unit_text)
+            target = int(unit_text)
         if kind not in FAULT_KINDS:
             errors.append(f"--fault {text!r}: kind must be one of {', '.join(FAULT_KINDS)}")
             continue
-        faults.append(FaultSpec(kind, unit))
+        faults.append(FaultSpec(kind, target))
     if errors:
         raise ConfigError("; ".join(errors))
     return SimConfig(
@@ -253,7 +254,7 @@ async def serve(cfg: SimConfig) -> int:
                 log.info("%s unit %d: seed %d, speedup %g, %s", m.model, m.unit, m.seed, m.speedup,
                          m.spec.description)
             faults = loop.create_task(_run_faults(server.meters, cfg), name="meter-sim faults")
-            waiters = [loop.create_task(stop.wait(), name="meter-sim stop")]
+            waiters: list[asyncio.Task[Any]] = [loop.create_task(stop.wait(), name="meter-sim stop")]
             if isinstance(server, RtuServer):
                 waiters.append(loop.create_task(server.wait_closed(), name="meter-sim rtu"))
             try:

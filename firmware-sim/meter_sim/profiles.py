@@ -149,7 +149,7 @@ class Profile:
         if not site.sunrise_h < hour < site.sunset_h:
             return 0.0
         x = (hour - site.sunrise_h) / (site.sunset_h - site.sunrise_h)
-        return site.peak_solar_w * math.sin(math.pi * x) ** 1.5
+        return float(site.peak_solar_w * math.sin(math.pi * x) ** 1.5)
 
     def cloud_factor(self, t: float) -> float:
         """Fraction of clear-sky output that gets through: each day has its own cloudiness, and clouds

@@ -114,9 +114,12 @@ class SerialPair:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
-        elif self._log_path is not None:
-            with contextlib.suppress(OSError):
-                self._log_path.unlink()
+        else:
+            # socat removes its links when it exits cleanly; after a kill they would dangle.
+            for leftover in (self.device_a, self.device_b, self._log_path):
+                if leftover:
+                    with contextlib.suppress(OSError):
+                        Path(leftover).unlink()
 
     @property
     def pid(self) -> int | None:
