@@ -11,7 +11,6 @@ the first 8 bytes of SHA-256 over the public key, as four groups of four hex dig
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from nacl.signing import SigningKey
 from pydantic import BaseModel, ConfigDict
 
+from gridtokenx.identity import fingerprint
 from gridtokenx.reading import Reading, SignedReading, sign
 
 __all__ = [
@@ -70,11 +70,6 @@ class KeyPermissionError(DeviceKeyError):
 
 class KeyFormatError(DeviceKeyError):
     pass
-
-
-def fingerprint(public_key: bytes) -> str:
-    digest = hashlib.sha256(public_key).hexdigest()[:16]
-    return ":".join(digest[i : i + 4] for i in range(0, 16, 4))
 
 
 @dataclass(frozen=True)

@@ -78,15 +78,21 @@ class OutboxWriter:
         self.stored = 0
         self.disk_full_events = 0
         self._full = False
+        self._current: asyncio.Future[None] | None = None
 
     async def run(self) -> None:
         """Forever: wait for samples, commit them. Cancel to stop; :meth:`flush` commits the rest."""
         while True:
             batch = await self.buffer.get_batch(self.outbox.settings.write_batch)
-            await self._store(batch)
+            # Shielded: a cancel must not land between COMMIT and our bookkeeping, or samples already
+            # taken from the buffer could be lost (or, put back, be signed twice).
+            self._current = asyncio.ensure_future(self._store(batch))
+            await asyncio.shield(self._current)
 
     async def flush(self) -> None:
-        """Commit everything still buffered (orderly shutdown)."""
+        """Finish the commit in progress and commit everything still buffered (orderly shutdown)."""
+        if self._current is not None and not self._current.done():
+            await self._current
         while len(self.buffer):
             await self._store(self.buffer.take(self.outbox.settings.write_batch))
 

@@ -50,8 +50,8 @@ __all__ = [
 
 MESSAGE_VERSION = 1
 TOPIC_ROOT = "gridtokenx/v1"
-# Gateway ids are MQTT topic levels: no '/', '+', '#', and nothing a shell or a URL would mangle.
-_GATEWAY_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Gateway ids are MQTT topic levels: no '/', '+', '#'; the same characters as [gateway] id allows.
+_GATEWAY_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _KINDS = ("readings", "ack", "status")
 
 
@@ -65,7 +65,7 @@ class BatchFormatError(ValueError):
 
 def check_gateway_id(gateway_id: str) -> str:
     if not isinstance(gateway_id, str) or not _GATEWAY_ID_RE.fullmatch(gateway_id):
-        raise BatchFormatError("gateway_id", f"gateway id {gateway_id!r} must be 1-64 characters from [A-Za-z0-9._-]")
+        raise BatchFormatError("gateway_id", f"gateway id {gateway_id!r} must be 1-64 characters from [A-Za-z0-9._:-]")
     return gateway_id
 
 

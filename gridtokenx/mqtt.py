@@ -125,6 +125,7 @@ class MqttConnection:
         self._on_message = on_message
         self._loop: asyncio.AbstractEventLoop | None = None
         self._failing = False
+        self._closing = False
         self._published: dict[int, asyncio.Future[None]] = {}
         self.where = f"{settings.host}:{settings.effective_port}"
         client = paho.Client(
@@ -173,6 +174,7 @@ class MqttConnection:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._closing = True
         self.client.disconnect()
         # loop_stop joins paho's thread; keep the event loop free while it does.
         await asyncio.to_thread(self.client.loop_stop)
@@ -251,7 +253,7 @@ class MqttConnection:
     def _disconnected_on_loop(self, reason: str) -> None:
         was = self.connected.is_set()
         self.connected.clear()
-        if was:
+        if was and not self._closing:
             log.warning("MQTT connection to %s lost (%s): reconnecting with backoff", self.where, reason)
             if self._on_disconnect is not None:
                 self._on_disconnect()

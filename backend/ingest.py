@@ -1,0 +1,215 @@
+"""Ingest: verify each signed reading, store it idempotently, and say exactly what happened to it.
+
+For every readings message the result is an :class:`~gridtokenx.batch.Ack` naming each (meter, seq):
+
+- ``stored``: verified and newly stored;
+- ``duplicate``: these exact bytes were already stored (a resend) — nothing changes;
+- ``rejected`` with a reason: kept in the quarantine table, never resent. Reasons: ``unknown_gateway``,
+  ``gateway_disabled``, ``gateway_mismatch`` (message names another gateway than its topic),
+  ``bad_signature``, ``format:<code>`` (see docs/reading-format.md), ``claims_mismatch`` (the
+  plain fields disagree with the signed bytes), ``out_of_range`` and ``seq_conflict`` (different
+  bytes under a (meter, seq) already stored — e.g. a gateway whose epoch file was lost).
+
+The ack is produced only after the database has committed, so an ack always means "the backend holds it".
+A storage failure raises :class:`~backend.storage.StorageError` and produces no ack: the gateway resends.
+
+Signature checks run in worker threads: libsodium releases the GIL, so several cores verify at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from backend.storage import I64_MAX, QuarantineRow, ReadingRow, Storage
+from gridtokenx.batch import Ack, AckResult, AckStatus, BatchEntry, BatchFormatError, check_claims, decode_batch
+from gridtokenx.reading import Reading, ReadingFormatError, SignatureError, decode, verify
+
+__all__ = ["Ingest", "IngestStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    malformed_messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+# (key or None, reading or None, reason or None) per entry
+_Checked = tuple[tuple[str, int] | None, Reading | None, str | None]
+
+
+def _check_entries(entries: Sequence[BatchEntry], public_key: bytes | None, reason: str | None) -> list[_Checked]:
+    out: list[_Checked] = []
+    for entry in entries:
+        try:
+            reading = decode(entry.data)
+        except ReadingFormatError as exc:
+            out.append((entry.key, None, f"format:{exc.code}"))
+            continue
+        key = (reading.meter_id, reading.seq)
+        if reason is not None or public_key is None:
+            out.append((key, None, reason or "unknown_gateway"))
+            continue
+        try:
+            verify(entry.data, entry.signature, public_key)
+            check_claims(entry, reading)
+        except SignatureError:
+            out.append((key, None, "bad_signature"))
+            continue
+        except BatchFormatError:
+            out.append((key, None, "claims_mismatch"))
+            continue
+        if max(reading.seq, reading.import_wh, reading.export_wh, reading.timestamp_ms) > I64_MAX:
+            out.append((key, None, "out_of_range"))
+            continue
+        out.append((key, reading, None))
+    return out
+
+
+class Ingest:
+    def __init__(self, storage: Storage, *, verify_threads: int = 2, key_cache_s: float = 30.0) -> None:
+        self.storage = storage
+        self.stats = IngestStats()
+        self._pool = ThreadPoolExecutor(max_workers=verify_threads, thread_name_prefix="verify")
+        self._threads = verify_threads
+        self._keys: dict[str, tuple[float, bytes | None, str | None]] = {}
+        self._key_cache_s = key_cache_s
+        self._logged: set[tuple[str, str]] = set()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+    async def _gateway_key(self, gateway_id: str) -> tuple[bytes | None, str | None]:
+        """(public key, None) for an active gateway, else (None, reason). Cached briefly, so a gateway
+        commissioned while the backend runs is picked up within ``key_cache_s``."""
+        now = time.monotonic()
+        cached = self._keys.get(gateway_id)
+        if cached is not None and now - cached[0] < self._key_cache_s:
+            return cached[1], cached[2]
+        record = await self.storage.gateway(gateway_id)
+        if record is None:
+            result: tuple[bytes | None, str | None] = (None, "unknown_gateway")
+        elif record.status != "active":
+            result = (None, "gateway_disabled")
+        else:
+            result = (record.public_key, None)
+        # Unknown gateways are re-checked on every message: commissioning should take effect at once.
+        if result[0] is not None:
+            self._keys[gateway_id] = (now, result[0], result[1])
+        return result
+
+    async def handle(self, topic_gateway: str, payload: bytes) -> Ack | None:
+        """Process one readings message from ``gridtokenx/v1/<topic_gateway>/readings``."""
+        self.stats.messages += 1
+        received_ms = int(time.time() * 1000)
+        try:
+            batch = decode_batch(payload)
+        except BatchFormatError as exc:
+            self.stats.malformed_messages += 1
+            self._log_once(topic_gateway, f"malformed:{exc.code}", f"malformed message from {topic_gateway}: {exc}")
+            await self.storage.quarantine(
+                [QuarantineRow(topic_gateway, f"malformed:{exc.code}", payload=bytes(payload), received_ms=received_ms)]
+            )
+            return None
+        public_key, reason = await self._gateway_key(topic_gateway)
+        if batch.gateway_id != topic_gateway:
+            public_key, reason = None, "gateway_mismatch"
+        checked = await self._check(batch.entries, public_key, reason)
+
+        rows: list[ReadingRow] = []
+        quarantined: list[QuarantineRow] = []
+        results: list[AckResult] = []
+        for entry, (key, reading, why) in zip(batch.entries, checked, strict=True):
+            if reading is not None:
+                rows.append(
+                    ReadingRow(
+                        topic_gateway,
+                        reading.meter_id,
+                        reading.seq,
+                        reading.timestamp_ms,
+                        reading.import_wh,
+                        reading.export_wh,
+                        reading.power_w,
+                        int(reading.flags),
+                        entry.data,
+                        entry.signature,
+                        received_ms,
+                    )
+                )
+                continue
+            assert why is not None
+            quarantined.append(
+                QuarantineRow(
+                    topic_gateway,
+                    why,
+                    key[0] if key else None,
+                    key[1] if key else None,
+                    entry.data,
+                    entry.signature,
+                    received_ms=received_ms,
+                )
+            )
+            if key is not None:
+                results.append(AckResult(key[0], key[1], AckStatus.REJECTED, why))
+
+        inserted = await self.storage.insert_readings(rows)
+        others = [r for r in rows if r.key not in inserted]
+        existing = await self.storage.existing_data(topic_gateway, [r.key for r in others]) if others else {}
+        for r in rows:
+            if r.key in inserted:
+                results.append(AckResult(r.meter_id, r.seq, AckStatus.STORED))
+            elif existing.get(r.key) == r.data:
+                results.append(AckResult(r.meter_id, r.seq, AckStatus.DUPLICATE))
+            else:
+                quarantined.append(
+                    QuarantineRow(
+                        topic_gateway, "seq_conflict", r.meter_id, r.seq, r.data, r.signature, received_ms=received_ms
+                    )
+                )
+                results.append(AckResult(r.meter_id, r.seq, AckStatus.REJECTED, "seq_conflict"))
+        await self.storage.quarantine(quarantined)
+
+        self.stats.stored += len(inserted)
+        self.stats.duplicates += len(rows) - len(inserted) - sum(1 for q in quarantined if q.reason == "seq_conflict")
+        for q in quarantined:
+            self.stats.rejected[q.reason] += 1
+            self._log_once(
+                topic_gateway,
+                q.reason,
+                f"gateway {topic_gateway}: reading quarantined ({q.reason}), meter {q.meter_id} seq {q.seq}",
+            )
+        return Ack(batch.batch_id, tuple(results))
+
+    async def _check(
+        self, entries: Sequence[BatchEntry], public_key: bytes | None, reason: str | None
+    ) -> list[_Checked]:
+        if len(entries) < 64 or self._threads <= 1:
+            return _check_entries(entries, public_key, reason)
+        loop = asyncio.get_running_loop()
+        size = -(-len(entries) // self._threads)
+        parts = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._pool, _check_entries, entries[i : i + size], public_key, reason)
+                for i in range(0, len(entries), size)
+            )
+        )
+        return [c for part in parts for c in part]
+
+    def _log_once(self, gateway_id: str, reason: str, message: str) -> None:
+        # ERROR the first time per (gateway, reason), DEBUG after: a misconfigured gateway must not
+        # drown the log; the counts are in stats and the quarantine table.
+        if (gateway_id, reason) not in self._logged:
+            self._logged.add((gateway_id, reason))
+            log.error("%s (further ones for this gateway and reason at DEBUG)", message)
+        else:
+            log.debug("%s", message)

@@ -1,0 +1,117 @@
+"""The backend's MQTT side: take readings messages, hand them to ingest, publish the acks.
+
+Delivery from the broker is made durable too: the backend keeps a persistent session (fixed client
+id, ``clean_session=False``) so the broker queues messages while it is down, and it PUBACKs a message
+to the broker only after ingest has committed it and the ack is on its way (paho's manual ack). A
+message whose processing fails (database down) is retried here until it succeeds; nothing after it
+is taken meanwhile, so the broker's in-flight limit (20 by default) pushes back instead of us
+buffering without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import paho.mqtt.client as paho
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.ingest import Ingest
+from backend.storage import StorageError
+from gridtokenx.batch import TOPIC_ROOT, BatchFormatError, ack_topic, decode_status, encode_ack, parse_topic
+from gridtokenx.mqtt import BrokerSettings, MqttConnection, MqttError
+
+__all__ = ["BackendMqttSettings", "Receiver"]
+
+log = logging.getLogger(__name__)
+
+
+class BackendMqttSettings(BrokerSettings):
+    client_id: str = "gridtokenx-backend"
+    topic_root: str = TOPIC_ROOT
+    # With several backend processes, a shared subscription group splits gateways' messages among them.
+    shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    # Messages the broker may have in flight to us before we PUBACK (bounds our memory).
+    max_inflight: int = Field(default=20, ge=1, le=1000)
+
+
+class Receiver:
+    def __init__(self, settings: BackendMqttSettings, ingest: Ingest) -> None:
+        self.settings = settings
+        self.ingest = ingest
+        self._queue: asyncio.Queue[paho.MQTTMessage] = asyncio.Queue()
+        self.connection: MqttConnection | None = None
+        self.processed = 0
+
+    def _topics(self) -> list[tuple[str, int]]:
+        root = self.settings.topic_root
+        share = f"$share/{self.settings.shared_group}/" if self.settings.shared_group else ""
+        return [(f"{share}{root}/+/readings", 1), (f"{root}/+/status", 1)]
+
+    async def run(self) -> None:
+        conn = MqttConnection(
+            self.settings,
+            self.settings.client_id,
+            clean_session=False,
+            subscriptions=self._topics(),
+            on_message=self._queue.put_nowait,
+            manual_ack=True,
+            max_inflight=self.settings.max_inflight,
+            max_queued=10_000,
+        )
+        self.connection = conn
+        async with conn:
+            while True:
+                message = await self._queue.get()
+                await self._process(conn, message)
+
+    async def _process(self, conn: MqttConnection, message: paho.MQTTMessage) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._handle(conn, message)
+                break
+            except (StorageError, MqttError) as exc:
+                log.error("processing %s failed (%s): retrying in %.1f s", message.topic, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        if message.qos > 0:
+            conn.ack(message.mid, message.qos)
+        self.processed += 1
+
+    async def _handle(self, conn: MqttConnection, message: paho.MQTTMessage) -> None:
+        try:
+            gateway_id, kind = parse_topic(message.topic, self.settings.topic_root)
+        except BatchFormatError as exc:
+            log.warning("ignoring message on unexpected topic: %s", exc)
+            return
+        if kind == "status":
+            try:
+                status = decode_status(message.payload)
+            except BatchFormatError as exc:
+                log.warning("gateway %s: malformed status message: %s", gateway_id, exc)
+                return
+            await self.ingest.storage.record_presence(gateway_id, status.online, status.timestamp_ms)
+            log.info("gateway %s is %s", gateway_id, "online" if status.online else "offline")
+            return
+        if kind != "readings":
+            return
+        ack = await self.ingest.handle(gateway_id, message.payload)
+        if ack is not None:
+            # Committed before this point; if the publish is lost the gateway resends and gets "duplicate".
+            while not conn.connected.is_set():
+                await conn.connected.wait()
+            conn.publish(ack_topic(gateway_id, self.settings.topic_root), encode_ack(ack), qos=1)
+
+
+class BackendSettings(BaseModel):
+    """The backend configuration file (TOML): ``[database]`` and ``[mqtt]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    class Database(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        url: str = "sqlite:///var/lib/gridtokenx/backend.db"
+
+    database: Database = Database()
+    mqtt: BackendMqttSettings = BackendMqttSettings()

@@ -1,0 +1,478 @@
+"""Backend storage: one interface, one set of SQL, two small dialect adapters.
+
+PostgreSQL (asyncpg) in production and tests; SQLite (aiosqlite) as the embedded default for a
+one-command demo. Both run the same statements, written with ``$1`` placeholders (SQLite accepts
+them as ``?1``); only the bulk insert and the bulk lookup differ, because PostgreSQL does them in one
+round trip with arrays that SQLite does not have.
+
+Tables:
+
+- ``gateways``: gateway id → Ed25519 public key, status (``active``/``disabled``), last status seen.
+- ``readings``: one row per (gateway, meter, seq): the decoded fields, plus the exact signed bytes and
+  signature so anyone can re-verify later. The primary key is what makes ingest idempotent.
+- ``quarantine``: everything refused (unknown gateway, bad signature, malformed, conflicting bytes
+  for a known (meter, seq)) with the reason, so no data is lost.
+
+Integers are SQL BIGINT (signed 64-bit). The wire format allows u64; a reading whose values do not
+fit is quarantined with reason ``out_of_range`` (our gateways' epochs keep ``seq`` below 2**63).
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "GatewayRecord",
+    "QuarantineRow",
+    "ReadingRow",
+    "Storage",
+    "StorageError",
+    "open_storage",
+]
+
+SCHEMA_VERSION = 1
+I64_MAX = (1 << 63) - 1
+
+
+class StorageError(Exception):
+    """The database is unreachable or refused an operation; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRow:
+    gateway_id: str
+    meter_id: str
+    seq: int
+    timestamp_ms: int
+    import_wh: int
+    export_wh: int
+    power_w: int | None
+    flags: int
+    data: bytes
+    signature: bytes
+    received_ms: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.meter_id, self.seq
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    gateway_id: str | None
+    reason: str
+    meter_id: str | None = None
+    seq: int | None = None
+    data: bytes | None = None
+    signature: bytes | None = None
+    payload: bytes | None = None  # the whole message, when it could not be split into readings
+    received_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    gateway_id: str
+    public_key: bytes
+    status: str
+    added_ms: int
+    online: bool | None
+    status_ms: int | None
+
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS schema_info (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS gateways (
+        gateway_id TEXT PRIMARY KEY,
+        public_key {blob} NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+        added_ms BIGINT NOT NULL,
+        online BOOLEAN,
+        status_ms BIGINT
+    )""",
+    """CREATE TABLE IF NOT EXISTS readings (
+        gateway_id TEXT NOT NULL,
+        meter_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        timestamp_ms BIGINT NOT NULL,
+        import_wh BIGINT NOT NULL,
+        export_wh BIGINT NOT NULL,
+        power_w INTEGER,
+        flags INTEGER NOT NULL,
+        data {blob} NOT NULL,
+        signature {blob} NOT NULL,
+        received_ms BIGINT NOT NULL,
+        PRIMARY KEY (gateway_id, meter_id, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        id {serial},
+        gateway_id TEXT,
+        meter_id TEXT,
+        seq BIGINT,
+        reason TEXT NOT NULL,
+        data {blob},
+        signature {blob},
+        payload {blob},
+        received_ms BIGINT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS quarantine_gateway ON quarantine (gateway_id, reason)",
+]
+
+_READING_COLUMNS = (
+    "gateway_id, meter_id, seq, timestamp_ms, import_wh, export_wh, power_w, flags, data, signature, received_ms"
+)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Storage(abc.ABC):
+    """What ingest (and later the minting worker) needs from the database."""
+
+    blob_type = "BLOB"
+    serial_type = "INTEGER PRIMARY KEY"
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    # -- dialect primitives --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+    @abc.abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    @abc.abstractmethod
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]: ...
+
+    @abc.abstractmethod
+    async def insert_readings(self, rows: Sequence[ReadingRow]) -> set[tuple[str, int]]:
+        """Insert, skipping (gateway, meter, seq) already present; return the keys newly stored."""
+
+    @abc.abstractmethod
+    async def existing_data(self, gateway_id: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
+        """The stored signed bytes for these keys (those that exist)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- shared SQL ------------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        for stmt in _SCHEMA:
+            await self.execute(stmt.format(blob=self.blob_type, serial=self.serial_type))
+        rows = await self.fetch("SELECT value FROM schema_info WHERE key = 'schema_version'")
+        if not rows:
+            await self.execute("INSERT INTO schema_info (key, value) VALUES ('schema_version', $1)", SCHEMA_VERSION)
+        elif rows[0][0] != SCHEMA_VERSION:
+            raise StorageError(
+                f"database {self.where} has schema version {rows[0][0]}, this backend knows {SCHEMA_VERSION}"
+            )
+
+    async def add_gateway(self, gateway_id: str, public_key: bytes, *, replace: bool = False) -> None:
+        existing = await self.gateway(gateway_id)
+        if existing is not None and existing.public_key != public_key and not replace:
+            raise StorageError(
+                f"gateway {gateway_id} is already commissioned with another key "
+                f"(use --replace to re-key it; readings signed by the old key will then be rejected)"
+            )
+        if existing is None:
+            await self.execute(
+                "INSERT INTO gateways (gateway_id, public_key, status, added_ms) VALUES ($1, $2, 'active', $3)",
+                gateway_id,
+                public_key,
+                _now_ms(),
+            )
+        else:
+            await self.execute(
+                "UPDATE gateways SET public_key = $2, status = 'active' WHERE gateway_id = $1", gateway_id, public_key
+            )
+
+    async def set_gateway_status(self, gateway_id: str, status: str) -> None:
+        await self.execute("UPDATE gateways SET status = $2 WHERE gateway_id = $1", gateway_id, status)
+
+    async def record_presence(self, gateway_id: str, online: bool, timestamp_ms: int) -> None:
+        await self.execute(
+            "UPDATE gateways SET online = $2, status_ms = $3 WHERE gateway_id = $1", gateway_id, online, timestamp_ms
+        )
+
+    async def gateway(self, gateway_id: str) -> GatewayRecord | None:
+        rows = await self.fetch(
+            "SELECT gateway_id, public_key, status, added_ms, online, status_ms FROM gateways WHERE gateway_id = $1",
+            gateway_id,
+        )
+        return _gateway_record(rows[0]) if rows else None
+
+    async def gateways(self) -> list[GatewayRecord]:
+        rows = await self.fetch(
+            "SELECT gateway_id, public_key, status, added_ms, online, status_ms FROM gateways ORDER BY gateway_id"
+        )
+        return [_gateway_record(r) for r in rows]
+
+    async def quarantine(self, rows: Sequence[QuarantineRow]) -> None:
+        if rows:
+            await self.executemany(
+                "INSERT INTO quarantine (gateway_id, meter_id, seq, reason, data, signature, payload, received_ms) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                [
+                    (
+                        q.gateway_id,
+                        q.meter_id,
+                        q.seq if q.seq is not None and 0 <= q.seq <= I64_MAX else None,
+                        q.reason,
+                        q.data,
+                        q.signature,
+                        q.payload,
+                        q.received_ms or _now_ms(),
+                    )
+                    for q in rows
+                ],
+            )
+
+    async def quarantine_counts(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in await self.fetch("SELECT reason, count(*) FROM quarantine GROUP BY reason")}
+
+    async def reading_count(self, gateway_id: str | None = None) -> int:
+        if gateway_id is None:
+            return int((await self.fetch("SELECT count(*) FROM readings"))[0][0])
+        return int((await self.fetch("SELECT count(*) FROM readings WHERE gateway_id = $1", gateway_id))[0][0])
+
+    async def readings(self, gateway_id: str) -> list[ReadingRow]:
+        rows = await self.fetch(
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE gateway_id = $1 ORDER BY meter_id, seq", gateway_id
+        )
+        return [ReadingRow(*r[:8], bytes(r[8]), bytes(r[9]), r[10]) for r in rows]
+
+
+def _gateway_record(r: Sequence[Any]) -> GatewayRecord:
+    return GatewayRecord(r[0], bytes(r[1]), r[2], r[3], None if r[4] is None else bool(r[4]), r[5])
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+class PostgresStorage(Storage):
+    blob_type = "BYTEA"
+    serial_type = "BIGSERIAL PRIMARY KEY"
+
+    def __init__(self, pool: Any, where: str) -> None:
+        super().__init__(where)
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str) -> PostgresStorage:
+        import asyncpg
+
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StorageError(f"cannot connect to PostgreSQL {_redact(url)}: {exc}") from exc
+        return cls(pool, _redact(url))
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        import asyncpg
+
+        try:
+            async with self._pool.acquire() as conn:
+                return await getattr(conn, method)(sql, *args)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"PostgreSQL {self.where}: {exc}") from exc
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._run("execute", sql, *args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._run("executemany", sql, list(rows))
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._run("fetch", sql, *args)]
+
+    async def insert_readings(self, rows: Sequence[ReadingRow]) -> set[tuple[str, int]]:
+        if not rows:
+            return set()
+        cols = list(
+            zip(
+                *(
+                    (
+                        r.gateway_id,
+                        r.meter_id,
+                        r.seq,
+                        r.timestamp_ms,
+                        r.import_wh,
+                        r.export_wh,
+                        r.power_w,
+                        r.flags,
+                        r.data,
+                        r.signature,
+                        r.received_ms,
+                    )
+                    for r in rows
+                ),
+                strict=True,
+            )
+        )
+        result = await self._run(
+            "fetch",
+            f"INSERT INTO readings ({_READING_COLUMNS}) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
+            "$7::integer[], $8::integer[], $9::bytea[], $10::bytea[], $11::bigint[]) "
+            "ON CONFLICT DO NOTHING RETURNING meter_id, seq",
+            *cols,
+        )
+        return {(r[0], r[1]) for r in result}
+
+    async def existing_data(self, gateway_id: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
+        if not keys:
+            return {}
+        meters, seqs = zip(*keys, strict=True)
+        rows = await self.fetch(
+            "SELECT r.meter_id, r.seq, r.data FROM readings r "
+            "JOIN unnest($2::text[], $3::bigint[]) AS k(meter_id, seq) ON r.meter_id = k.meter_id AND r.seq = k.seq "
+            "WHERE r.gateway_id = $1",
+            gateway_id,
+            list(meters),
+            list(seqs),
+        )
+        return {(r[0], r[1]): bytes(r[2]) for r in rows}
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+# --- SQLite -----------------------------------------------------------------------------------
+
+_DOLLAR = re.compile(r"\$(\d+)")
+
+
+class SqliteStorage(Storage):
+    def __init__(self, db: Any, where: str) -> None:
+        super().__init__(where)
+        self._db = db
+
+    @classmethod
+    async def connect(cls, path: Path) -> SqliteStorage:
+        import aiosqlite
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA busy_timeout=5000")
+        except Exception as exc:
+            raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc
+        return cls(db, str(path))
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return _DOLLAR.sub(r"?\1", sql)
+
+    async def _guard(self, coro: Any) -> Any:
+        import sqlite3
+
+        try:
+            return await coro
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite {self.where}: {exc}") from exc
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._guard(self._db.execute(self._sql(sql), args))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._guard(self._db.execute("BEGIN IMMEDIATE"))
+        try:
+            await self._guard(self._db.executemany(self._sql(sql), [tuple(r) for r in rows]))
+            await self._guard(self._db.execute("COMMIT"))
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._guard(self._db.execute_fetchall(self._sql(sql), args))]
+
+    async def insert_readings(self, rows: Sequence[ReadingRow]) -> set[tuple[str, int]]:
+        sql = self._sql(
+            f"INSERT INTO readings ({_READING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "ON CONFLICT DO NOTHING RETURNING meter_id, seq"
+        )
+        inserted: set[tuple[str, int]] = set()
+        await self._guard(self._db.execute("BEGIN IMMEDIATE"))
+        try:
+            for r in rows:
+                got = await self._guard(
+                    self._db.execute_fetchall(
+                        sql,
+                        (
+                            r.gateway_id,
+                            r.meter_id,
+                            r.seq,
+                            r.timestamp_ms,
+                            r.import_wh,
+                            r.export_wh,
+                            r.power_w,
+                            r.flags,
+                            r.data,
+                            r.signature,
+                            r.received_ms,
+                        ),
+                    )
+                )
+                inserted.update((g[0], g[1]) for g in got)
+            await self._guard(self._db.execute("COMMIT"))
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return inserted
+
+    async def existing_data(self, gateway_id: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
+        out: dict[tuple[str, int], bytes] = {}
+        for meter_id, seq in keys:
+            rows = await self.fetch(
+                "SELECT data FROM readings WHERE gateway_id = $1 AND meter_id = $2 AND seq = $3",
+                gateway_id,
+                meter_id,
+                seq,
+            )
+            if rows:
+                out[(meter_id, seq)] = bytes(rows[0][0])
+        return out
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+async def open_storage(url: str) -> Storage:
+    """``postgresql://…`` (asyncpg) or ``sqlite:///path/to/file.db``; the schema is created/checked."""
+    if url.startswith(("postgresql://", "postgres://")):
+        storage: Storage = await PostgresStorage.connect(url)
+    elif url.startswith("sqlite:///"):
+        storage = await SqliteStorage.connect(Path(url[len("sqlite://") :]))
+    else:
+        raise StorageError(f"database URL {_redact(url)!r} must start with postgresql:// or sqlite:///")
+    try:
+        await storage.migrate()
+    except BaseException:
+        await storage.close()
+        raise
+    return storage

@@ -1,0 +1,114 @@
+"""``gridtokenx gateway run --config FILE``: the daemon — poll, sign, store, forward, until SIGTERM.
+
+Exit codes: 0 after SIGTERM/SIGINT; 2 for anything the operator must fix first (configuration, key
+file permissions, an outbox written by a newer version) — the systemd unit does not restart on 2;
+1 for a runtime failure (e.g. the outbox became corrupt: the restart that follows recovers it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import ConfigError
+from gateway.keys import DeviceKey, DeviceKeyError, KeySettings, load_key
+from gateway.mqtt_publisher import MqttSettings
+from gateway.outbox import OutboxCorruptError, OutboxError, OutboxSchemaError, OutboxSettings
+from gateway.poller import Poller
+from gateway.service import GatewayService
+from gridtokenx.batch import BatchFormatError, check_gateway_id
+from gridtokenx.mqtt import MqttError
+
+__all__ = ["DaemonSettings", "add_arguments", "resolve_sections", "run"]
+
+log = logging.getLogger(__name__)
+
+EXIT_FATAL = 1
+EXIT_CONFIG = 2
+DEFAULT_CONFIG = Path("/etc/gridtokenx/gateway.toml")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help=f"gateway TOML file (default {DEFAULT_CONFIG})"
+    )
+
+
+class DaemonSettings(BaseModel):
+    mqtt: MqttSettings
+    outbox: OutboxSettings
+    key: KeySettings
+
+
+def resolve_sections(config: GatewayConfig, source: str = "<config>") -> DaemonSettings:
+    """Validate ``[mqtt]``, ``[outbox]`` and ``[key]``; every problem in one :class:`ConfigError`."""
+    problems: list[str] = []
+    parsed: dict[str, Any] = {}
+    for name, model in (("mqtt", MqttSettings), ("outbox", OutboxSettings), ("key", KeySettings)):
+        try:
+            parsed[name] = model.model_validate(getattr(config, name) or {})
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join([name, *map(str, err["loc"])])
+                message = (
+                    "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+                )
+                problems.append(f"{where}: {message}")
+    mqtt = parsed.get("mqtt")
+    if mqtt is not None:
+        if mqtt.gateway_id is None:
+            try:
+                parsed["mqtt"] = mqtt.model_copy(update={"gateway_id": check_gateway_id(config.gateway.id)})
+            except BatchFormatError as exc:
+                problems.append(f"gateway.id: {exc} (it is the MQTT topic level of this gateway)")
+        elif mqtt.gateway_id != config.gateway.id:
+            problems.append(f"mqtt.gateway_id: {mqtt.gateway_id!r} differs from gateway.id {config.gateway.id!r}")
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        raise ConfigError(f"{source}: {count}\n" + "\n".join(f"  {p}" for p in problems))
+    return DaemonSettings(**parsed)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        settings = resolve_sections(config, str(args.config))
+        key = load_key(settings.key.path)
+    except (ConfigError, DeviceKeyError, MqttError) as exc:
+        print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        asyncio.run(_serve(config, settings, key))
+    except (OutboxSchemaError, MqttError) as exc:
+        print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OutboxCorruptError as exc:
+        print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except OutboxError as exc:
+        print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    return 0
+
+
+async def _serve(config: GatewayConfig, settings: DaemonSettings, key: DeviceKey) -> None:
+    async with Poller.from_config(config) as poller:
+        service = GatewayService(
+            key=key,
+            mqtt=settings.mqtt,
+            outbox=settings.outbox,
+            epoch_path=settings.key.resolved_epoch_path(),
+            samples=poller.samples(),
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, service.stop)
+        await service.run()

@@ -1,0 +1,65 @@
+"""The whole data path in one event loop: samples → signer → outbox → real Mosquitto → backend ingest
+(PostgreSQL) → ack → outbox delete."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from backend.storage import open_storage
+from gateway.keys import generate_key
+from gateway.mqtt_publisher import MqttSettings
+from gateway.outbox import OutboxSettings
+from gateway.service import GatewayService
+from tests.support import fixtures
+from tests.support.inprocess import check_exactly_once, retained, running_backend, samples, wait_for
+from tests.support.mosquitto import Mosquitto
+
+pytestmark = [pytest.mark.broker, pytest.mark.postgres]
+broker, pg_url = fixtures.broker, fixtures.pg_url
+
+
+def _mqtt(port: int, **kw: object) -> MqttSettings:
+    return MqttSettings(host="127.0.0.1", port=port, gateway_id="gw-1", ack_timeout_s=2.0, **kw)  # type: ignore[arg-type]
+
+
+async def test_every_reading_arrives_once_and_leaves_the_outbox(tmp_path: Path, broker: Mosquitto, pg_url: str) -> None:
+    key = generate_key(tmp_path / "device.key")
+    async with await open_storage(pg_url) as storage:
+        await storage.add_gateway("gw-1", key.public_key)
+    service = GatewayService(
+        key=key,
+        mqtt=_mqtt(broker.port, batch_size=100),
+        outbox=OutboxSettings(path=tmp_path / "o.db"),
+        samples=samples(meters=5, rounds=200),
+    )
+    async with running_backend(pg_url, broker.port) as (storage, ingest, _):
+        task = asyncio.create_task(service.run())
+        await service.ready.wait()
+        await wait_for(lambda: _count(storage), 30, "1000 readings at the backend")
+        await wait_for(lambda: _zero(service), 10, "an empty outbox")
+        status = retained(broker.port, "gridtokenx/v1/gw-1/status")
+        assert status is not None and status["state"] == "online"
+        assert status["public_key"] == key.public_key.hex() and status["fingerprint"] == key.fingerprint
+        service.stop()
+        await task
+        check_exactly_once(await storage.readings("gw-1"), key.public_key, {f"m{i}": 200 for i in range(5)})
+        assert ingest.stats.stored == 1000 and not ingest.stats.rejected
+    stats = service.stats()
+    assert stats.pending == 0 and stats.publisher.readings_acked >= 1000
+    offline = retained(broker.port, "gridtokenx/v1/gw-1/status")
+    assert offline is not None and offline["state"] == "offline"
+
+
+async def _count_is(storage: object, n: int) -> bool:
+    return await storage.reading_count("gw-1") == n  # type: ignore[attr-defined]
+
+
+def _count(storage: object, n: int = 1000):  # type: ignore[no-untyped-def]
+    return _count_is(storage, n)
+
+
+async def _zero(service: GatewayService) -> bool:
+    return service.outbox is not None and service.outbox.pending == 0
