@@ -324,7 +324,7 @@ class MeterPoller:
         elif c.consecutive_failures >= self.spec.offline_after:
             c.state = MeterState.OFFLINE
             log.error(
-                "meter %s is offline after %d failed polls (probing every %.0f s): %s",
+                "meter %s is offline after %d failed polls (probing every %g s): %s",
                 self.spec.meter_id,
                 c.consecutive_failures,
                 self.spec.offline_interval,
