@@ -159,6 +159,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         errors.append(f"--start-hour must be in 0..8760, not {args.start_hour}")
     if not 1 <= args.exception_code <= 255:
         errors.append(f"--exception-code must be 1..255, not {args.exception_code}")
+    if args.sunspec_float and not any(model == "sunspec" for model, _ in meters):
+        errors.append("--sunspec-float applies to sunspec meters, and none is configured")
     if not -10 <= args.sunspec_energy_sf <= 10:
         errors.append(f"--sunspec-energy-sf must be -10..10, not {args.sunspec_energy_sf}")
     faults: list[FaultSpec] = []

@@ -162,7 +162,7 @@ def decode_value(kind: Kind, words: Sequence[int], scale: int = 0) -> float:
         raw = (words[0] << 16) | words[1]
     else:
         raise ConfigError(f"cannot decode {kind}")
-    return raw * 10.0**scale if scale else raw
+    return float(raw * 10.0**scale if scale else raw)
 
 
 class RegisterMap:

@@ -56,6 +56,7 @@ def test_every_problem_is_reported_at_once(capsys: pytest.CaptureFixture[str]) -
     (("--tcp", "127.0.0.1:0"), "no meters"),
     (("--model", "sdm630", "--tcp", "127.0.0.1:70000"), "0..65535"),
     (("--model", "sdm630", "--serial", "/dev/x", "--baud", "0"), "--baud"),
+    (("--model", "sdm630", "--tcp", "127.0.0.1:0", "--sunspec-float"), "--sunspec-float"),
 ])
 def test_single_mistakes_name_the_option(argv: tuple[str, ...], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

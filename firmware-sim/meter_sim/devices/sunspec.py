@@ -47,8 +47,9 @@ def _s(name: str, text: str, size: int) -> Field:
 
 
 def _phase(prefix: str, kind: Kind, sf: str, total: Q | None, a: Q | None, b: Q | None, c: Q | None,
-           suffix: tuple[str, str, str] = ("phA", "phB", "phC")) -> list[Field]:
-    names = [prefix, *(prefix + s for s in suffix)]
+           suffix: tuple[str, str, str] = ("phA", "phB", "phC"), phase_prefix: str | None = None) -> list[Field]:
+    """A total and its three phase points, named as in the model definition (e.g. W, WphA, WphB, WphC)."""
+    names = [prefix, *((phase_prefix or prefix) + s for s in suffix)]
     return [Field(n, kind, q, sf) for n, q in zip(names, (total, a, b, c), strict=True)]
 
 
@@ -70,7 +71,8 @@ def model_203(sf: dict[str, int]) -> tuple[int, list[Field]]:
         *_phase("A", Kind.INT16, "A_SF", Q.I_SUM, Q.I_L1, Q.I_L2, Q.I_L3, ("phA", "phB", "phC")),
         Field("A_SF", Kind.SUNSSF, sf["A_SF"]),
         *_phase("PhV", Kind.INT16, "V_SF", Q.V_LN_AVG, Q.V_L1, Q.V_L2, Q.V_L3),
-        *_phase("PPV", Kind.INT16, "V_SF", Q.V_LL_AVG, Q.V_L12, Q.V_L23, Q.V_L31, ("phAB", "phBC", "phCA")),
+        *_phase("PPV", Kind.INT16, "V_SF", Q.V_LL_AVG, Q.V_L12, Q.V_L23, Q.V_L31, ("phAB", "phBC", "phCA"),
+                phase_prefix="PhV"),
         Field("V_SF", Kind.SUNSSF, sf["V_SF"]),
         Field("Hz", Kind.INT16, Q.FREQUENCY, "Hz_SF"),
         Field("Hz_SF", Kind.SUNSSF, sf["Hz_SF"]),
@@ -106,7 +108,8 @@ def model_213() -> tuple[int, list[Field]]:
     fields = [
         *_phase("A", f, "", Q.I_SUM, Q.I_L1, Q.I_L2, Q.I_L3),
         *_phase("PhV", f, "", Q.V_LN_AVG, Q.V_L1, Q.V_L2, Q.V_L3),
-        *_phase("PPV", f, "", Q.V_LL_AVG, Q.V_L12, Q.V_L23, Q.V_L31, ("phAB", "phBC", "phCA")),
+        *_phase("PPV", f, "", Q.V_LL_AVG, Q.V_L12, Q.V_L23, Q.V_L31, ("phAB", "phBC", "phCA"),
+                phase_prefix="PhV"),
         Field("Hz", f, Q.FREQUENCY),
         *_phase("W", f, "", Q.P_TOTAL, Q.P_L1, Q.P_L2, Q.P_L3),
         *_phase("VA", f, "", Q.S_TOTAL, Q.S_L1, Q.S_L2, Q.S_L3),
