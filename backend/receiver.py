@@ -40,8 +40,17 @@ class Receiver:
         self.settings = settings
         self.ingest = ingest
         self._queue: asyncio.Queue[paho.MQTTMessage] = asyncio.Queue()
-        self.connection: MqttConnection | None = None
         self.processed = 0
+        self.connection = MqttConnection(
+            settings,
+            settings.client_id,
+            clean_session=False,
+            subscriptions=self._topics(),
+            on_message=self._queue.put_nowait,
+            manual_ack=True,
+            max_inflight=settings.max_inflight,
+            max_queued=10_000,
+        )
 
     def _topics(self) -> list[tuple[str, int]]:
         root = self.settings.topic_root
@@ -49,17 +58,7 @@ class Receiver:
         return [(f"{share}{root}/+/readings", 1), (f"{root}/+/status", 1)]
 
     async def run(self) -> None:
-        conn = MqttConnection(
-            self.settings,
-            self.settings.client_id,
-            clean_session=False,
-            subscriptions=self._topics(),
-            on_message=self._queue.put_nowait,
-            manual_ack=True,
-            max_inflight=self.settings.max_inflight,
-            max_queued=10_000,
-        )
-        self.connection = conn
+        conn = self.connection
         async with conn:
             while True:
                 message = await self._queue.get()
