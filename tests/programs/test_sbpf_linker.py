@@ -223,3 +223,40 @@ async def test_committed_hello_runs_with_mainnet_features() -> None:
     (await chain.send_transaction([hello.initialize(program, payer.pubkey())], [payer])).raise_for_failure()
     result = await chain.send_transaction([hello.greet(program, payer.pubkey(), 3)], [payer])
     assert result.raise_for_failure().events()[0][0] == b"greet"
+
+
+SYSCALLS_C = r"""
+#include <gtx_sol.h>
+/* Emits sha256(instruction data) as an event and logs the clock's slot and unix timestamp. */
+uint64_t entrypoint(const uint8_t *input) {
+  SolAccountInfo accounts[1];
+  GtxInput in;
+  gtx_deserialize(input, accounts, 1, &in);
+  uint8_t digest[32];
+  SolBytes data = {in.data, in.data_len};
+  if (sol_sha256(&data, 1, digest) != 0) return ERROR_INVALID_ARGUMENT;
+  SolBytes event[1] = {{digest, 32}};
+  sol_log_data(event, 1);
+  SolClock clock;
+  if (sol_get_clock_sysvar(&clock) != 0) return ERROR_UNSUPPORTED_SYSVAR;
+  sol_log_64_(clock.slot, (uint64_t)clock.unix_timestamp, 0, 0, 0);
+  return SUCCESS;
+}
+"""
+
+
+async def test_header_sha256_and_clock_syscalls(compile_c: Compile) -> None:
+    import hashlib
+
+    chain = LiteSVMChain()
+    chain.svm.warp_to_slot(1234)
+    program = Pubkey.new_unique()
+    chain.add_program(program, link([("syscalls.c", compile_c(SYSCALLS_C))]))
+    payer = Keypair()
+    await chain.fund(payer.pubkey(), 10**9)
+    data = b"reading bytes to hash"
+    result = (await chain.send_transaction([Instruction(program, data, [])], [payer])).raise_for_failure()
+    assert result.events() == [[hashlib.sha256(data).digest()]]
+    clock = chain.svm.get_clock()
+    assert f"Program log: {clock.slot:#x}, {clock.unix_timestamp:#x}, 0x0, 0x0, 0x0" in result.logs
+    assert clock.slot == 1234
