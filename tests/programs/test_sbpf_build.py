@@ -48,7 +48,7 @@ def test_cli_check_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
 
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)
-    assert cli.run(parser.parse_args(["build", "--check"])) == 0
+    assert cli.run(parser.parse_args(["build", "--check", "hello"])) == 0
     assert "hello: matches" in capsys.readouterr().out
     assert cli.run(parser.parse_args(["build", "nosuch"])) == 2
     assert "unknown program(s) nosuch" in capsys.readouterr().err
