@@ -1,0 +1,60 @@
+#include <gtx_sol.h>
+
+#include "instructions.h"
+#include "state.h"
+
+uint64_t process_record_settlement(const GtxInput *in) {
+  GTX_TRY(expect_accounts(in, 3));
+  const SolAccountInfo *settler = &in->accounts[0];
+  const SolAccountInfo *config = &in->accounts[1];
+  const SolAccountInfo *meter = &in->accounts[2];
+  if (in->data_len != REGISTRY_RECORD_SETTLEMENT_LEN) {
+    GTX_LOG("record_settlement: data must be [4, seq, timestamp_ms, import_wh, export_wh, settled_net]");
+    return ERROR_INVALID_INSTRUCTION_DATA;
+  }
+  uint64_t seq = gtx_load_u64_le(in->data + 1);
+  uint64_t timestamp_ms = gtx_load_u64_le(in->data + 9);
+  uint64_t import_wh = gtx_load_u64_le(in->data + 17);
+  uint64_t export_wh = gtx_load_u64_le(in->data + 25);
+  int64_t settled = (int64_t)gtx_load_u64_le(in->data + 33);
+  GTX_TRY(expect_signer(settler));
+  GTX_TRY(expect_writable(meter));
+  RegistryConfig *c;
+  GTX_TRY(config_load(config, in->program_id, &c));
+  Meter *m;
+  GTX_TRY(meter_load(meter, in->program_id, &m));
+  if (!gtx_pubkey_eq(&c->settlement_authority, settler->key)) {
+    GTX_LOG_KEY("record_settlement: signer is not the settlement authority:", settler->key);
+    return GTX_CUSTOM_ERROR(REGISTRY_ERROR_NOT_SETTLEMENT_AUTHORITY);
+  }
+  if (m->status != METER_STATUS_ACTIVE) {
+    GTX_LOG_KEY("record_settlement: meter is not active:", meter->key);
+    return GTX_CUSTOM_ERROR(REGISTRY_ERROR_METER_NOT_ACTIVE);
+  }
+  if (m->has_reading && (seq <= m->last_seq || timestamp_ms <= m->last_timestamp_ms)) {
+    GTX_LOG("record_settlement: reading is not newer than the last accepted one");
+    return GTX_CUSTOM_ERROR(REGISTRY_ERROR_STALE_READING);
+  }
+  if (import_wh < m->last_import_wh || export_wh < m->last_export_wh) {
+    GTX_LOG("record_settlement: a counter went backwards");
+    return GTX_CUSTOM_ERROR(REGISTRY_ERROR_COUNTER_ROLLBACK);
+  }
+  /* The mark is derived, not chosen: the highest net generation ever accepted. */
+  int64_t net;
+  GTX_TRY(registry_net_generation(import_wh, export_wh, &net));
+  int64_t expected = net > m->settled_net_generation_wh ? net : m->settled_net_generation_wh;
+  if (settled != expected) {
+    GTX_LOG("record_settlement: settled mark is not max(previous mark, export - import)");
+    return GTX_CUSTOM_ERROR(REGISTRY_ERROR_SETTLED_MARK_MISMATCH);
+  }
+  uint64_t count;
+  GTX_TRY(gtx_add_u64(m->settlement_count, 1, &count));
+  m->has_reading = 1;
+  m->last_seq = seq;
+  m->last_timestamp_ms = timestamp_ms;
+  m->last_import_wh = import_wh;
+  m->last_export_wh = export_wh;
+  m->settled_net_generation_wh = settled;
+  m->settlement_count = count;
+  return SUCCESS;
+}
