@@ -1,0 +1,127 @@
+#include <gtx_sol.h>
+#include <gtx/token.h>
+
+#include "escrow.h"
+#include "events.h"
+#include "instructions.h"
+#include "pricing.h"
+#include "state.h"
+
+uint64_t process_create_order(const GtxInput *in) {
+  GTX_TRY(expect_accounts(in, 8));
+  const SolAccountInfo *seller = &in->accounts[0];
+  const SolAccountInfo *market_account = &in->accounts[1];
+  const SolAccountInfo *order_account = &in->accounts[2];
+  const SolAccountInfo *vault = &in->accounts[3];
+  const SolAccountInfo *seller_grid = &in->accounts[4];
+  const SolAccountInfo *grid_mint = &in->accounts[5];
+  if (in->data_len != 35) {
+    GTX_LOG("create_order: data must be [1, order_id, amount, price, expires_at, order bump, vault bump]");
+    return ERROR_INVALID_INSTRUCTION_DATA;
+  }
+  const uint8_t *order_id_le = in->data + 1;
+  uint64_t amount = gtx_load_u64_le(in->data + 9);
+  uint64_t price = gtx_load_u64_le(in->data + 17);
+  int64_t expires_at = (int64_t)gtx_load_u64_le(in->data + 25);
+  uint8_t order_bump = in->data[33];
+  uint8_t vault_bump = in->data[34];
+
+  GTX_TRY(expect_signer(seller));
+  GTX_TRY(expect_writable(seller));
+  GTX_TRY(expect_writable(order_account));
+  GTX_TRY(expect_writable(vault));
+  GTX_TRY(expect_writable(seller_grid));
+  GTX_TRY(expect_program(&in->accounts[6], &GTX_TOKEN_PROGRAM_ID));
+  GTX_TRY(expect_program(&in->accounts[7], &GTX_SYSTEM_PROGRAM_ID));
+  if (amount == 0) {
+    GTX_LOG("create_order: amount is 0");
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_ZERO_AMOUNT);
+  }
+  if (price == 0) {
+    GTX_LOG("create_order: price is 0");
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_ZERO_PRICE);
+  }
+
+  Market *m;
+  GTX_TRY(market_load(market_account, in->program_id, &m));
+  SolSignerSeed mparts[2];
+  SolSignerSeeds mseeds;
+  market_seeds(mparts, &mseeds);
+  GTX_TRY(expect_pda(market_account, &mseeds, m->bump, in->program_id));
+  if (!gtx_pubkey_eq(grid_mint->key, &m->grid_mint)) {
+    GTX_LOG_KEY("create_order: not the market's GRID mint:", grid_mint->key);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_MINT);
+  }
+  GtxTokenAccount source;
+  GTX_TRY(gtx_token_account_load(seller_grid, &source));
+  if (!gtx_pubkey_eq(source.mint, &m->grid_mint)) {
+    GTX_LOG_KEY("create_order: seller's account is not a GRID account:", seller_grid->key);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_MINT);
+  }
+  if (!gtx_pubkey_eq(source.owner, seller->key)) {
+    GTX_LOG_KEY("create_order: GRID account is not the seller's:", seller_grid->key);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_TOKEN_OWNER);
+  }
+  if (source.amount < amount) {
+    GTX_LOG("create_order: seller holds less GRID than offered");
+    sol_log_64_(source.amount, amount, 0, 0, 0);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_INSUFFICIENT_BALANCE);
+  }
+  int64_t now;
+  GTX_TRY(now_unix(&now));
+  if (expires_at <= now) {
+    GTX_LOG("create_order: expires_at is not in the future");
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_EXPIRY_IN_PAST);
+  }
+  /* Refuse now an order whose full fill would not be payable in u64; every partial fill then fits. */
+  uint64_t full_cost;
+  GTX_TRY(trade_cost(amount, price, &full_cost));
+
+  SolSignerSeed oparts[4];
+  SolSignerSeeds oseeds;
+  order_seeds(seller->key, order_id_le, oparts, &oseeds);
+  GTX_TRY(expect_pda(order_account, &oseeds, order_bump, in->program_id));
+  SolSignerSeed vparts[3];
+  SolSignerSeeds vseeds;
+  vault_seeds(order_account->key, vparts, &vseeds);
+  GTX_TRY(expect_pda(vault, &vseeds, vault_bump, in->program_id));
+  if (*order_account->lamports != 0 || *vault->lamports != 0) {
+    GTX_LOG_KEY("create_order: order id already used:", order_account->key);
+    return ERROR_ACCOUNT_ALREADY_INITIALIZED;
+  }
+
+  uint64_t lamports;
+  GTX_TRY(gtx_rent_minimum_balance(ORDER_LEN, &lamports));
+  seeds_with_bump(&oseeds, oparts, &order_bump);
+  GtxCreateAccount create_order = {seller, order_account, lamports, ORDER_LEN, in->program_id, &oseeds};
+  GTX_TRY(gtx_create_account(&create_order));
+  GTX_TRY(gtx_rent_minimum_balance(GTX_TOKEN_ACCOUNT_LEN, &lamports));
+  seeds_with_bump(&vseeds, vparts, &vault_bump);
+  GtxCreateAccount create_vault = {seller, vault, lamports, GTX_TOKEN_ACCOUNT_LEN, &GTX_TOKEN_PROGRAM_ID,
+                                   &vseeds};
+  GTX_TRY(gtx_create_account(&create_vault));
+  account_sync_len(&in->accounts[2]);
+  account_sync_len(&in->accounts[3]);
+  GTX_TRY(gtx_token_initialize_account3(vault, grid_mint, order_account->key));
+  GtxTokenTransfer escrow = {seller_grid, vault, seller, amount, (const SolSignerSeeds *)0};
+  GTX_TRY(gtx_token_transfer(&escrow));
+
+  Order *o = (Order *)order_account->data;
+  o->discriminator = TRADING_DISC_ORDER;
+  o->version = TRADING_VERSION;
+  o->bump = order_bump;
+  o->vault_bump = vault_bump;
+  o->state = ORDER_STATE_ACTIVE;
+  gtx_memcpy(&o->market, market_account->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&o->seller, seller->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&o->vault, vault->key, GTX_PUBKEY_LEN);
+  o->order_id = gtx_load_u64_le(order_id_le);
+  o->amount = amount;
+  o->remaining = amount;
+  o->price = price;
+  o->expires_at = expires_at;
+  o->created_at = now;
+  o->proceeds = 0;
+  emit_order_event(EVENT_ORDER_CREATED, order_account->key, o, amount, now);
+  return SUCCESS;
+}

@@ -1,0 +1,45 @@
+#include <gtx_sol.h>
+#include <gtx/token.h>
+
+#include "escrow.h"
+#include "events.h"
+#include "instructions.h"
+#include "state.h"
+
+uint64_t escrow_return(const EscrowReturn *r) {
+  Order *o = r->order;
+  GTX_TRY(expect_writable(r->order_account));
+  SolSignerSeed oparts[4];
+  SolSignerSeeds oseeds;
+  order_seeds(&o->seller, (const uint8_t *)&o->order_id, oparts, &oseeds);
+  GTX_TRY(expect_pda(r->order_account, &oseeds, o->bump, r->in->program_id));
+  if (!order_is_open(o)) {
+    GTX_LOG_KEY("order is not active:", r->order_account->key);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_ORDER_NOT_ACTIVE);
+  }
+  GtxTokenAccount escrow, dest;
+  GTX_TRY(vault_check(r->vault, r->order_account, o, &escrow));
+  GTX_TRY(expect_writable(r->seller_grid));
+  GTX_TRY(gtx_token_account_load(r->seller_grid, &dest));
+  if (!gtx_pubkey_eq(dest.mint, escrow.mint)) {
+    GTX_LOG_KEY("not a GRID account of the order's mint:", r->seller_grid->key);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_MINT);
+  }
+  if (!gtx_pubkey_eq(dest.owner, &o->seller)) {
+    GTX_LOG_KEY("GRID account is not the seller's:", r->seller_grid->key);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_TOKEN_OWNER);
+  }
+  int64_t now;
+  GTX_TRY(now_unix(&now));
+  if (r->event_kind == EVENT_ORDER_EXPIRED && now < o->expires_at) {
+    GTX_LOG_KEY("expire_order: order has not expired yet:", r->order_account->key);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_ORDER_NOT_EXPIRED);
+  }
+  /* The whole balance, not just `remaining`: GRID someone sent to the vault would otherwise keep it
+   * from being closed. */
+  VaultRelease release = {r->vault, r->order_account, r->seller_grid, r->rent_to, escrow.amount, true};
+  GTX_TRY(vault_release(&release, o));
+  o->state = r->event_kind == EVENT_ORDER_EXPIRED ? ORDER_STATE_EXPIRED : ORDER_STATE_CANCELLED;
+  emit_order_event(r->event_kind, r->order_account->key, o, escrow.amount, now);
+  return SUCCESS;
+}

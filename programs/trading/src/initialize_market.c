@@ -1,0 +1,74 @@
+#include <gtx_sol.h>
+#include <gtx/token.h>
+
+#include "instructions.h"
+#include "state.h"
+
+uint64_t process_initialize_market(const GtxInput *in) {
+  GTX_TRY(expect_accounts(in, 6));
+  const SolAccountInfo *authority = &in->accounts[0];
+  const SolAccountInfo *market = &in->accounts[1];
+  const SolAccountInfo *grid_mint = &in->accounts[2];
+  const SolAccountInfo *thbc_mint = &in->accounts[3];
+  const SolAccountInfo *fee_account = &in->accounts[4];
+  if (in->data_len != 4) {
+    GTX_LOG("initialize_market: data must be [0, fee_bps u16, bump]");
+    return ERROR_INVALID_INSTRUCTION_DATA;
+  }
+  uint16_t fee_bps = gtx_load_u16_le(in->data + 1);
+  uint8_t bump = in->data[3];
+  GTX_TRY(expect_signer(authority));
+  GTX_TRY(expect_writable(authority));
+  GTX_TRY(expect_writable(market));
+  GTX_TRY(expect_program(&in->accounts[5], &GTX_SYSTEM_PROGRAM_ID));
+  if (fee_bps > FEE_BPS_MAX) {
+    GTX_LOG("initialize_market: fee_bps above 10000");
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_FEE_TOO_HIGH);
+  }
+
+  GtxMint grid, thbc;
+  GTX_TRY(gtx_mint_load(grid_mint, &grid));
+  GTX_TRY(gtx_mint_load(thbc_mint, &thbc));
+  if (gtx_pubkey_eq(grid_mint->key, thbc_mint->key)) {
+    GTX_LOG("initialize_market: GRID and THBC must be different mints");
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_SAME_MINT);
+  }
+  if (grid.decimals != GRID_DECIMALS) {
+    GTX_LOG_KEY("initialize_market: GRID mint must have 9 decimals:", grid_mint->key);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_DECIMALS);
+  }
+  GtxTokenAccount fee;
+  GTX_TRY(gtx_token_account_load(fee_account, &fee));
+  if (!gtx_pubkey_eq(fee.mint, thbc_mint->key)) {
+    GTX_LOG_KEY("initialize_market: fee account is not a THBC account:", fee_account->key);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_MINT);
+  }
+
+  SolSignerSeed parts[2];
+  SolSignerSeeds seeds;
+  market_seeds(parts, &seeds);
+  GTX_TRY(expect_pda(market, &seeds, bump, in->program_id));
+  if (*market->lamports != 0) {
+    GTX_LOG_KEY("market already exists:", market->key);
+    return ERROR_ACCOUNT_ALREADY_INITIALIZED;
+  }
+  uint64_t lamports;
+  GTX_TRY(gtx_rent_minimum_balance(MARKET_LEN, &lamports));
+  seeds_with_bump(&seeds, parts, &bump);
+  GtxCreateAccount create = {authority, market, lamports, MARKET_LEN, in->program_id, &seeds};
+  GTX_TRY(gtx_create_account(&create));
+
+  Market *m = (Market *)market->data;
+  m->discriminator = TRADING_DISC_MARKET;
+  m->version = TRADING_VERSION;
+  m->bump = bump;
+  m->grid_decimals = grid.decimals;
+  m->thbc_decimals = thbc.decimals;
+  m->fee_bps = fee_bps;
+  gtx_memcpy(&m->authority, authority->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&m->grid_mint, grid_mint->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&m->thbc_mint, thbc_mint->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&m->fee_account, fee_account->key, GTX_PUBKEY_LEN);
+  GTX_LOG("trading: market initialised");
+  return SUCCESS;
+}
