@@ -1,0 +1,1 @@
+"""The certificates program: energy attribute certificates (ERC) over settled net generation."""

@@ -1,0 +1,124 @@
+#include <gtx_sol.h>
+
+#include "instructions.h"
+#include "state.h"
+
+/* The registry meter, read-only: owned by the configured registry (only it writes meters, only at
+ * their PDAs), the registry's size and discriminator. */
+static uint64_t load_meter(const SolAccountInfo *a, const CertConfig *c, const Meter **out) {
+  if (!gtx_pubkey_eq(a->owner, &c->registry_program)) {
+    GTX_LOG_KEY("issue: meter not owned by the configured registry:", a->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_WRONG_REGISTRY);
+  }
+  if (a->data_len != METER_LEN) {
+    GTX_LOG_KEY("issue: meter account has the wrong size:", a->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_ACCOUNT_WRONG_SIZE);
+  }
+  if (a->data[0] != REGISTRY_DISC_METER || a->data[1] != REGISTRY_VERSION) {
+    GTX_LOG_KEY("issue: not a registry meter:", a->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_WRONG_ACCOUNT_TYPE);
+  }
+  *out = (const Meter *)a->data;
+  return SUCCESS;
+}
+
+uint64_t process_issue(const GtxInput *in) {
+  GTX_TRY(expect_accounts(in, 6));
+  const SolAccountInfo *owner = &in->accounts[0];
+  const SolAccountInfo *config = &in->accounts[1];
+  const SolAccountInfo *meter = &in->accounts[2];
+  const SolAccountInfo *mark = &in->accounts[3];
+  const SolAccountInfo *certificate = &in->accounts[4];
+  if (in->data_len != 11) {
+    GTX_LOG("issue: data must be [1, mark_bump, certificate_bump, to_wh u64]");
+    return ERROR_INVALID_INSTRUCTION_DATA;
+  }
+  uint8_t mark_bump = in->data[1], cert_bump = in->data[2];
+  uint64_t to_wh = gtx_load_u64_le(in->data + 3);
+  GTX_TRY(expect_signer(owner));
+  GTX_TRY(expect_writable(owner));
+  GTX_TRY(expect_writable(mark));
+  GTX_TRY(expect_writable(certificate));
+  GTX_TRY(expect_program(&in->accounts[5], &GTX_SYSTEM_PROGRAM_ID));
+  CertConfig *c;
+  GTX_TRY(cert_config_load(config, in->program_id, &c));
+  const Meter *m;
+  GTX_TRY(load_meter(meter, c, &m));
+  if (!gtx_pubkey_eq(&m->owner, owner->key)) {
+    GTX_LOG_KEY("issue: signer is not the meter's owner:", owner->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_NOT_METER_OWNER);
+  }
+
+  SolSignerSeed parts[4];
+  CertMark *k;
+  if (!gtx_pubkey_eq(mark->owner, in->program_id)) {
+    /* First certificate of this meter: create its mark at ["mark", meter]. */
+    parts[0].addr = (const uint8_t *)CERT_MARK_SEED;
+    parts[0].len = sizeof(CERT_MARK_SEED) - 1;
+    parts[1].addr = meter->key->x;
+    parts[1].len = GTX_PUBKEY_LEN;
+    CertCreate create = {in, owner, mark, parts, 2, mark_bump, CERT_MARK_LEN};
+    GTX_TRY(cert_create_pda(&create));
+    k = (CertMark *)mark->data;
+    k->discriminator = CERT_DISC_MARK;
+    k->version = CERT_VERSION;
+    k->bump = mark_bump;
+    gtx_memcpy(&k->meter, meter->key, GTX_PUBKEY_LEN);
+  } else {
+    /* Only this program creates marks, at the PDA of the meter stored inside. */
+    GTX_TRY(cert_mark_load(mark, in->program_id, &k));
+    if (!gtx_pubkey_eq(&k->meter, meter->key)) {
+      GTX_LOG_KEY("issue: the mark belongs to another meter:", mark->key);
+      return GTX_CUSTOM_ERROR(CERT_ERROR_MARK_METER_MISMATCH);
+    }
+  }
+
+  uint64_t from_wh = k->certified_up_to_wh;
+  if (to_wh <= from_wh) {
+    GTX_LOG("issue: this generation is already certified");
+    sol_log_64_(to_wh, from_wh, 0, 0, 0);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_ALREADY_CERTIFIED);
+  }
+  if (m->settled_net_generation_wh < 0 || to_wh > (uint64_t)m->settled_net_generation_wh) {
+    GTX_LOG("issue: to_wh is above the meter's settled net generation");
+    sol_log_64_(to_wh, (uint64_t)m->settled_net_generation_wh, 0, 0, 0);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_EXCEEDS_SETTLED);
+  }
+  int64_t now;
+  GTX_TRY(cert_now(&now));
+  int64_t expires_at;
+  if (__builtin_add_overflow(now, c->validity_seconds, &expires_at)) {
+    GTX_LOG("issue: expiry time overflows");
+    return ERROR_ARITHMETIC_OVERFLOW;
+  }
+  uint64_t index = k->next_index, next;
+  GTX_TRY(gtx_add_u64(index, 1, &next));
+
+  uint8_t index_le[8];
+  gtx_store_u64_le(index_le, index);
+  parts[0].addr = (const uint8_t *)CERT_SEED;
+  parts[0].len = sizeof(CERT_SEED) - 1;
+  parts[1].addr = meter->key->x;
+  parts[1].len = GTX_PUBKEY_LEN;
+  parts[2].addr = index_le;
+  parts[2].len = 8;
+  CertCreate create = {in, owner, certificate, parts, 3, cert_bump, CERT_CERTIFICATE_LEN};
+  GTX_TRY(cert_create_pda(&create));
+
+  Certificate *cert = (Certificate *)certificate->data; /* created zeroed */
+  cert->discriminator = CERT_DISC_CERTIFICATE;
+  cert->version = CERT_VERSION;
+  cert->bump = cert_bump;
+  cert->status = CERT_STATUS_PENDING;
+  gtx_memcpy(&cert->meter, meter->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&cert->owner, owner->key, GTX_PUBKEY_LEN);
+  cert->index = index;
+  cert->from_wh = from_wh;
+  cert->to_wh = to_wh;
+  cert->issued_at = now;
+  cert->expires_at = expires_at;
+  k->certified_up_to_wh = to_wh;
+  k->next_index = next;
+  CERT_EVENT("issue", cert);
+  return SUCCESS;
+}

@@ -1,0 +1,158 @@
+/* Account state of the certificates program, and the registry meter layout it reads (one definition:
+ * programs/registry/src/state.h). */
+#ifndef CERTIFICATES_STATE_H
+#define CERTIFICATES_STATE_H
+
+#include <gtx_sol.h>
+
+#include "../../registry/src/state.h"
+#include "error.h"
+
+#define CERT_DISC_CONFIG 0x30u
+#define CERT_DISC_MARK 0x31u
+#define CERT_DISC_CERTIFICATE 0x32u
+#define CERT_VERSION 1u
+
+#define CERT_CONFIG_SEED "config"
+#define CERT_MARK_SEED "mark"
+#define CERT_SEED "cert"
+
+/* Config: PDA ["config"]. */
+typedef struct {
+  uint8_t discriminator;
+  uint8_t version;
+  uint8_t bump;
+  uint8_t reserved[5];
+  SolPubkey governance;       /* 8: validates and revokes */
+  SolPubkey registry_program; /* 40: whose meters' settled generation is certified */
+  int64_t validity_seconds;   /* 72: one year (31,536,000 s) in production */
+} CertConfig;
+#define CERT_CONFIG_LEN 80u
+_Static_assert(sizeof(CertConfig) == CERT_CONFIG_LEN, "config layout");
+
+/* Mark: PDA ["mark", meter account]: how far the meter's settled net generation is certified. */
+typedef struct {
+  uint8_t discriminator;
+  uint8_t version;
+  uint8_t bump;
+  uint8_t reserved[5];
+  SolPubkey meter;             /* 8: the registry meter account */
+  uint64_t certified_up_to_wh; /* 40: every certificate so far covers [.., certified_up_to_wh) */
+  uint64_t next_index;         /* 48: index of the next certificate of this meter */
+} CertMark;
+#define CERT_MARK_LEN 56u
+_Static_assert(sizeof(CertMark) == CERT_MARK_LEN, "mark layout");
+
+#define CERT_STATUS_PENDING 0u
+#define CERT_STATUS_VALID 1u
+#define CERT_STATUS_RETIRED 2u
+#define CERT_STATUS_REVOKED 3u
+#define CERT_STATUS_EXPIRED 4u
+
+/* Certificate: PDA ["cert", meter account, index u64 LE]. */
+typedef struct {
+  uint8_t discriminator;
+  uint8_t version;
+  uint8_t bump;
+  uint8_t status;         /* CERT_STATUS_* */
+  uint16_t revoke_reason; /* 4: set by Revoke, non-zero */
+  uint8_t reserved[2];
+  SolPubkey meter;        /* 8 */
+  SolPubkey owner;        /* 40: the holder (the meter's owner at issue) */
+  uint64_t index;         /* 72 */
+  uint64_t from_wh;       /* 80: covers settled net generation [from_wh, to_wh) */
+  uint64_t to_wh;         /* 88 */
+  int64_t issued_at;      /* 96: Clock unix_timestamp */
+  int64_t expires_at;     /* 104: issued_at + validity */
+  int64_t validated_at;   /* 112: 0 until validated */
+  int64_t closed_at;      /* 120: when retired, revoked or expired; 0 before */
+} Certificate;
+#define CERT_CERTIFICATE_LEN 128u
+_Static_assert(sizeof(Certificate) == CERT_CERTIFICATE_LEN, "certificate layout");
+
+static inline uint64_t cert_load(const SolAccountInfo *a, const SolPubkey *program_id, uint8_t disc, uint64_t len,
+                                 void **out) {
+  GTX_TRY(expect_owner(a, program_id));
+  if (a->data_len != len) {
+    GTX_LOG_KEY("certificates account has the wrong size:", a->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_ACCOUNT_WRONG_SIZE);
+  }
+  if (a->data[0] != disc || a->data[1] != CERT_VERSION) {
+    GTX_LOG_KEY("certificates account is of another type or version:", a->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_WRONG_ACCOUNT_TYPE);
+  }
+  *out = a->data;
+  return SUCCESS;
+}
+
+static inline uint64_t cert_config_load(const SolAccountInfo *a, const SolPubkey *program_id, CertConfig **out) {
+  return cert_load(a, program_id, CERT_DISC_CONFIG, CERT_CONFIG_LEN, (void **)out);
+}
+static inline uint64_t cert_mark_load(const SolAccountInfo *a, const SolPubkey *program_id, CertMark **out) {
+  return cert_load(a, program_id, CERT_DISC_MARK, CERT_MARK_LEN, (void **)out);
+}
+static inline uint64_t cert_certificate_load(const SolAccountInfo *a, const SolPubkey *program_id,
+                                             Certificate **out) {
+  return cert_load(a, program_id, CERT_DISC_CERTIFICATE, CERT_CERTIFICATE_LEN, (void **)out);
+}
+
+/* Governance-signed instructions: signer, then config, then the signer is the governance key. */
+static inline uint64_t cert_expect_governance(const SolAccountInfo *signer, const SolAccountInfo *config,
+                                              const SolPubkey *program_id) {
+  GTX_TRY(expect_signer(signer));
+  CertConfig *c;
+  GTX_TRY(cert_config_load(config, program_id, &c));
+  if (!gtx_pubkey_eq(&c->governance, signer->key)) {
+    GTX_LOG_KEY("signer is not the governance authority:", signer->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_NOT_GOVERNANCE);
+  }
+  return SUCCESS;
+}
+
+static inline uint64_t cert_now(int64_t *out) {
+  SolClock clock;
+  if (sol_get_clock_sysvar(&clock) != 0) {
+    GTX_LOG("clock sysvar unavailable");
+    return ERROR_UNSUPPORTED_SYSVAR;
+  }
+  *out = clock.unix_timestamp;
+  return SUCCESS;
+}
+
+/* Create a PDA owned by this program: `parts` holds `n` seeds and room for the bump. */
+typedef struct {
+  const GtxInput *in;
+  const SolAccountInfo *payer;
+  const SolAccountInfo *account;
+  SolSignerSeed *parts;
+  uint64_t n;
+  uint8_t bump;
+  uint64_t len;
+} CertCreate;
+
+static inline uint64_t cert_create_pda(const CertCreate *c) {
+  SolSignerSeeds seeds = {c->parts, c->n};
+  GTX_TRY(expect_pda(c->account, &seeds, c->bump, c->in->program_id));
+  if (gtx_pubkey_eq(c->account->owner, c->in->program_id) || c->account->data_len != 0) {
+    GTX_LOG_KEY("account exists already:", c->account->key);
+    return ERROR_ACCOUNT_ALREADY_INITIALIZED;
+  }
+  uint64_t lamports;
+  GTX_TRY(gtx_rent_minimum_balance(c->len, &lamports));
+  uint8_t bump = c->bump;
+  c->parts[c->n].addr = &bump;
+  c->parts[c->n].len = 1;
+  SolSignerSeeds signer = {c->parts, c->n + 1};
+  GtxCreateAccount create = {c->payer, c->account, lamports, c->len, c->in->program_id, &signer};
+  return gtx_create_account(&create);
+}
+
+static inline void cert_event(const char *name, uint64_t name_len, const Certificate *cert) {
+  /* Event: name, meter, index u64, status u8 */
+  SolBytes event[4] = {{(const uint8_t *)name, name_len}, {cert->meter.x, GTX_PUBKEY_LEN},
+                       {(const uint8_t *)&cert->index, 8}, {&cert->status, 1}};
+  sol_log_data(event, 4);
+}
+#define CERT_EVENT(literal, cert) cert_event("" literal, sizeof(literal) - 1, (cert))
+
+#endif
