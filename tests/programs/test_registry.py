@@ -1,0 +1,315 @@
+"""The registry program in LiteSVM: every instruction's success path and each refusal, by error name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from solders.account import Account
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from programs.client import LiteSVMChain, TxResult, program_so
+from programs.energy_token.bootstrap import add_program_with_authority
+from programs.registry import client as registry
+from programs.registry.client import REGISTRY_ERRORS, MeterStatus, UserKind
+
+pytestmark = pytest.mark.chain
+
+REGISTRY_ID = Keypair.from_seed(bytes([0x51]) * 32).pubkey()
+METER_KEY = bytes(range(32))
+
+
+def _refused(result: TxResult, name: str) -> None:
+    assert result.failure is not None, "the transaction was expected to fail"
+    assert REGISTRY_ERRORS.name(result.failure) == name, (result.failure, result.logs[-6:])
+
+
+@dataclass
+class World:
+    chain: LiteSVMChain
+    admin: Keypair  # upgrade authority and registry authority
+    settler: Keypair  # stands in for the energy-token PDA, to exercise RecordSettlement directly
+    owner: Keypair
+
+    async def send(self, ix, *signers: Keypair) -> TxResult:  # type: ignore[no-untyped-def]
+        return await self.chain.send_transaction([ix], list(signers))
+
+    async def meter(self, meter_id: str) -> registry.Meter:
+        account = await self.chain.get_account(registry.meter_address(REGISTRY_ID, meter_id)[0])
+        assert account is not None
+        return registry.Meter.decode(bytes(account.data))
+
+
+async def _funded(chain: LiteSVMChain) -> Keypair:
+    key = Keypair()
+    await chain.fund(key.pubkey(), 10 * 10**9)
+    return key
+
+
+@pytest.fixture
+async def world() -> World:
+    chain = LiteSVMChain()
+    admin, settler, owner = await _funded(chain), await _funded(chain), await _funded(chain)
+    add_program_with_authority(chain, REGISTRY_ID, program_so("registry"), admin.pubkey())
+    (await chain.send_transaction([registry.initialize(REGISTRY_ID, admin.pubkey(), settler.pubkey())],
+                                  [admin])).raise_for_failure()
+    return World(chain, admin, settler, owner)
+
+
+async def _registered_meter(w: World, meter_id: str = "SDM630-000042", *, activate: bool = True) -> Pubkey:
+    ixs = [registry.register_user(REGISTRY_ID, w.owner.pubkey(), UserKind.PROSUMER),
+           registry.register_meter(REGISTRY_ID, w.owner.pubkey(), meter_id, METER_KEY)]
+    (await w.chain.send_transaction(ixs, [w.owner])).raise_for_failure()
+    address = registry.meter_address(REGISTRY_ID, meter_id)[0]
+    if activate:
+        ix = registry.set_meter_status(REGISTRY_ID, w.admin.pubkey(), address, MeterStatus.ACTIVE)
+        (await w.send(ix, w.admin)).raise_for_failure()
+    return address
+
+
+# --- Initialize ---------------------------------------------------------------------------------------
+
+async def test_initialize_stores_authority_and_settlement_authority(world: World) -> None:
+    address, bump = registry.config_address(REGISTRY_ID)
+    account = await world.chain.get_account(address)
+    assert account is not None and account.owner == REGISTRY_ID
+    config = registry.RegistryConfig.decode(bytes(account.data))
+    assert config == registry.RegistryConfig(1, bump, world.admin.pubkey(), world.settler.pubkey())
+
+
+async def test_initialize_twice_is_refused(world: World) -> None:
+    result = await world.send(registry.initialize(REGISTRY_ID, world.admin.pubkey(), world.owner.pubkey()),
+                              world.admin)
+    _refused(result, "AlreadyRegistered")
+
+
+async def test_initialize_by_anyone_but_the_upgrade_authority_is_refused() -> None:
+    chain = LiteSVMChain()
+    admin, intruder = await _funded(chain), await _funded(chain)
+    add_program_with_authority(chain, REGISTRY_ID, program_so("registry"), admin.pubkey())
+    result = await chain.send_transaction(
+        [registry.initialize(REGISTRY_ID, intruder.pubkey(), intruder.pubkey())], [intruder])
+    _refused(result, "IncorrectAuthority")
+    assert "Program log: signer is not the program's upgrade authority:" in result.logs
+    # Another program's ProgramData (where the intruder is the authority) is not this program's.
+    other = Keypair().pubkey()
+    add_program_with_authority(chain, other, program_so("registry"), intruder.pubkey())
+    from programs.client.deploy import programdata_address
+
+    ix = registry.initialize(REGISTRY_ID, intruder.pubkey(), intruder.pubkey(),
+                             programdata=programdata_address(other))
+    _refused(await chain.send_transaction([ix], [intruder]), "InvalidSeeds")
+
+
+# --- RegisterUser -------------------------------------------------------------------------------------
+
+async def test_register_user_creates_the_wallet_pda(world: World) -> None:
+    wallet = world.owner.pubkey()
+    result = await world.send(registry.register_user(REGISTRY_ID, wallet, UserKind.CONSUMER), world.owner)
+    result.raise_for_failure()
+    assert result.events() == [[b"user", bytes(wallet), bytes([UserKind.CONSUMER])]]
+    address, bump = registry.user_address(REGISTRY_ID, wallet)
+    account = await world.chain.get_account(address)
+    assert account is not None and account.owner == REGISTRY_ID
+    user = registry.User.decode(bytes(account.data))
+    assert (user.bump, user.kind, user.wallet, user.meter_count) == (bump, UserKind.CONSUMER, wallet, 0)
+
+
+async def test_register_user_refusals(world: World) -> None:
+    wallet = world.owner.pubkey()
+    (await world.send(registry.register_user(REGISTRY_ID, wallet, UserKind.PROSUMER), world.owner)).raise_for_failure()
+    _refused(await world.send(registry.register_user(REGISTRY_ID, wallet, UserKind.CONSUMER), world.owner),
+             "AlreadyRegistered")
+    other = await _funded(world.chain)
+    _refused(await world.send(registry.register_user(REGISTRY_ID, other.pubkey(), 3), other), "InvalidUserKind")
+    # Someone else pays and signs; the wallet itself did not sign.
+    ix = registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER, wallet_signs=False)
+    ix_result = await world.send(ix, world.owner)
+    assert ix_result.failure is not None
+    # A wallet that must be writable and a signer but is only listed read-only is refused by the program.
+    _refused(ix_result, "MissingRequiredSignature")
+    # A forged user address, and the right address with another bump.
+    forged = registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER, user=Pubkey.new_unique())
+    _refused(await world.send(forged, other), "InvalidSeeds")
+    _, bump = registry.user_address(REGISTRY_ID, other.pubkey())
+    wrong_bump = registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER, bump=bump - 1)
+    _refused(await world.send(wrong_bump, other), "InvalidSeeds")
+
+
+# --- RegisterMeter ------------------------------------------------------------------------------------
+
+async def test_register_meter_is_pending_and_counted(world: World) -> None:
+    address = await _registered_meter(world, activate=False)
+    meter = await world.meter("SDM630-000042")
+    assert meter.status == MeterStatus.PENDING and not meter.has_reading
+    assert (meter.owner, meter.meter_key, meter.meter_id) == (world.owner.pubkey(), METER_KEY, "SDM630-000042")
+    assert (meter.settled_net_generation_wh, meter.settlement_count) == (0, 0)
+    assert meter.bump == registry.meter_address(REGISTRY_ID, "SDM630-000042")[1]
+    user = await world.chain.get_account(registry.user_address(REGISTRY_ID, world.owner.pubkey())[0])
+    assert user is not None and registry.User.decode(bytes(user.data)).meter_count == 1
+    assert (await world.chain.get_account(address)) is not None
+
+
+async def test_duplicate_meter_registration_is_refused_even_for_another_owner(world: World) -> None:
+    await _registered_meter(world, activate=False)
+    rival = await _funded(world.chain)
+    ixs = [registry.register_user(REGISTRY_ID, rival.pubkey(), UserKind.PROSUMER),
+           registry.register_meter(REGISTRY_ID, rival.pubkey(), "SDM630-000042", bytes(32))]
+    result = await world.chain.send_transaction(ixs, [rival])
+    assert result.failure is not None and result.failure.instruction_index == 1
+    _refused(result, "AlreadyRegistered")
+    assert (await world.meter("SDM630-000042")).owner == world.owner.pubkey()
+
+
+async def test_register_meter_refusals(world: World) -> None:
+    owner = world.owner.pubkey()
+    rival = await _funded(world.chain)
+    # No user account yet: the System-owned address is not a registry account.
+    _refused(await world.send(registry.register_meter(REGISTRY_ID, owner, "M-1", METER_KEY), world.owner),
+             "InvalidAccountOwner")
+    (await world.send(registry.register_user(REGISTRY_ID, owner, UserKind.PROSUMER), world.owner)).raise_for_failure()
+    ix = registry.register_user(REGISTRY_ID, rival.pubkey(), UserKind.PROSUMER)
+    (await world.send(ix, rival)).raise_for_failure()
+    # The rival presents the owner's user account: it belongs to another wallet.
+    ix = registry.register_meter(REGISTRY_ID, rival.pubkey(), "M-1", METER_KEY,
+                                 user=registry.user_address(REGISTRY_ID, owner)[0])
+    _refused(await world.send(ix, rival), "WrongUser")
+    # A user account with the right bytes but owned by another program.
+    fake_user = Pubkey.new_unique()
+    user_account = await world.chain.get_account(registry.user_address(REGISTRY_ID, owner)[0])
+    assert user_account is not None
+    data = bytes(user_account.data)
+    world.chain.svm.set_account(fake_user, Account(10**7, data, Pubkey.new_unique(), False, 0))
+    ix = registry.register_meter(REGISTRY_ID, owner, "M-1", METER_KEY, user=fake_user)
+    _refused(await world.send(ix, world.owner), "InvalidAccountOwner")
+    # Meter ids that no reading could carry: empty, a space, a NUL before the padding.
+    for bad_id in (b"", b"bad id", b"A\0B"):
+        _refused(await world.send(registry.register_meter(REGISTRY_ID, owner, bad_id, METER_KEY), world.owner),
+                 "InvalidMeterId")
+    # Forged meter PDA (not ["meter", id]).
+    ix = registry.register_meter(REGISTRY_ID, owner, "M-1", METER_KEY, meter=Pubkey.new_unique())
+    _refused(await world.send(ix, world.owner), "InvalidSeeds")
+    # Missing owner signature.
+    ix = registry.register_meter(REGISTRY_ID, owner, "M-1", METER_KEY, owner_signs=False)
+    _refused(await world.send(ix, rival), "MissingRequiredSignature")
+
+
+# --- SetMeterStatus -----------------------------------------------------------------------------------
+
+async def test_authority_moves_meter_status_and_it_is_logged(world: World) -> None:
+    address = await _registered_meter(world, activate=False)
+    result = await world.send(registry.set_meter_status(REGISTRY_ID, world.admin.pubkey(), address,
+                                                        MeterStatus.ACTIVE), world.admin)
+    result.raise_for_failure()
+    assert result.events() == [[b"status", registry.meter_id_bytes("SDM630-000042"), b"\x00", b"\x01"]]
+    assert (await world.meter("SDM630-000042")).status == MeterStatus.ACTIVE
+    for status in (MeterStatus.SUSPENDED, MeterStatus.ACTIVE, MeterStatus.DECOMMISSIONED):
+        (await world.send(registry.set_meter_status(REGISTRY_ID, world.admin.pubkey(), address, status),
+                          world.admin)).raise_for_failure()
+        assert (await world.meter("SDM630-000042")).status == status
+
+
+async def test_unauthorised_status_change_is_refused(world: World) -> None:
+    address = await _registered_meter(world, activate=False)
+    # The meter's own owner is not the registry authority.
+    result = await world.send(registry.set_meter_status(REGISTRY_ID, world.owner.pubkey(), address,
+                                                        MeterStatus.ACTIVE), world.owner)
+    _refused(result, "Unauthorised")
+    # The authority's key listed without its signature.
+    ix = registry.set_meter_status(REGISTRY_ID, world.admin.pubkey(), address, MeterStatus.ACTIVE,
+                                   authority_signs=False)
+    _refused(await world.send(ix, world.owner), "MissingRequiredSignature")
+    # A look-alike config naming the owner as authority, owned by another program.
+    config = await world.chain.get_account(registry.config_address(REGISTRY_ID)[0])
+    assert config is not None
+    data = bytearray(config.data)
+    data[8:40] = bytes(world.owner.pubkey())
+    fake = Pubkey.new_unique()
+    world.chain.svm.set_account(fake, Account(10**7, bytes(data), Pubkey.new_unique(), False, 0))
+    ix = registry.set_meter_status(REGISTRY_ID, world.owner.pubkey(), address, MeterStatus.ACTIVE, config=fake)
+    _refused(await world.send(ix, world.owner), "InvalidAccountOwner")
+    # A registry account of another type in the config slot.
+    ix = registry.set_meter_status(REGISTRY_ID, world.owner.pubkey(), address, MeterStatus.ACTIVE,
+                                   config=registry.user_address(REGISTRY_ID, world.owner.pubkey())[0])
+    _refused(await world.send(ix, world.owner), "AccountWrongSize")
+    assert (await world.meter("SDM630-000042")).status == MeterStatus.PENDING
+
+
+async def test_invalid_status_changes_are_refused(world: World) -> None:
+    address = await _registered_meter(world, activate=True)
+    admin = world.admin.pubkey()
+    _refused(await world.send(registry.set_meter_status(REGISTRY_ID, admin, address, 7), world.admin),
+             "InvalidStatus")
+    _refused(await world.send(registry.set_meter_status(REGISTRY_ID, admin, address, MeterStatus.ACTIVE),
+                              world.admin), "InvalidStatus")
+    (await world.send(registry.set_meter_status(REGISTRY_ID, admin, address, MeterStatus.DECOMMISSIONED),
+                      world.admin)).raise_for_failure()
+    _refused(await world.send(registry.set_meter_status(REGISTRY_ID, admin, address, MeterStatus.ACTIVE),
+                              world.admin), "MeterDecommissioned")
+
+
+# --- RecordSettlement ---------------------------------------------------------------------------------
+
+def _record(w: World, address: Pubkey, seq: int, ts: int, imp: int, exp: int, settled: int,
+            signer: Keypair | None = None):  # type: ignore[no-untyped-def]
+    return registry.record_settlement(REGISTRY_ID, (signer or w.settler).pubkey(), address, seq=seq,
+                                      timestamp_ms=ts, import_wh=imp, export_wh=exp,
+                                      settled_net_generation_wh=settled)
+
+
+async def test_record_settlement_stores_the_reading_and_mark(world: World) -> None:
+    address = await _registered_meter(world)
+    (await world.send(_record(world, address, 5, 1000, 100, 400, 300), world.settler)).raise_for_failure()
+    # Net falls below the mark: the mark stays.
+    (await world.send(_record(world, address, 6, 2000, 600, 450, 300), world.settler)).raise_for_failure()
+    meter = await world.meter("SDM630-000042")
+    assert meter.has_reading
+    assert (meter.last_seq, meter.last_timestamp_ms, meter.last_import_wh, meter.last_export_wh) == (6, 2000, 600, 450)
+    assert (meter.settled_net_generation_wh, meter.settlement_count) == (300, 2)
+
+
+async def test_consumer_marks_may_be_negative(world: World) -> None:
+    address = await _registered_meter(world)
+    # A consumer's first reading: net -500 < 0, the mark stays at 0 (nothing was minted).
+    (await world.send(_record(world, address, 1, 10, 900, 400, 0), world.settler)).raise_for_failure()
+    assert (await world.meter("SDM630-000042")).settled_net_generation_wh == 0
+    _refused(await world.send(_record(world, address, 2, 20, 900, 400, -500), world.settler),
+             "SettledMarkMismatch")
+
+
+async def test_record_settlement_refusals(world: World) -> None:
+    address = await _registered_meter(world, activate=False)
+    _refused(await world.send(_record(world, address, 1, 10, 0, 10, 10), world.settler), "MeterNotActive")
+    (await world.send(registry.set_meter_status(REGISTRY_ID, world.admin.pubkey(), address, MeterStatus.ACTIVE),
+                      world.admin)).raise_for_failure()
+    # A key the backend might hold (here the registry authority itself) is not the settlement authority.
+    _refused(await world.send(_record(world, address, 1, 10, 0, 10, 10, signer=world.admin), world.admin),
+             "NotSettlementAuthority")
+    (await world.send(_record(world, address, 5, 500, 100, 200, 100), world.settler)).raise_for_failure()
+    _refused(await world.send(_record(world, address, 5, 600, 100, 300, 200), world.settler), "StaleReading")
+    _refused(await world.send(_record(world, address, 4, 600, 100, 300, 200), world.settler), "StaleReading")
+    _refused(await world.send(_record(world, address, 6, 500, 100, 300, 200), world.settler), "StaleReading")
+    _refused(await world.send(_record(world, address, 6, 600, 99, 300, 201), world.settler), "CounterRollback")
+    _refused(await world.send(_record(world, address, 6, 600, 100, 199, 100), world.settler), "CounterRollback")
+    # The mark is derived from the counters, not chosen by the caller.
+    _refused(await world.send(_record(world, address, 6, 600, 100, 300, 10**9), world.settler),
+             "SettledMarkMismatch")
+    _refused(await world.send(_record(world, address, 6, 600, 100, 300, 150), world.settler),
+             "SettledMarkMismatch")
+    # Counters more than 2^63 Wh apart do not fit the signed mark.
+    _refused(await world.send(_record(world, address, 6, 600, 100, 2**64 - 1, 0), world.settler),
+             "ArithmeticOverflow")
+    meter = await world.meter("SDM630-000042")
+    assert (meter.last_seq, meter.settled_net_generation_wh, meter.settlement_count) == (5, 100, 1)
+
+
+async def test_unknown_instruction_and_short_data(world: World) -> None:
+    from solders.instruction import Instruction
+
+    _refused(await world.send(Instruction(REGISTRY_ID, bytes([9]), []), world.owner), "UnknownInstruction")
+    ix = registry.register_user(REGISTRY_ID, world.owner.pubkey(), UserKind.PROSUMER)
+    short = Instruction(REGISTRY_ID, bytes(ix.data)[:2], ix.accounts)
+    _refused(await world.send(short, world.owner), "InvalidInstructionData")
+    too_few = Instruction(REGISTRY_ID, bytes(ix.data), ix.accounts[:1])
+    _refused(await world.send(too_few, world.owner), "NotEnoughAccountKeys")
