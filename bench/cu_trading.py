@@ -1,0 +1,90 @@
+"""Compute units per trading instruction, measured in LiteSVM on the committed programs/trading/trading.so.
+
+    python bench/cu_trading.py          # prints the table
+    from bench.cu_trading import measure  # {"buy (partial fill)": 7462, ...}
+
+Each figure is the whole transaction's consumption for one top-level instruction, so token and System
+program CPIs are included. The numbers are deterministic for a given .so (no PDA search on chain: bumps
+are stored), except that a freshly generated key can need a different number of base58 digits in a log
+line, which does not change CU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from solders.pubkey import Pubkey
+
+from programs.client import Chain, LiteSVMChain, TxResult, program_so
+from programs.trading import client as trading
+from programs.trading.sandbox import TradingSandbox
+
+__all__ = ["measure", "table"]
+
+TRADING_ID = Pubkey.from_string("Trading111111111111111111111111111111111111")
+KWH = trading.GRID_PER_KWH
+PRICE = 4_100_000
+NOW = 1_764_000_000
+
+
+def _units(result: TxResult) -> int:
+    result.raise_for_failure()
+    return result.compute_units
+
+
+async def _measure(chain: Chain) -> dict[str, int]:
+    market = await TradingSandbox.create(chain, TRADING_ID, fee_bps=25, initialize=False)
+    ix = trading.initialize_market(TRADING_ID, market.authority.pubkey(), market.grid_mint, market.thbc_mint,
+                                   market.fee_account, market.fee_bps)
+    cu = {"initialize_market": _units(await chain.send_transaction([ix], [market.authority]))}
+
+    seller = await market.trader(grid=100 * KWH)
+    buyer = await market.trader(thbc=10_000 * 10**6)
+    ix, order = market.create_order_ix(seller, 10 * KWH, PRICE, NOW + 900)
+    cu["create_order"] = _units(await chain.send_transaction([ix], [seller.key]))
+    cu["buy (partial fill)"] = _units(await chain.send_transaction([market.buy_ix(buyer, seller, order, 4 * KWH)],
+                                                                   [buyer.key]))
+    cu["buy (last fill, closes vault)"] = _units(await chain.send_transaction(
+        [market.buy_ix(buyer, seller, order, 6 * KWH)], [buyer.key]))
+    cu["close_order"] = _units(await chain.send_transaction(
+        [trading.close_order(TRADING_ID, seller.pubkey, order)], [seller.key]))
+
+    ix, cancelled = market.create_order_ix(seller, 10 * KWH, PRICE, NOW + 900)
+    await chain.send_transaction([ix], [seller.key])
+    cu["cancel_order"] = _units(await chain.send_transaction(
+        [trading.cancel_order(TRADING_ID, seller.pubkey, cancelled, seller.grid)], [seller.key]))
+
+    ix, expiring = market.create_order_ix(seller, 10 * KWH, PRICE, NOW + 60)
+    await chain.send_transaction([ix], [seller.key])
+    if isinstance(chain, LiteSVMChain):
+        clock = chain.svm.get_clock()
+        clock.unix_timestamp = NOW + 60
+        chain.svm.set_clock(clock)
+    cu["expire_order"] = _units(await chain.send_transaction(
+        [trading.expire_order(TRADING_ID, seller.pubkey, expiring, seller.grid)], [buyer.key]))
+    return cu
+
+
+async def measure_async() -> dict[str, int]:
+    chain = LiteSVMChain()
+    chain.add_program(TRADING_ID, program_so("trading"))
+    clock = chain.svm.get_clock()
+    clock.unix_timestamp = NOW
+    chain.svm.set_clock(clock)
+    return await _measure(chain)
+
+
+def measure() -> dict[str, int]:
+    """Compute units per instruction (one fresh LiteSVM). Call from synchronous code."""
+    return asyncio.run(measure_async())
+
+
+def table(cu: dict[str, int]) -> str:
+    width = max(len(name) for name in cu)
+    lines = [f"| {'instruction':<{width}} | compute units |", f"|{'-' * (width + 2)}|--------------:|"]
+    lines += [f"| {name:<{width}} | {units:>13,} |" for name, units in cu.items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(measure()))
