@@ -1,0 +1,377 @@
+"""The energy-token program in LiteSVM: trustless settle_and_mint and every refusal, by error name.
+
+A reading is credited only when the same transaction carries an Ed25519 precompile check of exactly its
+60 bytes by the meter's registered key; the registry's marks move only through the program's PDA.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, replace
+
+import pytest
+from nacl.signing import SigningKey
+from solders.account import Account
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.sysvar import INSTRUCTIONS
+from spl.token.constants import TOKEN_PROGRAM_ID
+from spl.token.instructions import create_associated_token_account, get_associated_token_address
+
+from gridtokenx.reading import ClockSource, Reading, SignedReading, encode, sign
+from programs.client import LiteSVMChain, TxResult, ed25519_verify_instruction, program_so
+from programs.energy_token import client as energy
+from programs.energy_token.bootstrap import (
+    GridDeployment,
+    RegisteredMeter,
+    add_program_with_authority,
+    bootstrap,
+    register_active_meter,
+)
+from programs.energy_token.client import ENERGY_TOKEN_ERRORS
+from programs.registry import client as registry
+
+pytestmark = pytest.mark.chain
+
+REGISTRY_ID = Keypair.from_seed(bytes([0x52]) * 32).pubkey()
+ENERGY_ID = Keypair.from_seed(bytes([0x53]) * 32).pubkey()
+METER_ID = "SDM630-000042"
+T0 = 1_764_072_000_000  # 2025-11-25T12:00:00Z in ms
+
+
+def _refused(result: TxResult, name: str) -> None:
+    assert result.failure is not None, "the transaction was expected to fail"
+    assert ENERGY_TOKEN_ERRORS.name(result.failure) == name, (result.failure, result.logs[-6:])
+
+
+@dataclass
+class World:
+    chain: LiteSVMChain
+    admin: Keypair
+    owner: Keypair
+    meter_key: SigningKey
+    grid: GridDeployment
+    meter: RegisteredMeter
+
+    def reading(self, seq: int, import_wh: int, export_wh: int, **fields: object) -> Reading:
+        return Reading(METER_ID, seq, T0 + seq * 60_000, import_wh, export_wh, **fields)  # type: ignore[arg-type]
+
+    def settle_ixs(self, signed: SignedReading, key: SigningKey | None = None, *, mint: Pubkey | None = None,
+                   **overrides: Pubkey) -> list[Instruction]:
+        return list(energy.settle_transaction(ENERGY_ID, REGISTRY_ID, mint or self.grid.mint, self.owner.pubkey(),
+                                              signed, bytes((key or self.meter_key).verify_key), **overrides))
+
+    async def settle(self, reading: Reading, **overrides: Pubkey) -> TxResult:
+        return await self.chain.send_transaction(self.settle_ixs(sign(reading, self.meter_key), **overrides),
+                                                 [self.owner])
+
+    async def balance(self, account: Pubkey | None = None) -> int:
+        found = await self.chain.get_account(account or self.meter.grid_account)
+        assert found is not None
+        return struct.unpack_from("<Q", bytes(found.data), 64)[0]
+
+    async def meter_state(self) -> registry.Meter:
+        found = await self.chain.get_account(self.meter.address)
+        assert found is not None
+        return registry.Meter.decode(bytes(found.data))
+
+
+async def _funded(chain: LiteSVMChain) -> Keypair:
+    key = Keypair()
+    await chain.fund(key.pubkey(), 10 * 10**9)
+    return key
+
+
+async def _world(meter_seed: bytes = bytes(range(32))) -> World:
+    chain = LiteSVMChain()
+    admin, owner = await _funded(chain), await _funded(chain)
+    add_program_with_authority(chain, REGISTRY_ID, program_so("registry"), admin.pubkey())
+    add_program_with_authority(chain, ENERGY_ID, program_so("energy_token"), admin.pubkey())
+    grid = await bootstrap(chain, admin, REGISTRY_ID, ENERGY_ID)
+    key = SigningKey(meter_seed)
+    meter = await register_active_meter(chain, grid, admin, owner, METER_ID, bytes(key.verify_key))
+    return World(chain, admin, owner, key, grid, meter)
+
+
+@pytest.fixture
+async def world() -> World:
+    return await _world()
+
+
+# --- Initialize ---------------------------------------------------------------------------------------
+
+async def test_initialize_pins_registry_mint_and_authority(world: World) -> None:
+    account = await world.chain.get_account(energy.config_address(ENERGY_ID)[0])
+    assert account is not None and account.owner == ENERGY_ID
+    config = energy.EnergyConfig.decode(bytes(account.data))
+    authority, bump = energy.authority_address(ENERGY_ID)
+    assert (config.registry_program, config.mint, config.authority, config.authority_bump) == (
+        REGISTRY_ID, world.grid.mint, authority, bump)
+    # The registry names the same PDA as its only settlement authority.
+    reg = await world.chain.get_account(registry.config_address(REGISTRY_ID)[0])
+    assert reg is not None and registry.RegistryConfig.decode(bytes(reg.data)).settlement_authority == authority
+    again = await world.chain.send_transaction(
+        [energy.initialize(ENERGY_ID, world.admin.pubkey(), world.grid.mint, REGISTRY_ID)], [world.admin])
+    _refused(again, "AccountAlreadyInitialized")
+
+
+async def _fresh_energy(chain: LiteSVMChain, admin: Keypair, *, decimals: int = 9,
+                        authority: Pubkey | None = None, freeze: Pubkey | None = None) -> Pubkey:
+    mint = Keypair()
+    ixs = energy.create_grid_mint(admin.pubkey(), mint.pubkey(), authority or energy.authority_address(ENERGY_ID)[0],
+                                  await chain.minimum_balance(energy.MINT_LEN), decimals=decimals,
+                                  freeze_authority=freeze)
+    (await chain.send_transaction(ixs, [admin, mint])).raise_for_failure()
+    return mint.pubkey()
+
+
+async def test_initialize_refusals() -> None:
+    chain = LiteSVMChain()
+    admin, intruder = await _funded(chain), await _funded(chain)
+    add_program_with_authority(chain, ENERGY_ID, program_so("energy_token"), admin.pubkey())
+    good = await _fresh_energy(chain, admin)
+
+    async def init(mint: Pubkey, signer: Keypair = admin, **kw: object) -> TxResult:
+        ix = energy.initialize(ENERGY_ID, signer.pubkey(), mint, REGISTRY_ID, **kw)  # type: ignore[arg-type]
+        return await chain.send_transaction([ix], [signer])
+
+    _refused(await init(good, intruder), "IncorrectAuthority")
+    ix = energy.initialize(ENERGY_ID, admin.pubkey(), good, REGISTRY_ID)
+    unsigned = Instruction(ENERGY_ID, bytes(ix.data), [AccountMeta(admin.pubkey(), False, True), *ix.accounts[1:]])
+    _refused(await chain.send_transaction([unsigned], [intruder]), "MissingRequiredSignature")
+    _refused(await init(await _fresh_energy(chain, admin, authority=admin.pubkey())), "WrongMintAuthority")
+    _refused(await init(await _fresh_energy(chain, admin, decimals=6)), "WrongDecimals")
+    _refused(await init(await _fresh_energy(chain, admin, freeze=admin.pubkey())), "MintHasFreezeAuthority")
+    # A mint that already has supply (the bytes of one, as if minted before being handed over).
+    used = Pubkey.new_unique()
+    mint_account = await chain.get_account(good)
+    assert mint_account is not None
+    data = bytearray(mint_account.data)
+    struct.pack_into("<Q", data, 36, 5)
+    chain.svm.set_account(used, Account(mint_account.lamports, bytes(data), TOKEN_PROGRAM_ID, False, 0))
+    _refused(await init(used), "MintSupplyNotZero")
+    _refused(await init(good, config=Pubkey.new_unique()), "InvalidSeeds")
+    (await init(good)).raise_for_failure()
+
+
+# --- SettleAndMint: success ---------------------------------------------------------------------------
+
+async def test_settle_and_mint_credits_net_generation_exactly(world: World) -> None:
+    result = await world.settle(world.reading(1, 12_345, 15_845, power_w=-2450, clock=ClockSource.NTP))
+    result.raise_for_failure()
+    assert await world.balance() == 3_500 * energy.BASE_UNITS_PER_WH  # 3.5 kWh = 3.5 GRID
+    assert result.compute_units <= 15_000
+    state = await world.meter_state()
+    assert (state.last_seq, state.last_import_wh, state.last_export_wh) == (1, 12_345, 15_845)
+    assert (state.settled_net_generation_wh, state.settlement_count) == (3_500, 1)
+    assert result.events() == [[b"settle", registry.meter_id_bytes(METER_ID), struct.pack("<Q", 1),
+                                struct.pack("<Q", 3_500 * 10**6), struct.pack("<q", 3_500)]]
+    # A second reading mints only what is new.
+    (await world.settle(world.reading(2, 12_400, 16_000))).raise_for_failure()
+    assert await world.balance() == 3_600 * 10**6
+    mint = await world.chain.get_account(world.grid.mint)
+    assert mint is not None and struct.unpack_from("<Q", bytes(mint.data), 36)[0] == 3_600 * 10**6
+
+
+async def test_net_falling_below_the_mark_mints_nothing_until_it_is_passed(world: World) -> None:
+    (await world.settle(world.reading(1, 1_000, 3_000))).raise_for_failure()  # net 2000
+    (await world.settle(world.reading(2, 2_500, 3_000))).raise_for_failure()  # net 500: nothing
+    assert await world.balance() == 2_000 * 10**6
+    state = await world.meter_state()
+    assert (state.last_seq, state.settled_net_generation_wh) == (2, 2_000)
+    (await world.settle(world.reading(3, 2_500, 4_600))).raise_for_failure()  # net 2100: +100 Wh
+    assert await world.balance() == 2_100 * 10**6
+
+
+async def test_a_consumer_mints_nothing_and_its_reading_is_still_recorded(world: World) -> None:
+    result = await world.settle(world.reading(1, 9_000, 1_000))
+    result.raise_for_failure()
+    assert await world.balance() == 0
+    assert f"Program {TOKEN_PROGRAM_ID} invoke [2]" not in result.logs  # no MintTo at all
+    state = await world.meter_state()
+    assert (state.last_seq, state.settled_net_generation_wh) == (1, 0)
+
+
+async def test_anyone_may_relay_a_signed_reading(world: World) -> None:
+    relayer = await _funded(world.chain)
+    ixs = world.settle_ixs(sign(world.reading(1, 0, 1_000), world.meter_key))
+    (await world.chain.send_transaction(ixs, [relayer])).raise_for_failure()
+    assert await world.balance() == 1_000 * 10**6  # credited to the meter's owner, not the relayer
+
+
+# --- SettleAndMint: refusals --------------------------------------------------------------------------
+
+async def test_a_reading_signed_by_another_key_is_refused(world: World) -> None:
+    impostor = SigningKey(bytes(32))
+    signed = sign(world.reading(1, 0, 10_000), impostor)
+    result = await world.chain.send_transaction(world.settle_ixs(signed, impostor), [world.owner])
+    _refused(result, "ReadingNotVerified")
+    assert "Program log: settle: reading not signed by the meter's registered key:" in result.logs
+    assert await world.balance() == 0
+
+
+async def test_a_verification_of_other_bytes_or_none_is_refused(world: World) -> None:
+    genuine = sign(world.reading(1, 0, 100), world.meter_key)
+    inflated = encode(world.reading(1, 0, 100_000))
+    # The precompile verified the genuine reading; the program is handed inflated bytes.
+    ixs = [ed25519_verify_instruction(bytes(world.meter_key.verify_key), genuine.data, genuine.signature),
+           energy.settle_and_mint(ENERGY_ID, REGISTRY_ID, world.grid.mint, world.owner.pubkey(), inflated)]
+    _refused(await world.chain.send_transaction(ixs, [world.owner]), "ReadingNotVerified")
+    # No precompile instruction at all.
+    ix = energy.settle_and_mint(ENERGY_ID, REGISTRY_ID, world.grid.mint, world.owner.pubkey(), genuine.data)
+    _refused(await world.chain.send_transaction([ix], [world.owner]), "ReadingNotVerified")
+    # An account posing as the Instructions sysvar.
+    fake = Pubkey.new_unique()
+    world.chain.svm.set_account(fake, Account(10**7, bytes(64), Pubkey.new_unique(), False, 0))
+    ixs = world.settle_ixs(genuine, instructions_sysvar=fake)
+    _refused(await world.chain.send_transaction(ixs, [world.owner]), "UnsupportedSysvar")
+    assert await world.balance() == 0
+
+
+async def test_replayed_and_older_readings_are_refused(world: World) -> None:
+    first = world.reading(5, 0, 1_000)
+    (await world.settle(first)).raise_for_failure()
+    _refused(await world.settle(first), "ReplayedReading")
+    _refused(await world.settle(world.reading(4, 0, 2_000)), "ReplayedReading")
+    # A higher sequence number whose timestamp is not newer.
+    _refused(await world.settle(replace(world.reading(6, 0, 2_000), timestamp_ms=first.timestamp_ms)),
+             "StaleTimestamp")
+    assert await world.balance() == 1_000 * 10**6
+
+
+async def test_counter_rollback_is_refused(world: World) -> None:
+    (await world.settle(world.reading(1, 5_000, 9_000))).raise_for_failure()
+    _refused(await world.settle(world.reading(2, 5_000, 8_999)), "CounterRollback")
+    _refused(await world.settle(world.reading(3, 4_999, 9_500)), "CounterRollback")
+    assert (await world.meter_state()).last_seq == 1
+
+
+async def test_arithmetic_overflow_is_refused(world: World) -> None:
+    # Net generation fits an i64 but not as base units in a u64 (2^62 Wh * 10^6).
+    _refused(await world.settle(world.reading(1, 0, 2**62)), "ArithmeticOverflow")
+    # Counters more than 2^63 Wh apart do not fit a signed net generation.
+    _refused(await world.settle(world.reading(1, 0, 2**64 - 1)), "ArithmeticOverflow")
+    assert not (await world.meter_state()).has_reading
+
+
+async def test_meter_error_and_malformed_readings_are_refused(world: World) -> None:
+    _refused(await world.settle(world.reading(1, 0, 1_000, meter_error=True)), "ReadingMeterError")
+    good = sign(world.reading(1, 0, 1_000), world.meter_key)
+    for mutate, name in [
+        (lambda b: b[:59], "ReadingBadLength"),
+        (lambda b: b"XTXR" + b[4:], "ReadingBadPrefix"),
+        (lambda b: b[:4] + b"\x02" + b[5:], "ReadingBadVersion"),
+        (lambda b: b[:5] + b"\x03" + b[6:], "ReadingBadFlags"),
+        (lambda b: b[:6] + b"\x01" + b[7:], "ReadingBadReserved"),
+        (lambda b: b[:8] + b" " + b[9:], "ReadingBadMeterId"),
+        (lambda b: b[:56] + b"\x01" + b[57:], "ReadingBadPower"),
+    ]:
+        bad = mutate(good.data)
+        ix = energy.settle_and_mint(ENERGY_ID, REGISTRY_ID, world.grid.mint, world.owner.pubkey(), bad,
+                                    meter=world.meter.address)
+        _refused(await world.chain.send_transaction([ix], [world.owner]), name)
+
+
+async def test_a_meter_that_is_not_active_is_refused(world: World) -> None:
+    ix = registry.set_meter_status(REGISTRY_ID, world.admin.pubkey(), world.meter.address,
+                                   registry.MeterStatus.SUSPENDED)
+    (await world.chain.send_transaction([ix], [world.admin])).raise_for_failure()
+    _refused(await world.settle(world.reading(1, 0, 1_000)), "MeterNotActive")
+
+
+async def test_substituted_meter_accounts_are_refused(world: World) -> None:
+    # Another registered meter of the same owner, with the reading of the first.
+    other_key = SigningKey(bytes([7]) * 32)
+    other = await register_active_meter(world.chain, world.grid, world.admin, world.owner, "SDM630-000043",
+                                        bytes(other_key.verify_key))
+    _refused(await world.settle(world.reading(1, 0, 1_000), meter=other.address), "MeterMismatch")
+    # A perfect copy of the meter, naming the attacker's key, owned by a look-alike registry program.
+    attacker = SigningKey(bytes([9]) * 32)
+    found = await world.chain.get_account(world.meter.address)
+    assert found is not None
+    data = bytearray(found.data)
+    data[40:72] = bytes(attacker.verify_key)
+    forged = Pubkey.new_unique()
+    world.chain.svm.set_account(forged, Account(found.lamports, bytes(data), Pubkey.new_unique(), False, 0))
+    signed = sign(world.reading(1, 0, 10**6), attacker)
+    ixs = world.settle_ixs(signed, attacker, meter=forged)
+    _refused(await world.chain.send_transaction(ixs, [world.owner]), "WrongRegistry")
+    # A registry account of another type (the owner's user account) in the meter slot.
+    ixs = world.settle_ixs(sign(world.reading(1, 0, 1), world.meter_key),
+                           meter=registry.user_address(REGISTRY_ID, world.owner.pubkey())[0])
+    _refused(await world.chain.send_transaction(ixs, [world.owner]), "AccountWrongSize")
+
+
+async def test_forged_config_and_authority_are_refused(world: World) -> None:
+    config = await world.chain.get_account(energy.config_address(ENERGY_ID)[0])
+    assert config is not None
+    forged = Pubkey.new_unique()
+    world.chain.svm.set_account(forged, Account(config.lamports, bytes(config.data), Pubkey.new_unique(), False, 0))
+    _refused(await world.settle(world.reading(1, 0, 1_000), config=forged), "InvalidAccountOwner")
+    _refused(await world.settle(world.reading(1, 0, 1_000), authority=Pubkey.new_unique()), "WrongAuthority")
+    # A registry account of another type as the registry config: the registry refuses it inside the CPI.
+    result = await world.settle(world.reading(1, 0, 1_000),
+                                registry_config=registry.user_address(REGISTRY_ID, world.owner.pubkey())[0])
+    assert result.failure is not None
+    assert registry.REGISTRY_ERRORS.name(result.failure) == "AccountWrongSize"
+    assert f"Program {REGISTRY_ID} failed: custom program error: 0x2" in result.logs
+
+
+async def test_wrong_mint_and_destination_are_refused(world: World) -> None:
+    other_mint = await _fresh_energy(world.chain, world.admin, authority=world.admin.pubkey())
+    _refused(await world.settle(world.reading(1, 0, 1_000), mint=other_mint), "WrongMint")
+    # The owner's account of another mint.
+    wrong_mint_account = get_associated_token_address(world.owner.pubkey(), other_mint)
+    (await world.chain.send_transaction([create_associated_token_account(
+        world.owner.pubkey(), world.owner.pubkey(), other_mint)], [world.owner])).raise_for_failure()
+    _refused(await world.settle(world.reading(1, 0, 1_000), destination=wrong_mint_account), "TokenAccountWrongMint")
+    # A GRID account of someone else (the relayer trying to redirect the minted GRID).
+    thief = await _funded(world.chain)
+    theirs = get_associated_token_address(thief.pubkey(), world.grid.mint)
+    (await world.chain.send_transaction([create_associated_token_account(
+        thief.pubkey(), thief.pubkey(), world.grid.mint)], [thief])).raise_for_failure()
+    _refused(await world.settle(world.reading(1, 0, 1_000), destination=theirs), "WrongTokenOwner")
+    assert await world.balance(theirs) == 0
+    # The mint account itself in the destination slot is not a token account.
+    _refused(await world.settle(world.reading(1, 0, 1_000), destination=world.grid.mint), "InvalidAccountData")
+
+
+async def test_program_impostors_are_refused(world: World) -> None:
+    _refused(await world.settle(world.reading(1, 0, 1_000), token_program=Pubkey.new_unique()),
+             "IncorrectProgramId")
+    # The energy-token program itself in the registry program's slot (its own executable account).
+    ed, settle = world.settle_ixs(sign(world.reading(1, 0, 1_000), world.meter_key))
+    metas = list(settle.accounts)
+    metas[6] = AccountMeta(ENERGY_ID, False, False)
+    result = await world.chain.send_transaction([ed, Instruction(ENERGY_ID, bytes(settle.data), metas)],
+                                                [world.owner])
+    _refused(result, "IncorrectProgramId")
+
+
+async def test_no_backend_key_can_mint_or_move_marks(world: World) -> None:
+    backend = await _funded(world.chain)
+    # Direct MintTo: the mint authority is the program's PDA, which no key can sign for.
+    mint_to = Instruction(TOKEN_PROGRAM_ID, struct.pack("<BQ", 7, 10**12), [
+        AccountMeta(world.grid.mint, False, True),
+        AccountMeta(world.meter.grid_account, False, True),
+        AccountMeta(backend.pubkey(), True, False),
+    ])
+    result = await world.chain.send_transaction([mint_to], [backend])
+    assert result.failure is not None and result.failure.custom_code == 4  # spl-token OwnerMismatch
+    # Direct RecordSettlement: only the energy-token PDA is the registry's settlement authority.
+    ix = registry.record_settlement(REGISTRY_ID, backend.pubkey(), world.meter.address, seq=1, timestamp_ms=1,
+                                    import_wh=0, export_wh=10**6, settled_net_generation_wh=10**6)
+    result = await world.chain.send_transaction([ix], [backend])
+    assert result.failure is not None
+    assert registry.REGISTRY_ERRORS.name(result.failure) == "NotSettlementAuthority"
+    assert await world.balance() == 0 and not (await world.meter_state()).has_reading
+
+
+async def test_unknown_instruction(world: World) -> None:
+    _refused(await world.chain.send_transaction([Instruction(ENERGY_ID, bytes([7]), [])], [world.owner]),
+             "UnknownInstruction")
+    ix = energy.settle_and_mint(ENERGY_ID, REGISTRY_ID, world.grid.mint, world.owner.pubkey(), bytes(60))
+    too_few = Instruction(ENERGY_ID, bytes(ix.data), ix.accounts[:8])
+    _refused(await world.chain.send_transaction([too_few], [world.owner]), "NotEnoughAccountKeys")
+    assert INSTRUCTIONS == ix.accounts[8].pubkey
