@@ -126,6 +126,7 @@ class MeterStatus:
     consecutive_failures: int
     flagged: int
     last_error: str | None
+    last_failure_ms: int | None
     last_success_ms: int | None
     last_sample: MeterSample | None
     requests_per_cycle: int | None
@@ -182,6 +183,7 @@ class _Counters:
     consecutive_failures: int = 0
     flagged: int = 0
     last_error: str | None = None
+    last_failure_ms: int | None = None
     last_success_ms: int | None = None
     last_sample: MeterSample | None = None
 
@@ -230,7 +232,11 @@ class MeterPoller:
         )
         async for attempt in retrying:
             with attempt:
-                return await self.bus.read(self.spec.unit, request, response_timeout=timeout)
+                # A meter that is failing (or retrying) waits behind healthy ones for a shared line.
+                suspect = self._counters.consecutive_failures > 0 or attempt.retry_state.attempt_number > 1
+                return await self.bus.read(
+                    self.spec.unit, request, response_timeout=timeout, priority=1 if suspect else 0
+                )
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     async def poll(self, *, attempts: int | None = None, budget: float | None = None) -> MeterSample:
@@ -319,6 +325,7 @@ class MeterPoller:
         c.failures += 1
         c.consecutive_failures += 1
         c.last_error = str(exc)
+        c.last_failure_ms = self.now_ms()
         if c.state is MeterState.OFFLINE:
             log.debug("meter %s still offline: %s", self.spec.meter_id, exc)
         elif c.consecutive_failures >= self.spec.offline_after:
@@ -351,6 +358,7 @@ class MeterPoller:
             consecutive_failures=c.consecutive_failures,
             flagged=c.flagged,
             last_error=c.last_error,
+            last_failure_ms=c.last_failure_ms,
             last_success_ms=c.last_success_ms,
             last_sample=c.last_sample,
             requests_per_cycle=None if self._plan is None else len(self._plan),
@@ -372,7 +380,8 @@ class MeterPoller:
 
     async def run(self, sink: asyncio.Queue[MeterSample]) -> None:
         """Poll every ``interval`` (every ``offline_interval`` while offline) until cancelled.
-        Slots are fixed-rate; a slow cycle skips the slots it overran rather than bursting."""
+        Slots are fixed-rate; a cycle that overran its slot starts the next one at once (never a
+        burst of catch-up polls) and the rate continues from there."""
         loop = asyncio.get_running_loop()
         next_due = loop.time()
         while True:
@@ -383,10 +392,7 @@ class MeterPoller:
             if sample is not None:
                 await sink.put(sample)
             period = self.spec.offline_interval if self.state is MeterState.OFFLINE else self.spec.interval
-            next_due += period
-            now = loop.time()
-            if next_due < now:
-                next_due += ((now - next_due) // period + 1) * period
+            next_due = max(next_due + period, loop.time())
 
 
 @dataclass

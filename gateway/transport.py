@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import heapq
+import itertools
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -28,7 +32,7 @@ from pymodbus.pdu import ExceptionResponse
 from gateway.errors import BadResponse, BusUnavailable, MeterError, MeterExceptionResponse, MeterTimeout
 from gateway.register_map import READ_HOLDING, READ_INPUT, RegisterRange
 
-__all__ = ["Bus", "RtuBus", "TcpBus", "char_time", "rtu_inter_frame_gap"]
+__all__ = ["Bus", "PriorityLock", "RtuBus", "TcpBus", "char_time", "is_transient", "rtu_inter_frame_gap"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,58 @@ def rtu_inter_frame_gap(baudrate: int, *, bits_per_char: int = 11) -> float:
     if baudrate > 19200:
         return 0.00175
     return 3.5 * char_time(baudrate, bits_per_char=bits_per_char)
+
+
+class PriorityLock:
+    """An asyncio lock whose waiters are served lowest ``priority`` first, FIFO within a priority.
+
+    A silent meter holds an RS-485 line for a whole timeout per attempt and nothing can shorten that
+    (a late answer would collide with the next frame), but it need not jump the queue: meters that
+    are failing ask with a lower priority, so healthy meters waiting for the line always go first.
+    """
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def locked(self) -> bool:
+        return self._locked
+
+    async def acquire(self, priority: int = 0) -> None:
+        if not self._locked and not self._waiters:
+            self._locked = True
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted just as we were cancelled: pass the lock on
+            raise
+
+    def has_waiters_before(self, priority: int) -> bool:
+        """Whether someone with a lower priority number is waiting."""
+        return any(p < priority and not f.done() for p, _, f in self._waiters)
+
+    def release(self) -> None:
+        if not self._locked:
+            raise RuntimeError("PriorityLock is not locked")
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)  # ownership passes directly; the lock stays locked
+                return
+        self._locked = False
+
+    @asynccontextmanager
+    async def hold(self, priority: int = 0) -> AsyncIterator[None]:
+        await self.acquire(priority)
+        try:
+            yield
+        finally:
+            self.release()
 
 
 class Bus(abc.ABC):
@@ -74,9 +130,12 @@ class Bus(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def read(self, unit: int, request: RegisterRange, *, response_timeout: float) -> list[int]:
+    async def read(
+        self, unit: int, request: RegisterRange, *, response_timeout: float, priority: int = 0
+    ) -> list[int]:
         """The registers of ``request`` from ``unit``, or a :class:`MeterError`.  ``response_timeout``
-        counts from sending the request: time spent waiting for the bus is not the meter's fault."""
+        counts from sending the request: time spent waiting for the bus is not the meter's fault.
+        On a shared line, requests with a lower ``priority`` number go first (0: healthy meter)."""
 
     async def _connect(self, client: Any, unit: int | None) -> None:
         if client.connected:
@@ -171,7 +230,7 @@ class RtuBus(Bus):
             else rtu_inter_frame_gap(baudrate, bits_per_char=self.bits_per_char)
         )
         self.echo = echo
-        self._lock = asyncio.Lock()
+        self._lock = PriorityLock()
         self._client: AsyncModbusSerialClient | None = None
         self._last_frame_end = 0.0
 
@@ -195,22 +254,33 @@ class RtuBus(Bus):
             )
         return self._client
 
-    async def read(self, unit: int, request: RegisterRange, *, response_timeout: float) -> list[int]:
-        async with self._lock:
-            client = self._get_client()
-            await self._connect(client, unit)
-            loop = asyncio.get_running_loop()
-            wait = self._last_frame_end + self.inter_frame_gap - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+    async def read(
+        self, unit: int, request: RegisterRange, *, response_timeout: float, priority: int = 0
+    ) -> list[int]:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._lock.acquire(priority)
             try:
-                return await self._request(client, unit, request, response_timeout)
+                # The silence the line needs between frames, which we owe it anyway...
+                wait = self._last_frame_end + self.inter_frame_gap - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                # ...is also the moment a healthy meter between two requests of its cycle asks again:
+                # a failing meter steps back rather than hold the line for a whole timeout.
+                if priority > 0 and self._lock.has_waiters_before(priority):
+                    continue
+                client = self._get_client()
+                await self._connect(client, unit)
+                try:
+                    return await self._request(client, unit, request, response_timeout)
+                finally:
+                    # The gap counts from the end of the answer, or of our waiting for one.
+                    self._last_frame_end = loop.time()
             finally:
-                # The gap counts from the end of the answer, or of our waiting for one.
-                self._last_frame_end = loop.time()
+                self._lock.release()
 
     async def close(self) -> None:
-        async with self._lock:
+        async with self._lock.hold():
             if self._client is not None:
                 self._client.close()
                 self._client = None
@@ -232,7 +302,10 @@ class TcpBus(Bus):
     def describe(self) -> str:
         return f"{self.host}:{self.port}"
 
-    async def read(self, unit: int, request: RegisterRange, *, response_timeout: float) -> list[int]:
+    async def read(
+        self, unit: int, request: RegisterRange, *, response_timeout: float, priority: int = 0
+    ) -> list[int]:
+        # Each unit has its own connection: there is no shared line to give priority on.
         lock = self._locks.setdefault(unit, asyncio.Lock())
         async with lock:
             client = self._clients.get(unit)

@@ -24,7 +24,7 @@ from gateway.sample import MeterSample
 from gateway.sunspec_discovery import discover
 from gateway.transport import TcpBus
 
-pytestmark = pytest.mark.modbus
+pytestmark = [pytest.mark.modbus, pytest.mark.timeout(30)]
 
 
 @asynccontextmanager
