@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
-from bench.cu_trading import measure_async, table
-
 pytestmark = pytest.mark.chain
+
+# bench/ is a folder of scripts, not an installed package: load the script by path so that the test does
+# not depend on the working directory being on sys.path (plain `pytest` vs `python -m pytest`).
+_BENCH = Path(__file__).resolve().parents[2] / "bench" / "cu_trading.py"
+_spec = importlib.util.spec_from_file_location("cu_trading", _BENCH)
+assert _spec is not None and _spec.loader is not None
+cu_trading = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cu_trading)
 
 # Budgets with headroom over the measured figures (see docs/programs/trading.md): a change that makes an
 # instruction markedly dearer should be noticed, not slip in.
@@ -22,10 +31,10 @@ BUDGETS = {
 
 
 async def test_every_instruction_is_measured_within_budget() -> None:
-    cu = await measure_async()
+    cu = await cu_trading.measure_async()
     assert list(cu) == list(BUDGETS)
     for name, units in cu.items():
         assert 0 < units <= BUDGETS[name], f"{name}: {units} CU over its budget of {BUDGETS[name]}"
     # The last fill also closes the vault: one more CPI than a partial fill.
     assert cu["buy (last fill, closes vault)"] > cu["buy (partial fill)"]
-    assert table(cu).count("\n") == len(cu) + 1
+    assert cu_trading.table(cu).count("\n") == len(cu) + 1
