@@ -71,9 +71,8 @@ def _replace(ix: Instruction, index: int, meta: AccountMeta) -> Instruction:
     return Instruction(ix.program_id, bytes(ix.data), accounts)
 
 
-async def test_partial_then_full_fill_moves_energy_and_money(market: TradingSandbox, seller: Trader,
-                                                             buyer: Trader) -> None:
-    chain = market.chain
+async def test_partial_then_full_fill_moves_energy_and_money(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader, buyer: Trader) -> None:
     order_id = await _order(market, seller)
     order_key = trading.order_address(TRADING_ID, seller.pubkey, order_id)[0]
     vault = trading.vault_address(TRADING_ID, order_key)[0]
@@ -117,8 +116,8 @@ async def test_partial_then_full_fill_moves_energy_and_money(market: TradingSand
     (KWH + 1, 2_200_000, 2_200_001),         # a hair over a kWh rounds up
     (1_000_000 * KWH, 4_100_000, 4_100_000 * 10**6),  # 1 GWh: amount * price needs more than 64 bits
 ])
-async def test_cost_is_rounded_up_and_exact_beyond_64_bits(chain: LiteSVMChain, amount: int, price: int,
-                                                           cost: int) -> None:
+async def test_cost_is_rounded_up_and_exact_beyond_64_bits(
+        chain: LiteSVMChain, amount: int, price: int, cost: int) -> None:
     market = await TradingSandbox.create(chain, TRADING_ID, fee_bps=25)
     seller = await market.trader(grid=amount)
     buyer = await market.trader(thbc=cost)
@@ -133,9 +132,8 @@ async def test_cost_is_rounded_up_and_exact_beyond_64_bits(chain: LiteSVMChain, 
         0, cost - event.fee, event.fee]
 
 
-async def test_refusals_leave_every_balance_untouched(market: TradingSandbox, seller: Trader,
-                                                      buyer: Trader) -> None:
-    chain = market.chain
+async def test_refusals_leave_every_balance_untouched(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader, buyer: Trader) -> None:
     order_id = await _order(market, seller)
     other = await market.trader(grid=KWH, thbc=10 * BAHT)
     before = await _balances(market, seller.grid, buyer.grid, buyer.thbc, seller.thbc, market.fee_account)
@@ -195,8 +193,8 @@ async def test_refusals_leave_every_balance_untouched(market: TradingSandbox, se
     assert order is not None and (order.state, order.remaining) == (trading.OrderState.ACTIVE, 10 * KWH)
 
 
-async def test_substituted_vault_is_refused(market: TradingSandbox, seller: Trader, buyer: Trader) -> None:
-    chain = market.chain
+async def test_substituted_vault_is_refused(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader, buyer: Trader) -> None:
     mine = await _order(market, seller)
     theirs = await _order(market, seller, amount=KWH)
     # The vault of another order of the same seller (a real escrow vault, of the right mint).
@@ -210,9 +208,8 @@ async def test_substituted_vault_is_refused(market: TradingSandbox, seller: Trad
     assert_refused(await chain.send_transaction([ix], [buyer.key]), "WrongVault")
 
 
-async def test_expired_cancelled_and_filled_orders_cannot_be_bought(market: TradingSandbox, seller: Trader,
-                                                                    buyer: Trader) -> None:
-    chain = market.chain
+async def test_expired_cancelled_and_filled_orders_cannot_be_bought(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader, buyer: Trader) -> None:
     expiring = await _order(market, seller, amount=KWH, expires_in=60)
     cancelled = await _order(market, seller, amount=KWH)
     filled = await _order(market, seller, amount=KWH)
@@ -231,9 +228,8 @@ async def test_expired_cancelled_and_filled_orders_cannot_be_bought(market: Trad
                    "OrderExpired")
 
 
-async def test_forged_or_foreign_order_and_market_accounts_are_refused(market: TradingSandbox, seller: Trader,
-                                                                       buyer: Trader) -> None:
-    chain = market.chain
+async def test_forged_or_foreign_order_and_market_accounts_are_refused(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader, buyer: Trader) -> None:
     order_id = await _order(market, seller)
     order_key = trading.order_address(TRADING_ID, seller.pubkey, order_id)[0]
     real = await chain.get_account(order_key)

@@ -47,8 +47,7 @@ def _init(s: TradingSandbox, fee_bps: int = 25, **overrides: object) -> Instruct
                                      fee_bps, **overrides)  # type: ignore[arg-type]
 
 
-async def test_initialize_market_records_mints_fee_account_and_fee(bare: TradingSandbox) -> None:
-    chain = bare.chain
+async def test_initialize_market_records_mints_fee_account_and_fee(chain: LiteSVMChain, bare: TradingSandbox) -> None:
     address, bump = trading.market_address(TRADING_ID)
     result = await chain.send_transaction([_init(bare)], [bare.authority])
     result.raise_for_failure()
@@ -61,8 +60,7 @@ async def test_initialize_market_records_mints_fee_account_and_fee(bare: Trading
     assert_refused(await chain.send_transaction([_init(bare)], [bare.authority]), "AccountAlreadyInitialized")
 
 
-async def test_initialize_market_refusals(bare: TradingSandbox) -> None:
-    chain = bare.chain
+async def test_initialize_market_refusals(chain: LiteSVMChain, bare: TradingSandbox) -> None:
     auth = bare.authority
     other = Keypair()
     await chain.fund(other.pubkey(), 10**9)

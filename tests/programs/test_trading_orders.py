@@ -73,9 +73,8 @@ async def _created(market: TradingSandbox, seller: Trader, order_id: int = 7, am
     return order, trading.vault_address(TRADING_ID, order)[0]
 
 
-async def test_create_order_moves_grid_into_a_vault_held_by_the_order(market: TradingSandbox,
-                                                                      seller: Trader) -> None:
-    chain = market.chain
+async def test_create_order_moves_grid_into_a_vault_held_by_the_order(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
     order_key, order_bump = trading.order_address(TRADING_ID, seller.pubkey, 7)
     vault, vault_bump = trading.vault_address(TRADING_ID, order_key)
     result = await chain.send_transaction([_create(market, seller, 7)], [seller.key])
@@ -93,8 +92,7 @@ async def test_create_order_moves_grid_into_a_vault_held_by_the_order(market: Tr
     assert [await token_amount(chain, a) for a in (vault, seller.grid)] == [5 * KWH, 15 * KWH]
 
 
-async def test_create_order_refusals(market: TradingSandbox, seller: Trader) -> None:
-    chain = market.chain
+async def test_create_order_refusals(chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
     other = await market.trader(grid=KWH, thbc=BAHT)
 
     unsigned = _replace(_create(market, seller, 1), 0, AccountMeta(seller.pubkey, False, True))
@@ -148,8 +146,8 @@ async def test_create_order_refusals(market: TradingSandbox, seller: Trader) -> 
                    "AccountAlreadyInitialized")
 
 
-async def test_cancel_returns_the_escrow_and_closes_the_vault(market: TradingSandbox, seller: Trader) -> None:
-    chain = market.chain
+async def test_cancel_returns_the_escrow_and_closes_the_vault(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
     buyer = await market.trader(thbc=100 * BAHT)
     order_key, vault = await _created(market, seller)
     (await chain.send_transaction([market.buy_ix(buyer, seller, 7, 2 * KWH)], [buyer.key])).raise_for_failure()
@@ -172,8 +170,7 @@ async def test_cancel_returns_the_escrow_and_closes_the_vault(market: TradingSan
     assert_refused(again, "OrderNotActive")
 
 
-async def test_cancel_refusals(market: TradingSandbox, seller: Trader) -> None:
-    chain = market.chain
+async def test_cancel_refusals(chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
     intruder = await market.trader(grid=KWH)
     await _created(market, seller, 7)
     await _created(market, seller, 8, amount=KWH)
@@ -195,9 +192,8 @@ async def test_cancel_refusals(market: TradingSandbox, seller: Trader) -> None:
     assert order is not None and order.state == trading.OrderState.ACTIVE
 
 
-async def test_expire_is_open_to_anyone_after_expiry_and_pays_only_the_seller(market: TradingSandbox,
-                                                                              seller: Trader) -> None:
-    chain = market.chain
+async def test_expire_is_open_to_anyone_after_expiry_and_pays_only_the_seller(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
     keeper = await market.trader()
     order_key, vault = await _created(market, seller, 7, expires_at=NOW + 300)
     expire = trading.expire_order(TRADING_ID, seller.pubkey, 7, seller.grid)
@@ -223,9 +219,8 @@ async def test_expire_is_open_to_anyone_after_expiry_and_pays_only_the_seller(ma
     assert_refused(await chain.send_transaction([expire], [keeper.key]), "OrderNotActive")
 
 
-async def test_close_order_returns_the_rent_of_finished_orders_only(market: TradingSandbox,
-                                                                    seller: Trader) -> None:
-    chain = market.chain
+async def test_close_order_returns_the_rent_of_finished_orders_only(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
     order_key, _ = await _created(market, seller, 7)
     close = trading.close_order(TRADING_ID, seller.pubkey, 7)
     assert_refused(await chain.send_transaction([close], [seller.key]), "OrderStillOpen")
@@ -247,9 +242,9 @@ async def test_close_order_returns_the_rent_of_finished_orders_only(market: Trad
     assert order is not None and order.amount == KWH
 
 
-async def test_grid_sent_to_a_vault_does_not_block_closing_it(market: TradingSandbox, seller: Trader) -> None:
+async def test_grid_sent_to_a_vault_does_not_block_closing_it(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
     # Anyone can transfer GRID into a vault; the last fill / cancel empties it whole so it still closes.
-    chain = market.chain
     donor = await market.trader(grid=KWH)
     buyer = await market.trader(thbc=100 * BAHT)
     _, vault = await _created(market, seller, 7, amount=2 * KWH)
@@ -261,9 +256,8 @@ async def test_grid_sent_to_a_vault_does_not_block_closing_it(market: TradingSan
     assert await token_amount(chain, buyer.grid) == 2 * KWH + 5
 
 
-async def test_a_token_account_of_another_program_is_not_a_grid_account(market: TradingSandbox,
-                                                                        seller: Trader) -> None:
-    chain = market.chain
+async def test_a_token_account_of_another_program_is_not_a_grid_account(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
     # The seller's real GRID account bytes, but owned by a program that is not SPL Token.
     real = await chain.get_account(seller.grid)
     assert real is not None
