@@ -375,3 +375,21 @@ async def test_unknown_instruction(world: World) -> None:
     too_few = Instruction(ENERGY_ID, bytes(ix.data), ix.accounts[:8])
     _refused(await world.chain.send_transaction([too_few], [world.owner]), "NotEnoughAccountKeys")
     assert INSTRUCTIONS == ix.accounts[8].pubkey
+
+
+async def test_settlement_under_mainnet_features() -> None:
+    from solders.litesvm import LiteSVM
+
+    chain = LiteSVMChain(LiteSVM().with_mainnet_features())
+    admin, owner = await _funded(chain), await _funded(chain)
+    add_program_with_authority(chain, REGISTRY_ID, program_so("registry"), admin.pubkey())
+    add_program_with_authority(chain, ENERGY_ID, program_so("energy_token"), admin.pubkey())
+    grid = await bootstrap(chain, admin, REGISTRY_ID, ENERGY_ID)
+    key = SigningKey(bytes(range(32)))
+    meter = await register_active_meter(chain, grid, admin, owner, METER_ID, bytes(key.verify_key))
+    w = World(chain, admin, owner, key, grid, meter)
+    result = await w.settle(w.reading(1, 100, 2_100))
+    result.raise_for_failure()
+    assert result.compute_units <= 15_000
+    assert await w.balance() == 2_000 * 10**6
+    _refused(await w.settle(w.reading(1, 100, 2_100)), "ReplayedReading")

@@ -313,3 +313,24 @@ async def test_unknown_instruction_and_short_data(world: World) -> None:
     _refused(await world.send(short, world.owner), "InvalidInstructionData")
     too_few = Instruction(REGISTRY_ID, bytes(ix.data), ix.accounts[:1])
     _refused(await world.send(too_few, world.owner), "NotEnoughAccountKeys")
+
+
+async def test_a_prefunded_meter_address_cannot_block_registration(world: World) -> None:
+    # Meter PDAs derive from printed ids, so anyone can send lamports there first; CreateAccount alone
+    # would then fail forever. The registry tops up, allocates and assigns instead.
+    address = registry.meter_address(REGISTRY_ID, "SDM630-000042")[0]
+    await world.chain.fund(address, await world.chain.minimum_balance(0))
+    await _registered_meter(world, activate=False)
+    account = await world.chain.get_account(address)
+    assert account is not None and account.owner == REGISTRY_ID
+    assert account.lamports == await world.chain.minimum_balance(registry.METER_LEN)
+    assert (await world.meter("SDM630-000042")).owner == world.owner.pubkey()
+    # More than the rent minimum already there: nothing is transferred, the account is still created.
+    wallet = await _funded(world.chain)
+    user = registry.user_address(REGISTRY_ID, wallet.pubkey())[0]
+    await world.chain.fund(user, 10**9)
+    ix = registry.register_user(REGISTRY_ID, wallet.pubkey(), UserKind.CONSUMER)
+    (await world.send(ix, wallet)).raise_for_failure()
+    account = await world.chain.get_account(user)
+    assert account is not None and account.owner == REGISTRY_ID and account.lamports == 10**9
+    assert registry.User.decode(bytes(account.data)).kind == UserKind.CONSUMER

@@ -144,7 +144,7 @@ static inline uint64_t cert_create_pda(const CertCreate *c) {
   c->parts[c->n].len = 1;
   SolSignerSeeds signer = {c->parts, c->n + 1};
   GtxCreateAccount create = {c->payer, c->account, lamports, c->len, c->in->program_id, &signer};
-  return gtx_create_account(&create);
+  return gtx_create_pda(&create);
 }
 
 static inline void cert_event(const char *name, uint64_t name_len, const Certificate *cert) {

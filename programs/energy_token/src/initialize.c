@@ -1,4 +1,5 @@
 #include <gtx_sol.h>
+#include <gtx/create_pda.h>
 #include <gtx/token.h>
 #include <gtx/upgradeable.h>
 
@@ -57,7 +58,7 @@ uint64_t process_initialize(const GtxInput *in) {
   parts[1].len = 1;
   SolSignerSeeds signer = {parts, 2};
   GtxCreateAccount create = {admin, config, lamports, ENERGY_CONFIG_LEN, in->program_id, &signer};
-  GTX_TRY(gtx_create_account(&create));
+  GTX_TRY(gtx_create_pda(&create));
 
   EnergyConfig *c = (EnergyConfig *)config->data;
   c->discriminator = ENERGY_DISC_CONFIG;

@@ -5,6 +5,7 @@
 #define REGISTRY_STATE_H
 
 #include <gtx_sol.h>
+#include <gtx/create_pda.h>
 
 #include "error.h"
 
@@ -145,7 +146,7 @@ static inline uint64_t registry_create_pda(const RegistryCreate *c) {
   c->parts[c->seeds_len].len = 1;
   SolSignerSeeds signer = {c->parts, c->seeds_len + 1};
   GtxCreateAccount create = {c->payer, c->account, lamports, c->len, c->in->program_id, &signer};
-  return gtx_create_account(&create);
+  return gtx_create_pda(&create);
 }
 
 /* Net generation export - import of cumulative counters, as a signed Wh value. ERROR_ARITHMETIC_OVERFLOW
