@@ -35,3 +35,13 @@ def run(args: argparse.Namespace) -> int:
     print("commission it on the backend with:")
     print(f"  gridtokenx backend add-gateway --id {gateway_id} --public-key {key.public_key.hex()}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gridtokenx gateway keygen", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,6 +3,9 @@
 Exit codes: 0 after SIGTERM/SIGINT; 2 for anything the operator must fix first (configuration, key
 file permissions, an outbox written by a newer version) — the systemd unit does not restart on 2;
 1 for a runtime failure (e.g. the outbox became corrupt: the restart that follows recovers it).
+
+Heavy imports (paho, pymodbus, aiosqlite) happen inside :func:`run`, so ``gridtokenx gateway --help``
+stays quick. ``python -m gateway.cli_run --config FILE`` runs the same code without the umbrella command.
 """
 
 from __future__ import annotations
@@ -10,24 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+    from gateway.keys import DeviceKey, KeySettings
+    from gateway.mqtt_publisher import MqttSettings
+    from gateway.outbox import OutboxSettings
 
-from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigError
-from gateway.keys import DeviceKey, DeviceKeyError, KeySettings, load_key
-from gateway.mqtt_publisher import MqttSettings
-from gateway.outbox import OutboxCorruptError, OutboxError, OutboxSchemaError, OutboxSettings
-from gateway.poller import Poller
-from gateway.service import GatewayService
-from gridtokenx.batch import BatchFormatError, check_gateway_id
-from gridtokenx.mqtt import MqttError
-
-__all__ = ["DaemonSettings", "add_arguments", "resolve_sections", "run"]
+__all__ = ["DaemonSettings", "add_arguments", "main", "resolve_sections", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +40,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class DaemonSettings(BaseModel):
-    mqtt: MqttSettings
-    outbox: OutboxSettings
-    key: KeySettings
+class DaemonSettings:
+    """The validated ``[mqtt]``, ``[outbox]`` and ``[key]`` sections."""
+
+    def __init__(self, mqtt: MqttSettings, outbox: OutboxSettings, key: KeySettings) -> None:
+        self.mqtt, self.outbox, self.key = mqtt, outbox, key
 
 
 def resolve_sections(config: GatewayConfig, source: str = "<config>") -> DaemonSettings:
-    """Validate ``[mqtt]``, ``[outbox]`` and ``[key]``; every problem in one :class:`ConfigError`."""
+    """Validate ``[mqtt]``, ``[outbox]`` and ``[key]``; every problem in one ``ConfigError``.
+    ``mqtt.gateway_id`` defaults to ``[gateway] id``."""
+    from pydantic import ValidationError
+
+    from gateway.errors import ConfigError
+    from gateway.keys import KeySettings
+    from gateway.mqtt_publisher import MqttSettings
+    from gateway.outbox import OutboxSettings
+    from gridtokenx.batch import BatchFormatError, check_gateway_id
+
     problems: list[str] = []
     parsed: dict[str, Any] = {}
     for name, model in (("mqtt", MqttSettings), ("outbox", OutboxSettings), ("key", KeySettings)):
@@ -78,6 +86,12 @@ def resolve_sections(config: GatewayConfig, source: str = "<config>") -> DaemonS
 
 
 def run(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+    from gateway.keys import DeviceKeyError, load_key
+    from gateway.outbox import OutboxCorruptError, OutboxError, OutboxSchemaError
+    from gridtokenx.mqtt import MqttError
+
     try:
         config = load_config(args.config)
         settings = resolve_sections(config, str(args.config))
@@ -90,16 +104,16 @@ def run(args: argparse.Namespace) -> int:
     except (OutboxSchemaError, MqttError) as exc:
         print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except OutboxCorruptError as exc:
-        print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
-        return EXIT_FATAL
-    except OutboxError as exc:
+    except (OutboxCorruptError, OutboxError) as exc:
         print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
         return EXIT_FATAL
     return 0
 
 
 async def _serve(config: GatewayConfig, settings: DaemonSettings, key: DeviceKey) -> None:
+    from gateway.poller import Poller
+    from gateway.service import GatewayService
+
     async with Poller.from_config(config) as poller:
         service = GatewayService(
             key=key,
@@ -112,3 +126,19 @@ async def _serve(config: GatewayConfig, settings: DaemonSettings, key: DeviceKey
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stop)
         await service.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gridtokenx gateway run", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, os.environ.get("GRIDTOKENX_LOG_LEVEL", "INFO").upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -304,7 +304,8 @@ class ReadingPublisher:
                     if r.status is AckStatus.REJECTED:
                         self._log_rejection(r.meter_id, r.seq, r.reason or "unspecified")
             # Commit first, then free the window: a crash in between only means a resend.
-            await self.outbox.remove(keys)
+            removed = await self.outbox.remove(keys)
+            log.debug("ack of %d readings removed %d from the outbox", len(keys), removed)
             self.stats.readings_acked += len(keys)
             if keys:
                 self._timeouts_in_a_row = 0

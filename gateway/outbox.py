@@ -18,6 +18,7 @@ oldest backlog is lost, and the count of thinned readings is kept (and reported 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -63,7 +64,7 @@ _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE counters (meter_id TEXT PRIMARY KEY, next_counter INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE outbox (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the publisher's cursor relies on it
     meter_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     data BLOB NOT NULL,
@@ -201,6 +202,10 @@ class Outbox:
         self._rows = 0
         self._thinned_total = 0
         self.salvaged = 0
+        # One connection shared by the writer, the publisher and the ack handler: every use is
+        # serialised, so no task ever sees (and publishes) another's uncommitted rows, and
+        # transactions never interleave.
+        self._lock = asyncio.Lock()
 
     # -- opening, checking, recovering ----------------------------------------------------------
 
@@ -330,7 +335,7 @@ class Outbox:
     def next_seq(self, meter_id: str) -> int:
         return (self.epoch << COUNTER_BITS) | self._counters.get(meter_id, 0)
 
-    async def append(self, samples: Sequence[MeterSample], sign: Callable[[Reading], SignedReading]) -> int:
+    async def _append_locked(self, samples: Sequence[MeterSample], sign: Callable[[Reading], SignedReading]) -> int:
         """Sign each sample with the meter's next sequence number and commit them in one transaction.
 
         Returns how many were stored. A sample that cannot be encoded (a poller bug) is logged with its
@@ -377,7 +382,7 @@ class Outbox:
         except sqlite3.Error:
             pass  # SQLite may already have rolled back (e.g. on SQLITE_FULL)
 
-    async def remove(self, keys: Iterable[tuple[str, int]]) -> int:
+    async def _remove_locked(self, keys: Iterable[tuple[str, int]]) -> int:
         """Delete acknowledged readings by (meter_id, seq); unknown keys are ignored."""
         keys = list(keys)
         if not keys:
@@ -397,7 +402,7 @@ class Outbox:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def fetch_after(self, after_id: int, limit: int) -> list[OutboxRow]:
+    async def _fetch_after_locked(self, after_id: int, limit: int) -> list[OutboxRow]:
         """Oldest first: the rows with id greater than ``after_id``."""
         try:
             rows = await self._db.execute_fetchall(
@@ -408,7 +413,7 @@ class Outbox:
             raise _translate(exc, self.path, "reading the backlog") from exc
         return [OutboxRow(*r) for r in rows]
 
-    async def fetch_ids(self, ids: Sequence[int]) -> list[OutboxRow]:
+    async def _fetch_ids_locked(self, ids: Sequence[int]) -> list[OutboxRow]:
         """The rows with these ids that still exist (acknowledged or thinned ones are gone)."""
         out: list[OutboxRow] = []
         try:
@@ -432,7 +437,7 @@ class Outbox:
     def thinned_total(self) -> int:
         return self._thinned_total
 
-    async def used_bytes(self) -> int:
+    async def _used_bytes_locked(self) -> int:
         page_size = (await self._db.execute_fetchall("PRAGMA page_size"))[0][0]  # type: ignore[index]
         pages = (await self._db.execute_fetchall("PRAGMA page_count"))[0][0]  # type: ignore[index]
         free = (await self._db.execute_fetchall("PRAGMA freelist_count"))[0][0]  # type: ignore[index]
@@ -448,17 +453,61 @@ class Outbox:
             salvaged=self.salvaged,
         )
 
-    async def latest_seqs(self) -> dict[str, int]:
+    async def _latest_seqs_locked(self) -> dict[str, int]:
         """The highest sequence number stored per meter (what thinning must never drop)."""
         rows = await self._db.execute_fetchall("SELECT meter_id, MAX(seq) FROM outbox GROUP BY meter_id")
         return dict(rows)  # type: ignore[arg-type]
+
+    # -- public, serialised ------------------------------------------------------------------------
+
+    async def append(self, samples: Sequence[MeterSample], sign: Callable[[Reading], SignedReading]) -> int:
+        """Sign each sample with the meter's next sequence number and commit them in one transaction.
+
+        Returns how many were stored. A sample that cannot be encoded (a poller bug) is logged with its
+        meter id and skipped; it never takes a sequence number. On error nothing is stored and no
+        counter moves, so the same samples can be retried."""
+        async with self._lock:
+            return await self._append_locked(samples, sign)
+
+    async def remove(self, keys: Iterable[tuple[str, int]]) -> int:
+        """Delete acknowledged readings by (meter_id, seq); unknown keys are ignored."""
+        async with self._lock:
+            return await self._remove_locked(keys)
+
+    async def fetch_after(self, after_id: int, limit: int) -> list[OutboxRow]:
+        """Oldest first: the rows with id greater than ``after_id``."""
+        async with self._lock:
+            return await self._fetch_after_locked(after_id, limit)
+
+    async def fetch_ids(self, ids: Sequence[int]) -> list[OutboxRow]:
+        """The rows with these ids that still exist (acknowledged or thinned ones are gone)."""
+        async with self._lock:
+            return await self._fetch_ids_locked(ids)
+
+    async def used_bytes(self) -> int:
+        async with self._lock:
+            return await self._used_bytes_locked()
+
+    async def latest_seqs(self) -> dict[str, int]:
+        """The highest sequence number stored per meter (what thinning must never drop)."""
+        async with self._lock:
+            return await self._latest_seqs_locked()
+
+    async def thin(self, target_rows: int | None = None) -> int:
+        """Thin the oldest backlog until at most ``target_rows`` remain (default 80 % of capacity).
+
+        Each pass looks at the oldest rows and drops every other reading of each meter there, keeping
+        each meter's first and latest reading in the whole outbox. Repeated passes make old backlog
+        exponentially sparser while recent readings stay dense. Returns how many were dropped."""
+        async with self._lock:
+            return await self._thin_locked(target_rows)
 
     # -- bounding --------------------------------------------------------------------------------
 
     def over_capacity(self) -> bool:
         return self._rows > self.settings.capacity_rows
 
-    async def thin(self, target_rows: int | None = None) -> int:
+    async def _thin_locked(self, target_rows: int | None = None) -> int:
         """Thin the oldest backlog until at most ``target_rows`` remain (default 80 % of capacity).
 
         Each pass looks at the oldest rows and drops every other reading of each meter there, keeping
@@ -511,7 +560,7 @@ class Outbox:
                 removed_total += cur.rowcount
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, "thinning the backlog") from exc
-        if removed_total and await self.used_bytes() > self.settings.max_bytes:
+        if removed_total and await self._used_bytes_locked() > self.settings.max_bytes:
             # Thinning leaves pages half empty, and rows only ever append at the end of the table,
             # so that slack is not reused: compact. This runs only after an outage long enough to
             # fill the outbox, at most once per 20 % of capacity written.

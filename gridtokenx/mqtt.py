@@ -14,7 +14,9 @@ process. Callers here keep their own durable state (the outbox), publish only wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -235,6 +237,12 @@ class MqttConnection:
         if rc.is_failure:
             self._call(self._report_failure, f"broker refused the connection: {rc}")
             return
+        sock = client.socket()
+        if sock is not None:
+            # Small packets (PUBACKs, acks) must not wait for Nagle's algorithm and the peer's delayed
+            # ACK: that costs up to 200 ms per round trip, which caps the ack-paced throughput.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for topic, qos in self._subscriptions:
             client.subscribe(topic, qos)
         self._call(self._connected_on_loop)

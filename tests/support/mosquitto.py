@@ -123,6 +123,8 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1",
             f"persistence true\npersistence_location {self.workdir}/\nautosave_interval 1",
             "log_type error\nlog_type warning\nlog_type notice",
+            # As docs/mqtt.md recommends: no Nagle delay on the broker's small packets.
+            "set_tcp_nodelay true",
             f"log_dest file {self.log_path}",
         ]
         if os.geteuid() == 0:
