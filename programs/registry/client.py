@@ -45,6 +45,7 @@ __all__ = [
     "record_settlement",
     "register_meter",
     "register_user",
+    "set_meter_key",
     "set_meter_status",
     "user_address",
 ]
@@ -53,7 +54,8 @@ CONFIG_SEED, USER_SEED, METER_SEED = b"config", b"user", b"meter"
 DISC_CONFIG, DISC_USER, DISC_METER = 0x10, 0x11, 0x12
 CONFIG_LEN, USER_LEN, METER_LEN = 72, 48, 144
 METER_ID_LEN = 16
-IX_INITIALIZE, IX_REGISTER_USER, IX_REGISTER_METER, IX_SET_METER_STATUS, IX_RECORD_SETTLEMENT = range(5)
+(IX_INITIALIZE, IX_REGISTER_USER, IX_REGISTER_METER, IX_SET_METER_STATUS, IX_RECORD_SETTLEMENT,
+ IX_SET_METER_KEY) = range(6)
 
 REGISTRY_ERRORS = ProgramErrors("registry", {
     1: "UnknownInstruction",
@@ -71,6 +73,7 @@ REGISTRY_ERRORS = ProgramErrors("registry", {
     13: "StaleReading",
     14: "CounterRollback",
     15: "SettledMarkMismatch",
+    16: "SameMeterKey",
 })
 
 
@@ -231,6 +234,19 @@ def record_settlement(program_id: Pubkey, settlement_authority: Pubkey, meter: P
                        settled_net_generation_wh)
     return Instruction(program_id, data, [
         AccountMeta(settlement_authority, True, False),
+        AccountMeta(config or config_address(program_id)[0], False, False),
+        AccountMeta(meter, False, True),
+    ])
+
+
+def set_meter_key(program_id: Pubkey, authority: Pubkey, meter: Pubkey, meter_key: bytes, *,
+                  config: Pubkey | None = None, authority_signs: bool = True) -> Instruction:
+    """5 SetMeterKey — accounts: authority [s], config [], meter [w]. Data: [0] disc, [1..33] new meter key.
+    Clears the sequence / timestamp history (the new gateway numbers afresh); counters and mark stay."""
+    if len(meter_key) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return Instruction(program_id, bytes([IX_SET_METER_KEY]) + meter_key, [
+        AccountMeta(authority, authority_signs, False),
         AccountMeta(config or config_address(program_id)[0], False, False),
         AccountMeta(meter, False, True),
     ])

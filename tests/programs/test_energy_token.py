@@ -393,3 +393,20 @@ async def test_settlement_under_mainnet_features() -> None:
     assert result.compute_units <= 15_000
     assert await w.balance() == 2_000 * 10**6
     _refused(await w.settle(w.reading(1, 100, 2_100)), "ReplayedReading")
+
+
+async def test_after_a_key_rotation_only_the_new_key_settles(world: World) -> None:
+    (await world.settle(world.reading(2**40 + 7, 1_000, 3_000))).raise_for_failure()
+    new_key = SigningKey(bytes([0x42]) * 32)
+    ix = registry.set_meter_key(REGISTRY_ID, world.admin.pubkey(), world.meter.address, bytes(new_key.verify_key))
+    (await world.chain.send_transaction([ix], [world.admin])).raise_for_failure()
+    # The old gateway's key no longer mints, even with a newer reading.
+    old = sign(world.reading(2**40 + 8, 1_000, 9_000), world.meter_key)
+    _refused(await world.chain.send_transaction(world.settle_ixs(old), [world.owner]), "ReadingNotVerified")
+    # The new gateway numbers from 1; only generation above the mark is minted.
+    fresh = sign(world.reading(1, 1_000, 3_500), new_key)
+    (await world.chain.send_transaction(world.settle_ixs(fresh, new_key), [world.owner])).raise_for_failure()
+    assert await world.balance() == 2_500 * 10**6
+    rollback = sign(world.reading(2, 1_000, 3_400), new_key)
+    _refused(await world.chain.send_transaction(world.settle_ixs(rollback, new_key), [world.owner]),
+             "CounterRollback")

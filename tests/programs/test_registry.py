@@ -334,3 +334,37 @@ async def test_a_prefunded_meter_address_cannot_block_registration(world: World)
     account = await world.chain.get_account(user)
     assert account is not None and account.owner == REGISTRY_ID and account.lamports == 10**9
     assert registry.User.decode(bytes(account.data)).kind == UserKind.CONSUMER
+
+
+# --- SetMeterKey --------------------------------------------------------------------------------------
+
+async def test_set_meter_key_rotates_the_key_and_clears_the_sequence_history(world: World) -> None:
+    address = await _registered_meter(world)
+    (await world.send(_record(world, address, 2**40 + 5, 1000, 100, 400, 300), world.settler)).raise_for_failure()
+    new_key = bytes([0xAA]) * 32
+    result = await world.send(registry.set_meter_key(REGISTRY_ID, world.admin.pubkey(), address, new_key),
+                              world.admin)
+    result.raise_for_failure()
+    assert result.events() == [[b"key", registry.meter_id_bytes("SDM630-000042"), new_key]]
+    meter = await world.meter("SDM630-000042")
+    assert (meter.meter_key, meter.has_reading) == (new_key, False)
+    assert (meter.last_import_wh, meter.last_export_wh, meter.settled_net_generation_wh) == (100, 400, 300)
+    # The new gateway starts at a low sequence number; counters still may not go back.
+    _refused(await world.send(_record(world, address, 1, 10, 99, 400, 300), world.settler), "CounterRollback")
+    (await world.send(_record(world, address, 1, 10, 100, 500, 400), world.settler)).raise_for_failure()
+
+
+async def test_set_meter_key_refusals(world: World) -> None:
+    address = await _registered_meter(world)
+    admin = world.admin.pubkey()
+    _refused(await world.send(registry.set_meter_key(REGISTRY_ID, world.owner.pubkey(), address, bytes(32)),
+                              world.owner), "Unauthorised")
+    ix = registry.set_meter_key(REGISTRY_ID, admin, address, bytes(32), authority_signs=False)
+    _refused(await world.send(ix, world.owner), "MissingRequiredSignature")
+    _refused(await world.send(registry.set_meter_key(REGISTRY_ID, admin, address, METER_KEY), world.admin),
+             "SameMeterKey")
+    (await world.send(registry.set_meter_status(REGISTRY_ID, admin, address, MeterStatus.DECOMMISSIONED),
+                      world.admin)).raise_for_failure()
+    _refused(await world.send(registry.set_meter_key(REGISTRY_ID, admin, address, bytes(32)), world.admin),
+             "MeterDecommissioned")
+    assert (await world.meter("SDM630-000042")).meter_key == METER_KEY

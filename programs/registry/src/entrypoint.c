@@ -24,6 +24,8 @@ uint64_t entrypoint(const uint8_t *input) {
     return process_set_meter_status(&in);
   case REGISTRY_IX_RECORD_SETTLEMENT: /* energy token (by CPI) stores an accepted reading and mark */
     return process_record_settlement(&in);
+  case REGISTRY_IX_SET_METER_KEY: /* config authority rotates a meter's gateway key */
+    return process_set_meter_key(&in);
   default:
     GTX_LOG("unknown instruction");
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_UNKNOWN_INSTRUCTION);

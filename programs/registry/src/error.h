@@ -20,6 +20,7 @@ enum {
   REGISTRY_ERROR_STALE_READING = 13,       /* sequence or timestamp not newer than the last accepted */
   REGISTRY_ERROR_COUNTER_ROLLBACK = 14,    /* import or export counter below the last accepted */
   REGISTRY_ERROR_SETTLED_MARK_MISMATCH = 15, /* new settled mark is not max(previous mark, export - import) */
+  REGISTRY_ERROR_SAME_METER_KEY = 16,     /* SetMeterKey with the key already registered */
 };
 
 #endif

@@ -47,4 +47,13 @@ uint64_t process_set_meter_status(const GtxInput *in);
  * program builds this instruction by CPI and includes that header. */
 uint64_t process_record_settlement(const GtxInput *in);
 
+/* 5 SetMeterKey: the config authority replaces a meter's Ed25519 key (gateway replaced or key lost).
+ *   The new gateway numbers its readings afresh, so the sequence / timestamp history is cleared
+ *   (has_reading = 0); the counters and the settled mark stay, so nothing already credited can be
+ *   credited again. Readings signed by the old key no longer verify.
+ *   accounts: 0 authority [s], 1 config [], 2 meter [w]
+ *   data:     [0] disc, [1..33] new meter key */
+#define REGISTRY_IX_SET_METER_KEY 5
+uint64_t process_set_meter_key(const GtxInput *in);
+
 #endif
