@@ -48,6 +48,8 @@ async def measure() -> dict[str, int]:
     ix = registry.record_settlement(REGISTRY_ID, settler.pubkey(), meter, seq=1, timestamp_ms=1, import_wh=100,
                                     export_wh=600, settled_net_generation_wh=500)
     cu["record_settlement (direct)"] = _units(await send([ix], [settler]))
+    ix = registry.set_meter_key(REGISTRY_ID, admin.pubkey(), meter, bytes([1]) * 32)
+    cu["set_meter_key"] = _units(await send([ix], [admin]))
     return cu
 
 
