@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from programs.client import Chain, LiteSVMChain, TxResult, program_so
 from programs.trading import client as trading
-from programs.trading.sandbox import TradingSandbox
+from programs.trading.sandbox import TradingSandbox, load_program
 
 __all__ = ["measure", "table"]
 
@@ -32,8 +33,8 @@ def _units(result: TxResult) -> int:
     return result.compute_units
 
 
-async def _measure(chain: Chain) -> dict[str, int]:
-    market = await TradingSandbox.create(chain, TRADING_ID, fee_bps=25, initialize=False)
+async def _measure(chain: Chain, authority: Keypair) -> dict[str, int]:
+    market = await TradingSandbox.create(chain, TRADING_ID, authority, fee_bps=25, initialize=False)
     ix = trading.initialize_market(TRADING_ID, market.authority.pubkey(), market.grid_mint, market.thbc_mint,
                                    market.fee_account, market.fee_bps)
     cu = {"initialize_market": _units(await chain.send_transaction([ix], [market.authority]))}
@@ -46,6 +47,8 @@ async def _measure(chain: Chain) -> dict[str, int]:
                                                                    [buyer.key]))
     cu["buy (last fill, closes vault)"] = _units(await chain.send_transaction(
         [market.buy_ix(buyer, seller, order, 6 * KWH)], [buyer.key]))
+    ix = trading.update_market(TRADING_ID, authority.pubkey(), market.fee_account, 30)
+    cu["update_market"] = _units(await chain.send_transaction([ix], [authority]))
     cu["close_order"] = _units(await chain.send_transaction(
         [trading.close_order(TRADING_ID, seller.pubkey, order)], [seller.key]))
 
@@ -67,11 +70,12 @@ async def _measure(chain: Chain) -> dict[str, int]:
 
 async def measure_async() -> dict[str, int]:
     chain = LiteSVMChain()
-    chain.add_program(TRADING_ID, program_so("trading"))
+    authority = Keypair()
+    load_program(chain, TRADING_ID, program_so("trading"), authority.pubkey())
     clock = chain.svm.get_clock()
     clock.unix_timestamp = NOW
     chain.svm.set_clock(clock)
-    return await _measure(chain)
+    return await _measure(chain, authority)
 
 
 def measure() -> dict[str, int]:

@@ -23,6 +23,7 @@ from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from spl.token.constants import TOKEN_PROGRAM_ID
 
 from programs.client.chain import TxResult
+from programs.client.deploy import programdata_address
 from programs.client.errors import ProgramErrors
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "order_address",
     "trade_cost",
     "trade_fee",
+    "update_market",
     "vault_address",
 ]
 
@@ -58,7 +60,8 @@ MARKET_SEED, ORDER_SEED, VAULT_SEED = b"market", b"order", b"vault"
 MARKET_LEN, ORDER_LEN = 135, 157
 DISC_MARKET, DISC_ORDER, VERSION = 1, 2, 1
 
-IX_INITIALIZE_MARKET, IX_CREATE_ORDER, IX_BUY, IX_CANCEL_ORDER, IX_EXPIRE_ORDER, IX_CLOSE_ORDER = range(6)
+(IX_INITIALIZE_MARKET, IX_CREATE_ORDER, IX_BUY, IX_CANCEL_ORDER, IX_EXPIRE_ORDER, IX_CLOSE_ORDER,
+ IX_UPDATE_MARKET) = range(7)
 
 TRADING_ERRORS = ProgramErrors("trading", {
     1: "UnknownInstruction",
@@ -85,6 +88,7 @@ TRADING_ERRORS = ProgramErrors("trading", {
     22: "InsufficientBalance",
     23: "CostOverflow",
     24: "OrderStillOpen",
+    25: "NotMarketAuthority",
 })
 
 
@@ -261,11 +265,11 @@ def decode_events(source: TxResult | Iterable[list[bytes]]) -> list[TradeExecute
 
 def initialize_market(program_id: Pubkey, authority: Pubkey, grid_mint: Pubkey, thbc_mint: Pubkey,
                       fee_account: Pubkey, fee_bps: int, *, market: Pubkey | None = None,
-                      bump: int | None = None) -> Instruction:
-    """0 InitializeMarket.
+                      bump: int | None = None, programdata: Pubkey | None = None) -> Instruction:
+    """0 InitializeMarket (only the program's upgrade authority, who becomes the market authority).
 
     accounts: 0 authority [w, s] (pays rent), 1 market [w] (PDA ["market"]), 2 GRID mint, 3 THBC mint,
-              4 fee account (THBC token account), 5 System program
+              4 fee account (THBC token account), 5 the program's ProgramData account, 6 System program
     data:     [0] 0, [1..3] fee_bps u16, [3] market bump
     """
     derived, derived_bump = market_address(program_id)
@@ -278,7 +282,26 @@ def initialize_market(program_id: Pubkey, authority: Pubkey, grid_mint: Pubkey, 
             AccountMeta(grid_mint, False, False),
             AccountMeta(thbc_mint, False, False),
             AccountMeta(fee_account, False, False),
+            AccountMeta(programdata or programdata_address(program_id), False, False),
             AccountMeta(SYSTEM_PROGRAM_ID, False, False),
+        ],
+    )
+
+
+def update_market(program_id: Pubkey, authority: Pubkey, fee_account: Pubkey, fee_bps: int, *,
+                  market: Pubkey | None = None, authority_signs: bool = True) -> Instruction:
+    """6 UpdateMarket (market authority only): new fee and fee account for the next buys.
+
+    accounts: 0 authority [s], 1 market [w], 2 fee account (THBC token account)
+    data:     [0] 6, [1..3] fee_bps u16
+    """
+    return Instruction(
+        program_id,
+        struct.pack("<BH", IX_UPDATE_MARKET, fee_bps),
+        [
+            AccountMeta(authority, authority_signs, False),
+            AccountMeta(market or market_address(program_id)[0], False, True),
+            AccountMeta(fee_account, False, False),
         ],
     )
 

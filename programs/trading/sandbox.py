@@ -1,8 +1,12 @@
 """A ready trading market on any :class:`~programs.client.chain.Chain`: mints, fee account, traders.
 
-For tests, the CU bench and demos. The GRID mint's authority here is a plain keypair (in the system it
-is the energy-token program's PDA); the THBC mint's authority is the ``gateway`` keypair, standing in for
-the payment gateway that issues baht tokens against deposits (docs/programs/thbc.md). SPL Token
+For tests, the CU bench and demos. The market can only be initialised by the program's upgrade
+authority: deploy with ``deploy_upgradeable`` (any chain), or on LiteSVM load the .so with
+:func:`load_program`, which names an upgrade authority the way a deploy by that key would.
+
+The GRID mint's authority here is a plain keypair (in the system it is the energy-token program's PDA);
+the THBC mint's authority is the ``gateway`` keypair, standing in for the payment gateway that issues
+baht tokens against deposits (docs/programs/thbc.md). SPL Token
 instructions come from solana-py's ``spl.token`` (the well-kept builders), not from hand-packed bytes.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from solders.account import Account
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -19,15 +24,34 @@ from spl.token import instructions as spl
 from spl.token import models as spl_models
 from spl.token.constants import TOKEN_PROGRAM_ID
 
-from programs.client.chain import Chain
+from programs.client.chain import Chain, LiteSVMChain
+from programs.client.deploy import BPF_LOADER_UPGRADEABLE_ID, programdata_address
 from programs.trading import client as trading
 
 __all__ = ["MINT_LEN", "TOKEN_ACCOUNT_LEN", "Trader", "TradingSandbox", "create_mint", "create_token_account",
-           "mint_to", "token_amount"]
+           "load_program", "mint_to", "token_amount"]
 
 MINT_LEN, TOKEN_ACCOUNT_LEN = 82, 165
 GRID_DECIMALS, THBC_DECIMALS = 9, 6
 LAMPORTS = 10 * 10**9
+
+
+_PROGRAMDATA_AUTHORITY = slice(12, 45)  # Option tag + authority (programs/include/gtx/upgradeable.h)
+
+
+def load_program(chain: LiteSVMChain, program_id: Pubkey, so: bytes, upgrade_authority: Pubkey) -> None:
+    """LiteSVM only: ``add_program`` (upgradeable loader, no upgrade authority), then record
+    ``upgrade_authority`` in its ProgramData account as a deploy by that key would have. Much faster than
+    ``deploy_upgradeable`` for tests; one test deploys through the loader for real."""
+    chain.add_program(program_id, so)
+    address = programdata_address(program_id)
+    account = chain.svm.get_account(address)
+    if account is None or account.owner != BPF_LOADER_UPGRADEABLE_ID:
+        raise RuntimeError(f"LiteSVM did not create ProgramData {address} for {program_id}")
+    data = bytearray(account.data)
+    data[_PROGRAMDATA_AUTHORITY] = b"\x01" + bytes(upgrade_authority)
+    chain.svm.set_account(address, Account(account.lamports, bytes(data), account.owner, account.executable,
+                                           account.rent_epoch))
 
 
 async def create_mint(chain: Chain, payer: Keypair, authority: Pubkey, decimals: int) -> Pubkey:
@@ -96,7 +120,7 @@ class Trader:
 class TradingSandbox:
     chain: Chain
     program_id: Pubkey
-    authority: Keypair  # market authority and payer of set-up transactions
+    authority: Keypair  # the program's upgrade authority: market authority, payer of set-up transactions
     grid_authority: Keypair
     gateway: Keypair  # THBC mint authority
     grid_mint: Pubkey
@@ -106,11 +130,11 @@ class TradingSandbox:
     next_order_id: int = 1
 
     @classmethod
-    async def create(cls, chain: Chain, program_id: Pubkey, *, fee_bps: int = 25,
+    async def create(cls, chain: Chain, program_id: Pubkey, authority: Keypair, *, fee_bps: int = 25,
                      initialize: bool = True) -> TradingSandbox:
-        """Mints, a fee account held by the market authority, and (unless ``initialize`` is False) the
-        market itself."""
-        authority, grid_authority, gateway = Keypair(), Keypair(), Keypair()
+        """Mints, a fee account held by ``authority`` (the program's upgrade authority), and (unless
+        ``initialize`` is False) the market itself. ``authority`` is funded here."""
+        grid_authority, gateway = Keypair(), Keypair()
         await chain.fund(authority.pubkey(), LAMPORTS)
         grid_mint = await create_mint(chain, authority, grid_authority.pubkey(), GRID_DECIMALS)
         thbc_mint = await create_mint(chain, authority, gateway.pubkey(), THBC_DECIMALS)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from programs.client import LiteSVMChain, TxResult, program_so
 from programs.trading import client as trading
-from programs.trading.sandbox import Trader, TradingSandbox, token_amount
+from programs.trading.sandbox import Trader, TradingSandbox, load_program, token_amount
 
 pytestmark = pytest.mark.chain
 
@@ -32,16 +33,22 @@ def assert_refused(result: TxResult, name: str) -> None:
 
 
 @pytest.fixture
-async def chain() -> LiteSVMChain:
+def admin() -> Keypair:
+    """The program's upgrade authority, hence the market authority."""
+    return Keypair()
+
+
+@pytest.fixture
+async def chain(admin: Keypair) -> LiteSVMChain:
     chain = LiteSVMChain()
-    chain.add_program(TRADING_ID, program_so("trading"))
+    load_program(chain, TRADING_ID, program_so("trading"), admin.pubkey())
     set_time(chain, NOW)
     return chain
 
 
 @pytest.fixture
-async def market(chain: LiteSVMChain) -> TradingSandbox:
-    return await TradingSandbox.create(chain, TRADING_ID, fee_bps=25)
+async def market(chain: LiteSVMChain, admin: Keypair) -> TradingSandbox:
+    return await TradingSandbox.create(chain, TRADING_ID, admin, fee_bps=25)
 
 
 @pytest.fixture
@@ -117,8 +124,7 @@ async def test_partial_then_full_fill_moves_energy_and_money(
     (1_000_000 * KWH, 4_100_000, 4_100_000 * 10**6),  # 1 GWh: amount * price needs more than 64 bits
 ])
 async def test_cost_is_rounded_up_and_exact_beyond_64_bits(
-        chain: LiteSVMChain, amount: int, price: int, cost: int) -> None:
-    market = await TradingSandbox.create(chain, TRADING_ID, fee_bps=25)
+        chain: LiteSVMChain, market: TradingSandbox, amount: int, price: int, cost: int) -> None:
     seller = await market.trader(grid=amount)
     buyer = await market.trader(thbc=cost)
     order_id = await _order(market, seller, amount, price)

@@ -24,6 +24,7 @@ BUDGETS = {
     "create_order": 16_000,
     "buy (partial fill)": 11_000,
     "buy (last fill, closes vault)": 12_000,
+    "update_market": 3_000,
     "close_order": 1_000,
     "cancel_order": 8_000,
     "expire_order": 8_000,

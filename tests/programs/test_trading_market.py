@@ -8,9 +8,9 @@ from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from programs.client import LiteSVMChain, TxResult, deploy_upgradeable, program_so
+from programs.client import LiteSVMChain, TxResult, deploy_upgradeable, program_so, programdata_address
 from programs.trading import client as trading
-from programs.trading.sandbox import TradingSandbox, create_mint, create_token_account, token_amount
+from programs.trading.sandbox import TradingSandbox, create_mint, create_token_account, load_program, token_amount
 
 pytestmark = pytest.mark.chain
 
@@ -30,16 +30,22 @@ def _replace(ix: Instruction, index: int, meta: AccountMeta) -> Instruction:
 
 
 @pytest.fixture
-async def chain() -> LiteSVMChain:
+def admin() -> Keypair:
+    """The program's upgrade authority, hence the market authority."""
+    return Keypair()
+
+
+@pytest.fixture
+async def chain(admin: Keypair) -> LiteSVMChain:
     chain = LiteSVMChain()
-    chain.add_program(TRADING_ID, program_so("trading"))
+    load_program(chain, TRADING_ID, program_so("trading"), admin.pubkey())
     return chain
 
 
 @pytest.fixture
-async def bare(chain: LiteSVMChain) -> TradingSandbox:
+async def bare(chain: LiteSVMChain, admin: Keypair) -> TradingSandbox:
     """Mints and a fee account, no market yet."""
-    return await TradingSandbox.create(chain, TRADING_ID, fee_bps=25, initialize=False)
+    return await TradingSandbox.create(chain, TRADING_ID, admin, fee_bps=25, initialize=False)
 
 
 def _init(s: TradingSandbox, fee_bps: int = 25, **overrides: object) -> Instruction:
@@ -81,11 +87,20 @@ async def test_initialize_market_refusals(chain: LiteSVMChain, bare: TradingSand
     chain.svm.set_account(fake_mint, Account(10**7, bytes(82), Pubkey.new_unique(), False, 0))
     ix = trading.initialize_market(TRADING_ID, auth.pubkey(), fake_mint, bare.thbc_mint, bare.fee_account, 25)
     assert_refused(await chain.send_transaction([ix], [auth]), "InvalidAccountOwner")
+    # Not the upgrade authority (a front-runner on a fresh deployment), and another program's ProgramData.
+    front = trading.initialize_market(TRADING_ID, other.pubkey(), bare.grid_mint, bare.thbc_mint, bare.fee_account,
+                                      25)
+    assert_refused(await chain.send_transaction([front], [other]), "IncorrectAuthority")
+    borrowed = Pubkey.new_unique()
+    load_program(chain, borrowed, program_so("trading"), other.pubkey())  # `other` controls this one
+    ix = trading.initialize_market(TRADING_ID, other.pubkey(), bare.grid_mint, bare.thbc_mint, bare.fee_account, 25,
+                                   programdata=programdata_address(borrowed))
+    assert_refused(await chain.send_transaction([ix], [other]), "InvalidSeeds")
     # Forged market address, wrong bump, System program impostor.
     assert_refused(await chain.send_transaction([_init(bare, market=Pubkey.new_unique())], [auth]), "InvalidSeeds")
     _, bump = trading.market_address(TRADING_ID)
     assert_refused(await chain.send_transaction([_init(bare, bump=bump - 1)], [auth]), "InvalidSeeds")
-    impostor = _replace(_init(bare), 5, AccountMeta(Pubkey.new_unique(), False, False))
+    impostor = _replace(_init(bare), 6, AccountMeta(Pubkey.new_unique(), False, False))
     assert_refused(await chain.send_transaction([impostor], [auth]), "IncorrectProgramId")
     assert_refused(await chain.send_transaction([Instruction(TRADING_ID, bytes([0, 25]), list(_init(bare).accounts))],
                                                 [auth]), "InvalidInstructionData")
@@ -96,8 +111,8 @@ async def test_initialize_market_refusals(chain: LiteSVMChain, bare: TradingSand
     (await chain.send_transaction([_init(bare)], [auth])).raise_for_failure()
 
 
-async def test_an_order_account_passed_as_the_market_has_the_wrong_type(chain: LiteSVMChain) -> None:
-    market = await TradingSandbox.create(chain, TRADING_ID)
+async def test_an_order_account_passed_as_the_market_has_the_wrong_type(chain: LiteSVMChain, admin: Keypair) -> None:
+    market = await TradingSandbox.create(chain, TRADING_ID, admin)
     market_key = trading.market_address(TRADING_ID)[0]
     real = await chain.get_account(market_key)
     assert real is not None
@@ -117,7 +132,7 @@ async def test_deployed_through_the_upgradeable_loader_it_trades() -> None:
     deployed = await deploy_upgradeable(chain, program_so("trading"), program, deployer)
     program_id = deployed.program_id
 
-    market = await TradingSandbox.create(chain, program_id, fee_bps=25)
+    market = await TradingSandbox.create(chain, program_id, deployer, fee_bps=25)
     seller = await market.trader(grid=2 * KWH)
     buyer = await market.trader(thbc=10 * 10**6)
     now = chain.svm.get_clock().unix_timestamp
@@ -129,3 +144,36 @@ async def test_deployed_through_the_upgradeable_loader_it_trades() -> None:
     assert isinstance(event, trading.TradeExecuted) and (event.cost, event.fee) == (4_100_000, 10_250)
     assert [await token_amount(chain, a) for a in (buyer.grid, seller.thbc, market.fee_account)] == [
         KWH, 4_100_000 - 10_250, 10_250]
+
+
+async def test_update_market_changes_fee_and_fee_account_for_the_next_buy(chain: LiteSVMChain,
+                                                                          admin: Keypair) -> None:
+    market = await TradingSandbox.create(chain, TRADING_ID, admin, fee_bps=25)
+    seller = await market.trader(grid=2 * KWH)
+    buyer = await market.trader(thbc=100 * 10**6)
+    now = chain.svm.get_clock().unix_timestamp
+    ix, order_id = market.create_order_ix(seller, 2 * KWH, 4_000_000, now + 900)
+    (await chain.send_transaction([ix], [seller.key])).raise_for_failure()
+    new_fee = await create_token_account(chain, admin, market.thbc_mint, Keypair().pubkey())
+    intruder = await market.trader()
+
+    update = trading.update_market(TRADING_ID, admin.pubkey(), new_fee, 100)
+    takeover = trading.update_market(TRADING_ID, intruder.pubkey, intruder.thbc, 10_000)
+    assert_refused(await chain.send_transaction([takeover], [intruder.key]), "NotMarketAuthority")
+    unsigned = trading.update_market(TRADING_ID, admin.pubkey(), new_fee, 100, authority_signs=False)
+    assert_refused(await chain.send_transaction([unsigned], [intruder.key]), "MissingRequiredSignature")
+    too_high = trading.update_market(TRADING_ID, admin.pubkey(), new_fee, 10_001)
+    assert_refused(await chain.send_transaction([too_high], [admin]), "FeeTooHigh")
+    grid_account = trading.update_market(TRADING_ID, admin.pubkey(), seller.grid, 100)
+    assert_refused(await chain.send_transaction([grid_account], [admin]), "WrongMint")
+    assert (await market.market()).fee_account == market.fee_account
+
+    (await chain.send_transaction([update], [admin])).raise_for_failure()
+    updated = await market.market()
+    assert (updated.fee_bps, updated.fee_account) == (100, new_fee)
+    # The old fee account is refused now; the new one gets 1 % of the next trade.
+    assert_refused(await chain.send_transaction([market.buy_ix(buyer, seller, order_id, KWH)], [buyer.key]),
+                   "WrongFeeAccount")
+    market.fee_account = new_fee
+    (await chain.send_transaction([market.buy_ix(buyer, seller, order_id, KWH)], [buyer.key])).raise_for_failure()
+    assert await token_amount(chain, new_fee) == 40_000

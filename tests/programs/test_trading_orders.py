@@ -7,13 +7,14 @@ from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.system_program import TransferParams, transfer
 from spl.token import instructions as spl
 from spl.token import models as spl_models
 from spl.token.constants import TOKEN_PROGRAM_ID
 
 from programs.client import LiteSVMChain, TxResult, program_so
 from programs.trading import client as trading
-from programs.trading.sandbox import Trader, TradingSandbox, create_token_account, token_amount
+from programs.trading.sandbox import Trader, TradingSandbox, create_token_account, load_program, token_amount
 
 pytestmark = pytest.mark.chain
 
@@ -42,16 +43,22 @@ def _replace(ix: Instruction, index: int, meta: AccountMeta) -> Instruction:
 
 
 @pytest.fixture
-async def chain() -> LiteSVMChain:
+def admin() -> Keypair:
+    """The program's upgrade authority, hence the market authority."""
+    return Keypair()
+
+
+@pytest.fixture
+async def chain(admin: Keypair) -> LiteSVMChain:
     chain = LiteSVMChain()
-    chain.add_program(TRADING_ID, program_so("trading"))
+    load_program(chain, TRADING_ID, program_so("trading"), admin.pubkey())
     set_time(chain, NOW)
     return chain
 
 
 @pytest.fixture
-async def market(chain: LiteSVMChain) -> TradingSandbox:
-    return await TradingSandbox.create(chain, TRADING_ID, fee_bps=25)
+async def market(chain: LiteSVMChain, admin: Keypair) -> TradingSandbox:
+    return await TradingSandbox.create(chain, TRADING_ID, admin, fee_bps=25)
 
 
 @pytest.fixture
@@ -270,3 +277,24 @@ async def test_a_token_account_of_another_program_is_not_a_grid_account(
     empty = await create_token_account(chain, seller.key, market.grid_mint, seller.pubkey)
     ix = _replace(_create(market, seller, 1), 4, AccountMeta(empty, False, True))
     assert_refused(await chain.send_transaction([ix], [seller.key]), "InsufficientBalance")
+
+
+async def test_lamports_sent_to_the_order_and_vault_addresses_do_not_block_the_order(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
+    # PDA addresses are public; a transfer to them (rent-exempt for an empty account, the least the
+    # runtime accepts) must not stop a seller from using an order id.
+    order_key = trading.order_address(TRADING_ID, seller.pubkey, 9)[0]
+    vault = trading.vault_address(TRADING_ID, order_key)[0]
+    griefer = Keypair()
+    await chain.fund(griefer.pubkey(), 10**9)
+    lamports = await chain.minimum_balance(0)
+    gifts = [transfer(TransferParams(from_pubkey=griefer.pubkey(), to_pubkey=a, lamports=lamports))
+             for a in (order_key, vault)]
+    (await chain.send_transaction(gifts, [griefer])).raise_for_failure()
+    (await chain.send_transaction([_create(market, seller, 9)], [seller.key])).raise_for_failure()
+    order = await market.order(seller, 9)
+    assert order is not None and order.state == trading.OrderState.ACTIVE
+    assert await token_amount(chain, vault) == 5 * KWH
+    for address, size in ((order_key, trading.ORDER_LEN), (vault, 165)):
+        account = await chain.get_account(address)
+        assert account is not None and account.lamports == await chain.minimum_balance(size)

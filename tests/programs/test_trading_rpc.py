@@ -24,7 +24,7 @@ async def test_trade_and_refusal_over_json_rpc() -> None:
         deployer = Keypair()
         await chain.fund(deployer.pubkey(), 20 * 10**9)
         program_id = (await deploy_upgradeable(chain, program_so("trading"), Keypair(), deployer)).program_id
-        market = await TradingSandbox.create(chain, program_id, fee_bps=25)
+        market = await TradingSandbox.create(chain, program_id, deployer, fee_bps=25)
         assert (await market.market()).fee_bps == 25
         seller = await market.trader(grid=3 * KWH)
         buyer = await market.trader(thbc=20 * 10**6)

@@ -1,4 +1,5 @@
 #include <gtx_sol.h>
+#include <gtx/create_pda.h>
 #include <gtx/token.h>
 
 #include "escrow.h"
@@ -85,21 +86,19 @@ uint64_t process_create_order(const GtxInput *in) {
   SolSignerSeeds vseeds;
   vault_seeds(order_account->key, vparts, &vseeds);
   GTX_TRY(expect_pda(vault, &vseeds, vault_bump, in->program_id));
-  if (*order_account->lamports != 0 || *vault->lamports != 0) {
-    GTX_LOG_KEY("create_order: order id already used:", order_account->key);
-    return ERROR_ACCOUNT_ALREADY_INITIALIZED;
-  }
 
   uint64_t lamports;
   GTX_TRY(gtx_rent_minimum_balance(ORDER_LEN, &lamports));
   seeds_with_bump(&oseeds, oparts, &order_bump);
   GtxCreateAccount create_order = {seller, order_account, lamports, ORDER_LEN, in->program_id, &oseeds};
-  GTX_TRY(gtx_create_account(&create_order));
+  /* gtx_create_pda: lamports sent to the address beforehand cannot block the order; an order id in
+   * use (its account owned by this program) gives AccountAlreadyInitialized. */
+  GTX_TRY(gtx_create_pda(&create_order));
   GTX_TRY(gtx_rent_minimum_balance(GTX_TOKEN_ACCOUNT_LEN, &lamports));
   seeds_with_bump(&vseeds, vparts, &vault_bump);
   GtxCreateAccount create_vault = {seller, vault, lamports, GTX_TOKEN_ACCOUNT_LEN, &GTX_TOKEN_PROGRAM_ID,
                                    &vseeds};
-  GTX_TRY(gtx_create_account(&create_vault));
+  GTX_TRY(gtx_create_pda(&create_vault));
   account_sync_len(&in->accounts[2]);
   account_sync_len(&in->accounts[3]);
   GTX_TRY(gtx_token_initialize_account3(vault, grid_mint, order_account->key));

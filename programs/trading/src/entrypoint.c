@@ -25,6 +25,8 @@ uint64_t entrypoint(const uint8_t *input) {
     return process_expire_order(&in);
   case TRADING_IX_CLOSE_ORDER: /* seller only: reclaim a finished order's rent */
     return process_close_order(&in);
+  case TRADING_IX_UPDATE_MARKET: /* market authority only: new fee and fee account */
+    return process_update_market(&in);
   default:
     GTX_LOG("unknown instruction");
     return GTX_CUSTOM_ERROR(TRADING_ERROR_UNKNOWN_INSTRUCTION);

@@ -4,6 +4,7 @@
  * InvalidAccountOwner (an account is not owned by this program / the Token program), InvalidSeeds (an
  * account is not the PDA its seeds and stored bump give), InvalidArgument (an account must be writable),
  * IncorrectProgramId (Token / System program impostor), AccountAlreadyInitialized,
+ * IncorrectAuthority (initialize_market signer is not the program's upgrade authority),
  * InvalidInstructionData (wrong data length), NotEnoughAccountKeys. */
 #ifndef TRADING_ERROR_H
 #define TRADING_ERROR_H
@@ -33,6 +34,7 @@ enum {
   TRADING_ERROR_INSUFFICIENT_BALANCE = 22,     /* a payer's token account holds less than needed */
   TRADING_ERROR_COST_OVERFLOW = 23,            /* amount x price / 10^9 (or a total) exceeds u64 */
   TRADING_ERROR_ORDER_STILL_OPEN = 24,         /* close_order on an Active / PartiallyFilled order */
+  TRADING_ERROR_NOT_MARKET_AUTHORITY = 25,     /* update_market signer is not the market's authority */
 };
 
 #endif

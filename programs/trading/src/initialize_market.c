@@ -1,11 +1,13 @@
 #include <gtx_sol.h>
+#include <gtx/create_pda.h>
 #include <gtx/token.h>
+#include <gtx/upgradeable.h>
 
 #include "instructions.h"
 #include "state.h"
 
 uint64_t process_initialize_market(const GtxInput *in) {
-  GTX_TRY(expect_accounts(in, 6));
+  GTX_TRY(expect_accounts(in, 7));
   const SolAccountInfo *authority = &in->accounts[0];
   const SolAccountInfo *market = &in->accounts[1];
   const SolAccountInfo *grid_mint = &in->accounts[2];
@@ -20,7 +22,8 @@ uint64_t process_initialize_market(const GtxInput *in) {
   GTX_TRY(expect_signer(authority));
   GTX_TRY(expect_writable(authority));
   GTX_TRY(expect_writable(market));
-  GTX_TRY(expect_program(&in->accounts[5], &GTX_SYSTEM_PROGRAM_ID));
+  GTX_TRY(gtx_expect_upgrade_authority(&in->accounts[5], authority, in->program_id));
+  GTX_TRY(expect_program(&in->accounts[6], &GTX_SYSTEM_PROGRAM_ID));
   if (fee_bps > FEE_BPS_MAX) {
     GTX_LOG("initialize_market: fee_bps above 10000");
     return GTX_CUSTOM_ERROR(TRADING_ERROR_FEE_TOO_HIGH);
@@ -48,15 +51,11 @@ uint64_t process_initialize_market(const GtxInput *in) {
   SolSignerSeeds seeds;
   market_seeds(parts, &seeds);
   GTX_TRY(expect_pda(market, &seeds, bump, in->program_id));
-  if (*market->lamports != 0) {
-    GTX_LOG_KEY("market already exists:", market->key);
-    return ERROR_ACCOUNT_ALREADY_INITIALIZED;
-  }
   uint64_t lamports;
   GTX_TRY(gtx_rent_minimum_balance(MARKET_LEN, &lamports));
   seeds_with_bump(&seeds, parts, &bump);
   GtxCreateAccount create = {authority, market, lamports, MARKET_LEN, in->program_id, &seeds};
-  GTX_TRY(gtx_create_account(&create));
+  GTX_TRY(gtx_create_pda(&create)); /* AccountAlreadyInitialized if the market exists */
 
   Market *m = (Market *)market->data;
   m->discriminator = TRADING_DISC_MARKET;

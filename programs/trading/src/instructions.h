@@ -8,9 +8,11 @@
 
 #define TRADING_MAX_ACCOUNTS 10
 
-/* 0 InitializeMarket: create the market PDA ["market"] with its mints, fee account and fee.
+/* 0 InitializeMarket: create the market PDA ["market"] with its mints, fee account and fee. Only the
+ * program's upgrade authority may (else anyone could front-run a fresh deployment and pick the fee
+ * account); it becomes the market authority.
  *   accounts: 0 authority [w, s] (pays), 1 market [w], 2 GRID mint, 3 THBC mint, 4 fee account (THBC
- *             token account), 5 System program
+ *             token account), 5 this program's ProgramData account, 6 System program
  *   data:     [0] disc, [1..3] fee_bps u16, [3] market bump */
 #define TRADING_IX_INITIALIZE_MARKET 0
 uint64_t process_initialize_market(const GtxInput *in);
@@ -49,5 +51,12 @@ uint64_t process_expire_order(const GtxInput *in);
  *   data:     [0] disc */
 #define TRADING_IX_CLOSE_ORDER 5
 uint64_t process_close_order(const GtxInput *in);
+
+/* 6 UpdateMarket: the market authority sets a new fee and fee account (orders keep trading; the next
+ * Buy pays the new fee into the new account).
+ *   accounts: 0 authority [s], 1 market [w], 2 fee account (THBC token account)
+ *   data:     [0] disc, [1..3] fee_bps u16 */
+#define TRADING_IX_UPDATE_MARKET 6
+uint64_t process_update_market(const GtxInput *in);
 
 #endif
