@@ -166,6 +166,10 @@ async def test_refusals_leave_every_balance_untouched(
     # Wrong mint: GRID delivered into a THBC account.
     assert_refused(await chain.send_transaction([_replace(buy, 4, AccountMeta(buyer.thbc, False, True))],
                                                 [buyer.key]), "WrongMint")
+    # The escrow vault as the GRID destination.
+    vault = trading.vault_address(TRADING_ID, order_key)[0]
+    assert_refused(await chain.send_transaction([_replace(buy, 4, AccountMeta(vault, False, True))], [buyer.key]),
+                   "WrongTokenOwner")
     # Wrong mint: paying from a GRID account.
     assert_refused(await chain.send_transaction([_replace(buy, 5, AccountMeta(buyer.grid, False, True))],
                                                 [buyer.key]), "WrongMint")

@@ -83,6 +83,11 @@ uint64_t process_buy(const GtxInput *in) {
   GtxTokenAccount escrow, grid_to, payer, payee;
   GTX_TRY(vault_check(vault, order_account, o, &escrow));
   GTX_TRY(expect_writable(buyer_grid));
+  if (gtx_pubkey_eq(buyer_grid->key, vault->key)) {
+    /* Delivering into the escrow itself would let the vault hold more than `remaining`. */
+    GTX_LOG("buy: the GRID destination is the order's escrow vault");
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_TOKEN_OWNER);
+  }
   GTX_TRY(gtx_token_account_load(buyer_grid, &grid_to));
   if (!gtx_pubkey_eq(grid_to.mint, &m->grid_mint)) {
     GTX_LOG_KEY("buy: not a GRID account of this market:", buyer_grid->key);
