@@ -48,11 +48,11 @@ async def measure() -> dict[str, int]:
     for program, name in ((REGISTRY_ID, "registry"), (ENERGY_ID, "energy_token"), (CERTS_ID, "certificates")):
         add_program_with_authority(chain, program, program_so(name), admin.pubkey())
     grid = await bootstrap(chain, admin, REGISTRY_ID, ENERGY_ID, mint=Keypair.from_seed(bytes([4]) * 32))
-    key = SigningKey(bytes(range(32)))
-    meter = await register_active_meter(chain, grid, admin, owner, "SDM630-000042", bytes(key.verify_key))
-    signed = sign(Reading("SDM630-000042", 1, NOW * 1000, 0, 10_000), key)
+    meter_key = SigningKey(bytes(range(32)))
+    meter = await register_active_meter(chain, grid, admin, owner, "SDM630-000042", bytes(meter_key.verify_key))
+    signed = sign(Reading("SDM630-000042", 1, NOW * 1000, 0, 10_000), meter_key)
     _units(await chain.send_transaction(energy.settle_transaction(ENERGY_ID, REGISTRY_ID, grid.mint, owner.pubkey(),
-                                                                  signed, bytes(key.verify_key)), [owner]))
+                                                                  signed, bytes(meter_key.verify_key)), [owner]))
     send = chain.send_transaction
     cert = [certs.certificate_address(CERTS_ID, meter.address, i)[0] for i in range(4)]
     cu = {"initialize": _units(await send([certs.initialize(CERTS_ID, admin.pubkey(), admin.pubkey(), REGISTRY_ID)],

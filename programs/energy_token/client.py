@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.system_program import CreateAccountParams, create_account
@@ -22,7 +23,8 @@ from solders.sysvar import INSTRUCTIONS
 from spl.token.constants import TOKEN_PROGRAM_ID
 from spl.token.instructions import get_associated_token_address
 
-from gridtokenx.reading import SignedReading
+from gridtokenx.reading import SignedReading, decode
+from programs.client.chain import Chain, TxResult
 from programs.client.deploy import programdata_address
 from programs.client.ed25519 import ed25519_verify_instruction
 from programs.client.errors import ProgramErrors
@@ -35,11 +37,13 @@ __all__ = [
     "GRID_DECIMALS",
     "MINT_LEN",
     "EnergyConfig",
+    "MeterNotRegistered",
     "authority_address",
     "config_address",
     "create_grid_mint",
     "initialize",
     "settle_and_mint",
+    "settle_signed_reading",
     "settle_transaction",
 ]
 
@@ -170,3 +174,20 @@ def settle_transaction(program_id: Pubkey, registry_program: Pubkey, mint: Pubke
         ed25519_verify_instruction(meter_key, signed.data, signed.signature),
         settle_and_mint(program_id, registry_program, mint, owner, signed.data, **overrides),
     ]
+
+
+class MeterNotRegistered(LookupError):
+    """The reading's meter id has no registry meter account."""
+
+
+async def settle_signed_reading(chain: Chain, program_id: Pubkey, registry_program: Pubkey, mint: Pubkey,
+                                signed: SignedReading, relayer: Keypair) -> TxResult:
+    """Settle one signed reading as a relayer (the backend's minting worker): look up the meter's owner
+    and registered key in the registry, send [Ed25519 check, SettleAndMint] paid by ``relayer``.
+    A refusal comes back as the result's ``failure`` (name it with ENERGY_TOKEN_ERRORS)."""
+    meter_id = decode(signed.data).meter_id
+    meter = await registry.fetch_meter(chain, registry_program, meter_id)
+    if meter is None:
+        raise MeterNotRegistered(f"meter {meter_id!r} is not registered in {registry_program}")
+    ixs = settle_transaction(program_id, registry_program, mint, meter.owner, signed, meter.meter_key)
+    return await chain.send_transaction(ixs, [relayer])

@@ -25,6 +25,7 @@ from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
+from programs.client.chain import Chain
 from programs.client.deploy import programdata_address
 from programs.client.errors import ProgramErrors
 
@@ -39,6 +40,7 @@ __all__ = [
     "User",
     "UserKind",
     "config_address",
+    "fetch_meter",
     "initialize",
     "meter_address",
     "meter_id_bytes",
@@ -168,6 +170,16 @@ class Meter:
         return cls(data[1], data[2], MeterStatus(data[3]), bool(data[4]), Pubkey.from_bytes(data[8:40]),
                    bytes(data[40:72]), bytes(data[72:88]).rstrip(b"\0").decode("ascii"), seq, ts, imp, exp,
                    settled, registered, count)
+
+
+async def fetch_meter(chain: Chain, program_id: Pubkey, meter_id: str | bytes) -> Meter | None:
+    """The registry's meter account for ``meter_id``, or None if it is not registered."""
+    account = await chain.get_account(meter_address(program_id, meter_id)[0])
+    if account is None:
+        return None
+    if account.owner != program_id:
+        raise ValueError(f"meter account of {meter_id!r} is owned by {account.owner}, not the registry")
+    return Meter.decode(bytes(account.data))
 
 
 def initialize(program_id: Pubkey, authority: Pubkey, settlement_authority: Pubkey, *,

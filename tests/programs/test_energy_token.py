@@ -7,6 +7,7 @@ A reading is credited only when the same transaction carries an Ed25519 precompi
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import pytest
@@ -62,14 +63,15 @@ class World:
         return list(energy.settle_transaction(ENERGY_ID, REGISTRY_ID, mint or self.grid.mint, self.owner.pubkey(),
                                               signed, bytes((key or self.meter_key).verify_key), **overrides))
 
-    async def settle(self, reading: Reading, **overrides: Pubkey) -> TxResult:
-        return await self.chain.send_transaction(self.settle_ixs(sign(reading, self.meter_key), **overrides),
-                                                 [self.owner])
+    async def settle(self, reading: Reading, *, mint: Pubkey | None = None, **overrides: Pubkey) -> TxResult:
+        ixs = self.settle_ixs(sign(reading, self.meter_key), None, mint=mint, **overrides)
+        return await self.chain.send_transaction(ixs, [self.owner])
 
     async def balance(self, account: Pubkey | None = None) -> int:
         found = await self.chain.get_account(account or self.meter.grid_account)
         assert found is not None
-        return struct.unpack_from("<Q", bytes(found.data), 64)[0]
+        amount: int = struct.unpack_from("<Q", bytes(found.data), 64)[0]
+        return amount
 
     async def meter_state(self) -> registry.Meter:
         found = await self.chain.get_account(self.meter.address)
@@ -258,7 +260,7 @@ async def test_arithmetic_overflow_is_refused(world: World) -> None:
 async def test_meter_error_and_malformed_readings_are_refused(world: World) -> None:
     _refused(await world.settle(world.reading(1, 0, 1_000, meter_error=True)), "ReadingMeterError")
     good = sign(world.reading(1, 0, 1_000), world.meter_key)
-    for mutate, name in [
+    mutations: list[tuple[Callable[[bytes], bytes], str]] = [
         (lambda b: b[:59], "ReadingBadLength"),
         (lambda b: b"XTXR" + b[4:], "ReadingBadPrefix"),
         (lambda b: b[:4] + b"\x02" + b[5:], "ReadingBadVersion"),
@@ -266,7 +268,8 @@ async def test_meter_error_and_malformed_readings_are_refused(world: World) -> N
         (lambda b: b[:6] + b"\x01" + b[7:], "ReadingBadReserved"),
         (lambda b: b[:8] + b" " + b[9:], "ReadingBadMeterId"),
         (lambda b: b[:56] + b"\x01" + b[57:], "ReadingBadPower"),
-    ]:
+    ]
+    for mutate, name in mutations:
         bad = mutate(good.data)
         ix = energy.settle_and_mint(ENERGY_ID, REGISTRY_ID, world.grid.mint, world.owner.pubkey(), bad,
                                     meter=world.meter.address)
@@ -410,3 +413,18 @@ async def test_after_a_key_rotation_only_the_new_key_settles(world: World) -> No
     rollback = sign(world.reading(2, 1_000, 3_400), new_key)
     _refused(await world.chain.send_transaction(world.settle_ixs(rollback, new_key), [world.owner]),
              "CounterRollback")
+
+
+async def test_settle_signed_reading_looks_up_owner_and_key(world: World) -> None:
+    from programs.energy_token.client import MeterNotRegistered, settle_signed_reading
+
+    relayer = await _funded(world.chain)
+    signed = sign(world.reading(1, 0, 750), world.meter_key)
+    result = await settle_signed_reading(world.chain, ENERGY_ID, REGISTRY_ID, world.grid.mint, signed, relayer)
+    result.raise_for_failure()
+    assert await world.balance() == 750 * 10**6
+    again = await settle_signed_reading(world.chain, ENERGY_ID, REGISTRY_ID, world.grid.mint, signed, relayer)
+    _refused(again, "ReplayedReading")
+    unknown = sign(Reading("NOT-REGISTERED", 1, T0, 0, 1), world.meter_key)
+    with pytest.raises(MeterNotRegistered, match="NOT-REGISTERED"):
+        await settle_signed_reading(world.chain, ENERGY_ID, REGISTRY_ID, world.grid.mint, unknown, relayer)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 from solders.account import Account
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
@@ -32,7 +33,7 @@ class World:
     settler: Keypair  # stands in for the energy-token PDA, to exercise RecordSettlement directly
     owner: Keypair
 
-    async def send(self, ix, *signers: Keypair) -> TxResult:  # type: ignore[no-untyped-def]
+    async def send(self, ix: Instruction, *signers: Keypair) -> TxResult:
         return await self.chain.send_transaction([ix], list(signers))
 
     async def meter(self, meter_id: str) -> registry.Meter:
@@ -252,7 +253,7 @@ async def test_invalid_status_changes_are_refused(world: World) -> None:
 # --- RecordSettlement ---------------------------------------------------------------------------------
 
 def _record(w: World, address: Pubkey, seq: int, ts: int, imp: int, exp: int, settled: int,
-            signer: Keypair | None = None):  # type: ignore[no-untyped-def]
+            signer: Keypair | None = None) -> Instruction:
     return registry.record_settlement(REGISTRY_ID, (signer or w.settler).pubkey(), address, seq=seq,
                                       timestamp_ms=ts, import_wh=imp, export_wh=exp,
                                       settled_net_generation_wh=settled)
@@ -305,8 +306,6 @@ async def test_record_settlement_refusals(world: World) -> None:
 
 
 async def test_unknown_instruction_and_short_data(world: World) -> None:
-    from solders.instruction import Instruction
-
     _refused(await world.send(Instruction(REGISTRY_ID, bytes([9]), []), world.owner), "UnknownInstruction")
     ix = registry.register_user(REGISTRY_ID, world.owner.pubkey(), UserKind.PROSUMER)
     short = Instruction(REGISTRY_ID, bytes(ix.data)[:2], ix.accounts)
