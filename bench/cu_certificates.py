@@ -51,14 +51,24 @@ async def measure() -> dict[str, int]:
     meter_key = SigningKey(bytes(range(32)))
     meter = await register_active_meter(chain, grid, admin, owner, "SDM630-000042", bytes(meter_key.verify_key))
     signed = sign(Reading("SDM630-000042", 1, NOW * 1000, 0, 10_000), meter_key)
-    _units(await chain.send_transaction(energy.settle_transaction(ENERGY_ID, REGISTRY_ID, grid.mint, owner.pubkey(),
-                                                                  signed, bytes(meter_key.verify_key)), [owner]))
+    _units(
+        await chain.send_transaction(
+            energy.settle_transaction(
+                ENERGY_ID, REGISTRY_ID, grid.mint, owner.pubkey(), signed, bytes(meter_key.verify_key)
+            ),
+            [owner],
+        )
+    )
     send = chain.send_transaction
     cert = [certs.certificate_address(CERTS_ID, meter.address, i)[0] for i in range(4)]
-    cu = {"initialize": _units(await send([certs.initialize(CERTS_ID, admin.pubkey(), admin.pubkey(), REGISTRY_ID)],
-                                          [admin]))}
-    cu["issue (first, creates mark)"] = _units(await send([certs.issue(CERTS_ID, owner.pubkey(), meter.address, 0,
-                                                                       2_000)], [owner]))
+    cu = {
+        "initialize": _units(
+            await send([certs.initialize(CERTS_ID, admin.pubkey(), admin.pubkey(), REGISTRY_ID)], [admin])
+        )
+    }
+    cu["issue (first, creates mark)"] = _units(
+        await send([certs.issue(CERTS_ID, owner.pubkey(), meter.address, 0, 2_000)], [owner])
+    )
     for i, to_wh in ((1, 4_000), (2, 6_000), (3, 8_000)):
         units = _units(await send([certs.issue(CERTS_ID, owner.pubkey(), meter.address, i, to_wh)], [owner]))
     cu["issue (later)"] = units

@@ -45,19 +45,24 @@ async def measure() -> dict[str, int]:
     authority = energy.authority_address(ENERGY_ID)[0]
     send = chain.send_transaction
     _units(await send([registry.initialize(REGISTRY_ID, admin.pubkey(), authority)], [admin]))
-    ixs = energy.create_grid_mint(admin.pubkey(), mint.pubkey(), authority,
-                                  await chain.minimum_balance(energy.MINT_LEN))
+    ixs = energy.create_grid_mint(
+        admin.pubkey(), mint.pubkey(), authority, await chain.minimum_balance(energy.MINT_LEN)
+    )
     _units(await send(ixs, [admin, mint]))
-    cu = {"initialize": _units(await send([energy.initialize(ENERGY_ID, admin.pubkey(), mint.pubkey(),
-                                                             REGISTRY_ID)], [admin]))}
+    cu = {
+        "initialize": _units(
+            await send([energy.initialize(ENERGY_ID, admin.pubkey(), mint.pubkey(), REGISTRY_ID)], [admin])
+        )
+    }
     grid = GridDeployment(REGISTRY_ID, ENERGY_ID, mint.pubkey(), authority, admin.pubkey())
     meter_key = SigningKey(bytes(range(32)))
     await register_active_meter(chain, grid, admin, owner, "SDM630-000042", bytes(meter_key.verify_key))
 
     async def settle(seq: int, import_wh: int, export_wh: int) -> int:
         signed = sign(Reading("SDM630-000042", seq, T0 + seq, import_wh, export_wh), meter_key)
-        ixs = energy.settle_transaction(ENERGY_ID, REGISTRY_ID, mint.pubkey(), owner.pubkey(), signed,
-                                        bytes(meter_key.verify_key))
+        ixs = energy.settle_transaction(
+            ENERGY_ID, REGISTRY_ID, mint.pubkey(), owner.pubkey(), signed, bytes(meter_key.verify_key)
+        )
         return _units(await send(ixs, [owner]))
 
     cu["settle_and_mint (first reading, mints)"] = await settle(1, 1_000, 4_500)

@@ -36,8 +36,9 @@ async def measure() -> dict[str, int]:
         await chain.fund(key.pubkey(), 10 * 10**9)
     add_program_with_authority(chain, REGISTRY_ID, program_so("registry"), admin.pubkey())
     send = chain.send_transaction
-    cu = {"initialize": _units(await send([registry.initialize(REGISTRY_ID, admin.pubkey(), settler.pubkey())],
-                                          [admin]))}
+    cu = {
+        "initialize": _units(await send([registry.initialize(REGISTRY_ID, admin.pubkey(), settler.pubkey())], [admin]))
+    }
     ix = registry.register_user(REGISTRY_ID, owner.pubkey(), registry.UserKind.PROSUMER)
     cu["register_user"] = _units(await send([ix], [owner]))
     ix = registry.register_meter(REGISTRY_ID, owner.pubkey(), "SDM630-000042", bytes(32))
@@ -45,8 +46,16 @@ async def measure() -> dict[str, int]:
     meter = registry.meter_address(REGISTRY_ID, "SDM630-000042")[0]
     ix = registry.set_meter_status(REGISTRY_ID, admin.pubkey(), meter, registry.MeterStatus.ACTIVE)
     cu["set_meter_status"] = _units(await send([ix], [admin]))
-    ix = registry.record_settlement(REGISTRY_ID, settler.pubkey(), meter, seq=1, timestamp_ms=1, import_wh=100,
-                                    export_wh=600, settled_net_generation_wh=500)
+    ix = registry.record_settlement(
+        REGISTRY_ID,
+        settler.pubkey(),
+        meter,
+        seq=1,
+        timestamp_ms=1,
+        import_wh=100,
+        export_wh=600,
+        settled_net_generation_wh=500,
+    )
     cu["record_settlement (direct)"] = _units(await send([ix], [settler]))
     ix = registry.set_meter_key(REGISTRY_ID, admin.pubkey(), meter, bytes([1]) * 32)
     cu["set_meter_key"] = _units(await send([ix], [admin]))
