@@ -26,9 +26,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
 from backend.storage import I64_MAX, QuarantineRow, ReadingRow, Storage
 from gridtokenx.batch import Ack, AckResult, AckStatus, BatchEntry, BatchFormatError, check_claims, decode_batch
-from gridtokenx.reading import Reading, ReadingFormatError, SignatureError, decode, verify
+from gridtokenx.reading import Reading, ReadingFormatError, decode
 
 __all__ = ["Ingest", "IngestStats"]
 
@@ -50,6 +53,8 @@ _Checked = tuple[tuple[str, int] | None, Reading | None, str | None]
 
 def _check_entries(entries: Sequence[BatchEntry], public_key: bytes | None, reason: str | None) -> list[_Checked]:
     out: list[_Checked] = []
+    # One VerifyKey per batch, and each reading decoded once: this loop is the backend's hot path.
+    verify_key = VerifyKey(public_key) if public_key is not None and reason is None else None
     for entry in entries:
         try:
             reading = decode(entry.data)
@@ -57,15 +62,16 @@ def _check_entries(entries: Sequence[BatchEntry], public_key: bytes | None, reas
             out.append((entry.key, None, f"format:{exc.code}"))
             continue
         key = (reading.meter_id, reading.seq)
-        if reason is not None or public_key is None:
+        if verify_key is None:
             out.append((key, None, reason or "unknown_gateway"))
             continue
         try:
-            verify(entry.data, entry.signature, public_key)
-            check_claims(entry, reading)
-        except SignatureError:
+            verify_key.verify(entry.data, entry.signature)
+        except (BadSignatureError, ValueError):
             out.append((key, None, "bad_signature"))
             continue
+        try:
+            check_claims(entry, reading)
         except BatchFormatError:
             out.append((key, None, "claims_mismatch"))
             continue

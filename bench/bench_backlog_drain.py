@@ -1,0 +1,135 @@
+"""How fast does a gateway empty the backlog of an outage? Prints readings/s, end to end.
+
+A 10-minute outage of 100 meters polled every second leaves 60,000 signed readings in the outbox.
+This script builds exactly that backlog through the real signer and outbox, then starts a real
+Mosquitto, the real backend (``gridtokenx backend run``, a separate process, PostgreSQL by default)
+and the real gateway service, and times until the backend has stored every reading and the gateway
+has deleted every acknowledged row.
+
+    python bench/bench_backlog_drain.py                      # 100 meters x 600 s, PostgreSQL
+    python bench/bench_backlog_drain.py --sqlite             # the embedded backend database
+    python bench/bench_backlog_drain.py --meters 100 --seconds 60 --batch-size 500 --inflight 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backend.storage import open_storage
+from gateway.keys import generate_key
+from gateway.mqtt_publisher import MqttSettings
+from gateway.outbox import Outbox, OutboxSettings
+from gateway.sample import MeterSample
+from gateway.service import GatewayService
+from tests.support.mosquitto import Mosquitto
+from tests.support.postgres import temp_database
+from tests.support.processes import Proc, backend_cmd, write_backend_config
+
+
+async def fill(outbox: Outbox, key, meters: int, seconds: int) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    batch: list[MeterSample] = []
+    for t in range(seconds):
+        for m in range(meters):
+            batch.append(
+                MeterSample(
+                    meter_id=f"meter-{m:04d}",
+                    timestamp_ms=1_760_000_000_000 + t * 1000,
+                    import_wh=1_000_000 + t * 3 + m,
+                    export_wh=t,
+                    power_w=1500 + m,
+                )
+            )
+        if len(batch) >= 2000:
+            await outbox.append(batch, key.sign)
+            batch = []
+    if batch:
+        await outbox.append(batch, key.sign)
+    return time.perf_counter() - start
+
+
+async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
+    total = args.meters * args.seconds
+    key = generate_key(work / "device.key")
+    settings = OutboxSettings(path=work / "outbox.db", max_bytes=max(64 << 20, total * 400))
+    async with await Outbox.open(settings, work / "device.key.epoch") as outbox:
+        took = await fill(outbox, key, args.meters, args.seconds)
+    print(
+        f"backlog: {total} readings ({args.meters} meters x {args.seconds} s) signed and committed "
+        f"in {took:.1f} s ({total / took:,.0f}/s)"
+    )
+    async with await open_storage(url) as storage:
+        await storage.add_gateway("gw-bench", key.public_key)
+    with Mosquitto(work / "broker") as broker:
+        backend = Proc(
+            backend_cmd(
+                "run", "--config", str(write_backend_config(work / "b.toml", url=url, broker_port=broker.port))
+            ),
+            work / "backend.log",
+        )
+        try:
+            await asyncio.sleep(2.0)  # let the backend connect and subscribe
+            mqtt = MqttSettings(
+                host="127.0.0.1",
+                port=broker.port,
+                gateway_id="gw-bench",
+                batch_size=args.batch_size,
+                inflight_batches=args.inflight,
+                ack_timeout_s=30,
+            )
+            service = GatewayService(key=key, mqtt=mqtt, outbox=settings)
+            start = time.perf_counter()
+            task = asyncio.create_task(service.run())
+            await service.ready.wait()
+            last = time.perf_counter()
+            assert service.outbox is not None
+            while service.outbox.pending:
+                await asyncio.sleep(0.25)
+                if time.perf_counter() - last >= 2:
+                    last = time.perf_counter()
+                    done = total - service.outbox.pending
+                    print(f"  {last - start:5.1f} s: {done} acknowledged ({done / (last - start):,.0f}/s)")
+                if time.perf_counter() - start > args.limit_s:
+                    raise SystemExit(f"not drained within {args.limit_s} s; see {backend.log_path}")
+            elapsed = time.perf_counter() - start
+            service.stop()
+            await task
+            async with await open_storage(url) as storage:
+                stored = await storage.reading_count("gw-bench")
+            stats = service.stats().publisher
+            print(
+                f"drained: {total} readings in {elapsed:.1f} s = {total / elapsed:,.0f} readings/s end to end "
+                f"(backend stored {stored}; {stats.messages_sent} messages, {stats.readings_resent} resent)"
+            )
+            assert stored == total, f"backend holds {stored} of {total}"
+        finally:
+            backend.terminate()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=600, help="outage length at one reading per meter per s")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--inflight", type=int, default=8)
+    parser.add_argument("--sqlite", action="store_true", help="backend on SQLite instead of PostgreSQL")
+    parser.add_argument("--limit-s", type=float, default=300)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gtx-bench-") as tmp:
+        work = Path(tmp)
+        if args.sqlite:
+            asyncio.run(drain(args, f"sqlite:///{work}/backend.db", work))
+        else:
+            with temp_database() as url:
+                asyncio.run(drain(args, url, work))
+
+
+if __name__ == "__main__":
+    main()
