@@ -4,7 +4,9 @@ in the registry, so each test first settles a signed reading through the real pr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
@@ -325,3 +327,11 @@ async def test_unknown_instruction(world: World) -> None:
     ix = certs.issue(CERTS_ID, world.owner.pubkey(), world.meter.address, 0, 1)
     _refused(await world.send(Instruction(CERTS_ID, bytes(ix.data)[:5], ix.accounts), world.owner),
              "InvalidInstructionData")
+
+
+def test_error_table_mirrors_error_h() -> None:
+    # The Python names are the C enum names in CamelCase, with the same numbers.
+    source = (Path(__file__).resolve().parents[2] / "programs" / "certificates" / "src" / "error.h").read_text()
+    c_errors = {int(n): "".join(w.capitalize() for w in name.split("_"))
+                for name, n in re.findall(r"CERT_ERROR_(\w+) = (\d+)", source)}
+    assert c_errors == CERTIFICATES_ERRORS.codes

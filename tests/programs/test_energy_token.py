@@ -6,9 +6,11 @@ A reading is credited only when the same transaction carries an Ed25519 precompi
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
@@ -428,3 +430,11 @@ async def test_settle_signed_reading_looks_up_owner_and_key(world: World) -> Non
     unknown = sign(Reading("NOT-REGISTERED", 1, T0, 0, 1), world.meter_key)
     with pytest.raises(MeterNotRegistered, match="NOT-REGISTERED"):
         await settle_signed_reading(world.chain, ENERGY_ID, REGISTRY_ID, world.grid.mint, unknown, relayer)
+
+
+def test_error_table_mirrors_error_h() -> None:
+    # The Python names are the C enum names in CamelCase, with the same numbers.
+    source = (Path(__file__).resolve().parents[2] / "programs" / "energy_token" / "src" / "error.h").read_text()
+    c_errors = {int(n): "".join(w.capitalize() for w in name.split("_"))
+                for name, n in re.findall(r"ENERGY_ERROR_(\w+) = (\d+)", source)}
+    assert c_errors == ENERGY_TOKEN_ERRORS.codes

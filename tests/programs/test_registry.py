@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from solders.account import Account
@@ -367,3 +369,11 @@ async def test_set_meter_key_refusals(world: World) -> None:
     _refused(await world.send(registry.set_meter_key(REGISTRY_ID, admin, address, bytes(32)), world.admin),
              "MeterDecommissioned")
     assert (await world.meter("SDM630-000042")).meter_key == METER_KEY
+
+
+def test_error_table_mirrors_error_h() -> None:
+    # The Python names are the C enum names in CamelCase, with the same numbers.
+    source = (Path(__file__).resolve().parents[2] / "programs" / "registry" / "src" / "error.h").read_text()
+    c_errors = {int(n): "".join(w.capitalize() for w in name.split("_"))
+                for name, n in re.findall(r"REGISTRY_ERROR_(\w+) = (\d+)", source)}
+    assert c_errors == REGISTRY_ERRORS.codes

@@ -82,7 +82,7 @@ uint64_t process_issue(const GtxInput *in) {
   if (m->settled_net_generation_wh < 0 || to_wh > (uint64_t)m->settled_net_generation_wh) {
     GTX_LOG("issue: to_wh is above the meter's settled net generation");
     sol_log_64_(to_wh, (uint64_t)m->settled_net_generation_wh, 0, 0, 0);
-    return GTX_CUSTOM_ERROR(CERT_ERROR_EXCEEDS_SETTLED);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_EXCEEDS_SETTLED_GENERATION);
   }
   int64_t now;
   GTX_TRY(cert_now(&now));

@@ -27,7 +27,7 @@ uint64_t process_retire(const GtxInput *in) {
   GTX_TRY(cert_now(&now));
   if (now >= cert->expires_at) {
     GTX_LOG_KEY("retire: certificate has expired:", certificate->key);
-    return GTX_CUSTOM_ERROR(CERT_ERROR_EXPIRED);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_CERTIFICATE_EXPIRED);
   }
   cert->status = CERT_STATUS_RETIRED;
   cert->closed_at = now;

@@ -27,7 +27,7 @@ uint64_t process_transfer(const GtxInput *in) {
   GTX_TRY(cert_now(&now));
   if (now >= cert->expires_at) {
     GTX_LOG_KEY("transfer: certificate has expired:", certificate->key);
-    return GTX_CUSTOM_ERROR(CERT_ERROR_EXPIRED);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_CERTIFICATE_EXPIRED);
   }
   gtx_memcpy(&cert->owner, in->data + 1, GTX_PUBKEY_LEN);
   CERT_EVENT("transfer", cert);
