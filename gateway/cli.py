@@ -16,6 +16,8 @@ __all__ = ["SUBCOMMANDS", "add_arguments", "run"]
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "read": ("gateway.cli_read", "poll every configured meter once and print one reading per meter"),
     "scan": ("gateway.cli_scan", "probe Modbus unit ids on a serial line or a TCP gateway for meters"),
+    "run": ("gateway.cli_run", "the daemon: poll, sign, store and forward readings until SIGTERM"),
+    "keygen": ("gateway.cli_keygen", "create this device's Ed25519 key (0600) and print its public key"),
 }
 
 DEFAULT_CONFIG = "/etc/gridtokenx/gateway.toml"
