@@ -59,6 +59,14 @@ async def measure() -> dict[str, int]:
     cu["record_settlement (direct)"] = _units(await send([ix], [settler]))
     ix = registry.set_meter_key(REGISTRY_ID, admin.pubkey(), meter, bytes([1]) * 32)
     cu["set_meter_key"] = _units(await send([ix], [admin]))
+    # A never-settled meter handed to another registered user.
+    ixs = [registry.register_meter(REGISTRY_ID, owner.pubkey(), "SDM630-000043", bytes(32)),
+           registry.register_user(REGISTRY_ID, settler.pubkey(), registry.UserKind.PROSUMER)]
+    _units(await send(ixs[:1], [owner]))
+    _units(await send(ixs[1:], [settler]))
+    other = registry.meter_address(REGISTRY_ID, "SDM630-000043")[0]
+    ix = registry.reassign_meter(REGISTRY_ID, admin.pubkey(), other, owner.pubkey(), settler.pubkey(), bytes([2]) * 32)
+    cu["reassign_meter"] = _units(await send([ix], [admin]))
     return cu
 
 

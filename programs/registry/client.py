@@ -44,6 +44,7 @@ __all__ = [
     "initialize",
     "meter_address",
     "meter_id_bytes",
+    "reassign_meter",
     "record_settlement",
     "register_meter",
     "register_user",
@@ -57,7 +58,7 @@ DISC_CONFIG, DISC_USER, DISC_METER = 0x10, 0x11, 0x12
 CONFIG_LEN, USER_LEN, METER_LEN = 72, 48, 144
 METER_ID_LEN = 16
 (IX_INITIALIZE, IX_REGISTER_USER, IX_REGISTER_METER, IX_SET_METER_STATUS, IX_RECORD_SETTLEMENT,
- IX_SET_METER_KEY) = range(6)
+ IX_SET_METER_KEY, IX_REASSIGN_METER) = range(7)
 
 REGISTRY_ERRORS = ProgramErrors("registry", {
     1: "UnknownInstruction",
@@ -76,6 +77,7 @@ REGISTRY_ERRORS = ProgramErrors("registry", {
     14: "CounterRollback",
     15: "SettledMarkMismatch",
     16: "SameMeterKey",
+    17: "MeterHasHistory",
 })
 
 
@@ -261,4 +263,19 @@ def set_meter_key(program_id: Pubkey, authority: Pubkey, meter: Pubkey, meter_ke
         AccountMeta(authority, authority_signs, False),
         AccountMeta(config or config_address(program_id)[0], False, False),
         AccountMeta(meter, False, True),
+    ])
+
+
+def reassign_meter(program_id: Pubkey, authority: Pubkey, meter: Pubkey, current_owner: Pubkey, new_owner: Pubkey,
+                   meter_key: bytes, *, config: Pubkey | None = None) -> Instruction:
+    """6 ReassignMeter (never-settled meters only) — accounts: authority [s], config [], meter [w],
+    current owner's user [w], new owner's user [w]. Data: [0] disc, [1..33] new meter key."""
+    if len(meter_key) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return Instruction(program_id, bytes([IX_REASSIGN_METER]) + meter_key, [
+        AccountMeta(authority, True, False),
+        AccountMeta(config or config_address(program_id)[0], False, False),
+        AccountMeta(meter, False, True),
+        AccountMeta(user_address(program_id, current_owner)[0], False, True),
+        AccountMeta(user_address(program_id, new_owner)[0], False, True),
     ])

@@ -371,6 +371,45 @@ async def test_set_meter_key_refusals(world: World) -> None:
     assert (await world.meter("SDM630-000042")).meter_key == METER_KEY
 
 
+# --- ReassignMeter ------------------------------------------------------------------------------------
+
+async def test_a_squatted_meter_id_is_reassigned_to_its_rightful_owner(world: World) -> None:
+    squatter = await _funded(world.chain)
+    ixs = [registry.register_user(REGISTRY_ID, squatter.pubkey(), UserKind.PROSUMER),
+           registry.register_meter(REGISTRY_ID, squatter.pubkey(), "SDM630-000042", bytes(32))]
+    (await world.chain.send_transaction(ixs, [squatter])).raise_for_failure()
+    ix = registry.register_user(REGISTRY_ID, world.owner.pubkey(), UserKind.PROSUMER)
+    (await world.send(ix, world.owner)).raise_for_failure()
+    address = registry.meter_address(REGISTRY_ID, "SDM630-000042")[0]
+    ix = registry.reassign_meter(REGISTRY_ID, world.admin.pubkey(), address, squatter.pubkey(),
+                                 world.owner.pubkey(), METER_KEY)
+    result = await world.send(ix, world.admin)
+    result.raise_for_failure()
+    assert result.events()[0][0] == b"reassign"
+    meter = await world.meter("SDM630-000042")
+    assert (meter.owner, meter.meter_key, meter.status) == (world.owner.pubkey(), METER_KEY, MeterStatus.PENDING)
+    for wallet, count in ((squatter.pubkey(), 0), (world.owner.pubkey(), 1)):
+        user = await world.chain.get_account(registry.user_address(REGISTRY_ID, wallet)[0])
+        assert user is not None and registry.User.decode(bytes(user.data)).meter_count == count
+
+
+async def test_reassign_refusals(world: World) -> None:
+    address = await _registered_meter(world)
+    other = await _funded(world.chain)
+    ix = registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER)
+    (await world.send(ix, other)).raise_for_failure()
+    owner, admin = world.owner.pubkey(), world.admin.pubkey()
+    ix = registry.reassign_meter(REGISTRY_ID, owner, address, owner, other.pubkey(), bytes(32))
+    _refused(await world.send(ix, world.owner), "Unauthorised")
+    ix = registry.reassign_meter(REGISTRY_ID, admin, address, other.pubkey(), other.pubkey(), bytes(32))
+    _refused(await world.send(ix, world.admin), "WrongUser")
+    # Once a reading has been settled, the meter's marks belong to its owner: no reassignment.
+    (await world.send(_record(world, address, 1, 10, 0, 10, 10), world.settler)).raise_for_failure()
+    ix = registry.reassign_meter(REGISTRY_ID, admin, address, owner, other.pubkey(), bytes(32))
+    _refused(await world.send(ix, world.admin), "MeterHasHistory")
+    assert (await world.meter("SDM630-000042")).owner == owner
+
+
 def test_error_table_mirrors_error_h() -> None:
     # The Python names are the C enum names in CamelCase, with the same numbers.
     source = (Path(__file__).resolve().parents[2] / "programs" / "registry" / "src" / "error.h").read_text()

@@ -24,6 +24,7 @@ BUDGETS = {
     "set_meter_status": 1_500,
     "record_settlement (direct)": 1_000,
     "set_meter_key": 1_500,
+    "reassign_meter": 2_000,
 }
 
 

@@ -26,6 +26,8 @@ uint64_t entrypoint(const uint8_t *input) {
     return process_record_settlement(&in);
   case REGISTRY_IX_SET_METER_KEY: /* config authority rotates a meter's gateway key */
     return process_set_meter_key(&in);
+  case REGISTRY_IX_REASSIGN_METER: /* config authority hands a never-settled meter id to its rightful owner */
+    return process_reassign_meter(&in);
   default:
     GTX_LOG("unknown instruction");
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_UNKNOWN_INSTRUCTION);

@@ -56,4 +56,12 @@ uint64_t process_record_settlement(const GtxInput *in);
 #define REGISTRY_IX_SET_METER_KEY 5
 uint64_t process_set_meter_key(const GtxInput *in);
 
+/* 6 ReassignMeter: the config authority gives a meter id that was registered by the wrong party (never
+ *   settled: no reading accepted, mark 0) to its rightful owner with that owner's gateway key. Status
+ *   becomes Pending. A meter with settlement history is never reassigned: its marks belong to its owner.
+ *   accounts: 0 authority [s], 1 config [], 2 meter [w], 3 current owner's user [w], 4 new owner's user [w]
+ *   data:     [0] disc, [1..33] new meter key */
+#define REGISTRY_IX_REASSIGN_METER 6
+uint64_t process_reassign_meter(const GtxInput *in);
+
 #endif
