@@ -27,8 +27,8 @@ uint64_t process_issue(const GtxInput *in) {
   const SolAccountInfo *owner = &in->accounts[0];
   const SolAccountInfo *config = &in->accounts[1];
   const SolAccountInfo *meter = &in->accounts[2];
-  const SolAccountInfo *mark = &in->accounts[3];
-  const SolAccountInfo *certificate = &in->accounts[4];
+  SolAccountInfo *mark = &in->accounts[3];
+  SolAccountInfo *certificate = &in->accounts[4];
   if (in->data_len != 11) {
     GTX_LOG("issue: data must be [1, mark_bump, certificate_bump, to_wh u64]");
     return ERROR_INVALID_INSTRUCTION_DATA;

@@ -123,7 +123,7 @@ static inline uint64_t cert_now(int64_t *out) {
 typedef struct {
   const GtxInput *in;
   const SolAccountInfo *payer;
-  const SolAccountInfo *account;
+  SolAccountInfo *account; /* data_len is up to date after creation */
   SolSignerSeed *parts;
   uint64_t n;
   uint8_t bump;

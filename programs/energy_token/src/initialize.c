@@ -9,7 +9,7 @@
 uint64_t process_initialize(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 5));
   const SolAccountInfo *admin = &in->accounts[0];
-  const SolAccountInfo *config = &in->accounts[1];
+  SolAccountInfo *config = &in->accounts[1];
   const SolAccountInfo *mint = &in->accounts[2];
   if (in->data_len != 3 + GTX_PUBKEY_LEN) {
     GTX_LOG("initialize: data must be [0, config_bump, authority_bump, registry_program[32]]");

@@ -6,7 +6,7 @@
 uint64_t process_initialize(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 3));
   const SolAccountInfo *authority = &in->accounts[0];
-  const SolAccountInfo *greeting = &in->accounts[1];
+  SolAccountInfo *greeting = &in->accounts[1];
   if (in->data_len != 2) {
     GTX_LOG("initialize: data must be [0, bump]");
     return ERROR_INVALID_INSTRUCTION_DATA;

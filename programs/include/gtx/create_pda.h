@@ -4,7 +4,8 @@
  * PDA is derived from its printed id), so anyone could block a registration with a 1-lamport transfer.
  * When the address already holds lamports but is still a plain System account with no data, this tops
  * it up to `lamports` (Transfer from the payer), then Allocate(space) and Assign(owner), both signed by
- * the PDA; otherwise it is one CreateAccount (gtx_create_account).
+ * the PDA; otherwise it is one CreateAccount (gtx_create_account). Either way, on success
+ * args->new_account->data_len is `space` (gtx_account_sync_len), ready for the next CPI.
  *
  *   gtx_create_pda(&GtxCreateAccount)   args->signer_seeds must be the PDA's seeds + bump
  *       ERROR_ACCOUNT_ALREADY_INITIALIZED  the address is owned by another program or holds data
@@ -30,7 +31,7 @@ static inline uint64_t gtx_system_pda_invoke1(const SolAccountInfo *account, uin
 }
 
 static inline uint64_t gtx_create_pda(const GtxCreateAccount *args) {
-  const SolAccountInfo *a = args->new_account;
+  SolAccountInfo *a = args->new_account;
   uint64_t held = *a->lamports;
   if (held == 0)
     return gtx_create_account(args);
@@ -52,6 +53,7 @@ static inline uint64_t gtx_create_pda(const GtxCreateAccount *args) {
   gtx_store_u32_le(allocate, GTX_SYSTEM_IX_ALLOCATE);
   gtx_store_u64_le(allocate + 4, args->space);
   GTX_TRY(gtx_system_pda_invoke1(a, allocate, sizeof(allocate), args->signer_seeds));
+  gtx_account_sync_len(a);
   uint8_t assign[4 + GTX_PUBKEY_LEN];
   gtx_store_u32_le(assign, GTX_SYSTEM_IX_ASSIGN);
   gtx_memcpy(assign + 4, args->owner, GTX_PUBKEY_LEN);

@@ -29,7 +29,7 @@
 typedef struct {
   SolPubkey *key;
   uint64_t *lamports;
-  uint64_t data_len; /* a copy; after a CPI that resizes the account the runtime updates it here */
+  uint64_t data_len; /* a copy: after a CPI that resizes the account, see gtx_account_sync_len */
   uint8_t *data;
   SolPubkey *owner;
   uint64_t rent_epoch;
@@ -91,6 +91,15 @@ static inline void gtx_deserialize(const uint8_t *input, SolAccountInfo *account
   out->data = input;
   input += out->data_len;
   out->program_id = (const SolPubkey *)input;
+}
+
+/* Re-read an account's length from the input buffer (the u64 just before its data). A CPI that resizes
+ * an account (System CreateAccount, Allocate) updates that u64 and the data_len of the SolAccountInfo
+ * handed to sol_invoke_signed_c, which is often a copy (gtx_create_account passes an array of copies),
+ * not the caller's view. A later CPI with the stale view would tell the runtime the account shrank back:
+ * "program other than the account's owner changed the size of the account data". */
+static inline void gtx_account_sync_len(SolAccountInfo *a) {
+  a->data_len = *(const uint64_t *)(a->data - sizeof(uint64_t));
 }
 
 #endif

@@ -38,7 +38,8 @@ static inline uint64_t gtx_rent_minimum_balance(uint64_t data_len, uint64_t *out
 /* Arguments of gtx_create_account (a struct: BPF functions take at most 5 arguments). */
 typedef struct {
   const SolAccountInfo *payer;       /* writable signer that funds the account */
-  const SolAccountInfo *new_account; /* writable; a signer, or a PDA signed for by `signer_seeds` */
+  SolAccountInfo *new_account;       /* writable; a signer, or a PDA signed for by `signer_seeds`;
+                                      * its data_len is brought up to date on success */
   uint64_t lamports;
   uint64_t space;
   const SolPubkey *owner;            /* usually in->program_id */
@@ -46,7 +47,8 @@ typedef struct {
 } GtxCreateAccount;
 
 /* System program CreateAccount (u32 0, u64 lamports, u64 space, owner[32]). The System program account
- * must be one of the instruction's accounts (check it with expect_program(a, &GTX_SYSTEM_PROGRAM_ID)). */
+ * must be one of the instruction's accounts (check it with expect_program(a, &GTX_SYSTEM_PROGRAM_ID)).
+ * On success args->new_account->data_len is `space`, so the account can go straight into another CPI. */
 static inline uint64_t gtx_create_account(const GtxCreateAccount *args) {
   uint8_t data[4 + 8 + 8 + 32];
   gtx_store_u32_le(data, 0);
@@ -59,7 +61,9 @@ static inline uint64_t gtx_create_account(const GtxCreateAccount *args) {
   };
   SolAccountInfo infos[2] = {*args->payer, *args->new_account};
   SolInstruction ix = {(SolPubkey *)&GTX_SYSTEM_PROGRAM_ID, metas, 2, data, sizeof(data)};
-  return gtx_invoke_signed(&ix, infos, 2, args->signer_seeds, args->signer_seeds ? 1 : 0);
+  GTX_TRY(gtx_invoke_signed(&ix, infos, 2, args->signer_seeds, args->signer_seeds ? 1 : 0));
+  gtx_account_sync_len(args->new_account);
+  return SUCCESS;
 }
 
 #endif

@@ -7,7 +7,7 @@
 uint64_t process_initialize(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 4));
   const SolAccountInfo *authority = &in->accounts[0];
-  const SolAccountInfo *config = &in->accounts[1];
+  SolAccountInfo *config = &in->accounts[1];
   if (in->data_len != 2 + GTX_PUBKEY_LEN) {
     GTX_LOG("initialize: data must be [0, bump, settlement_authority[32]]");
     return ERROR_INVALID_INSTRUCTION_DATA;

@@ -24,7 +24,7 @@ uint64_t process_register_meter(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 4));
   const SolAccountInfo *owner = &in->accounts[0];
   const SolAccountInfo *user = &in->accounts[1];
-  const SolAccountInfo *meter = &in->accounts[2];
+  SolAccountInfo *meter = &in->accounts[2];
   if (in->data_len != 2 + GTX_READING_METER_ID_LEN + GTX_PUBKEY_LEN) {
     GTX_LOG("register_meter: data must be [2, bump, meter_id[16], meter_key[32]]");
     return ERROR_INVALID_INSTRUCTION_DATA;

@@ -6,7 +6,7 @@
 uint64_t process_register_user(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 3));
   const SolAccountInfo *wallet = &in->accounts[0];
-  const SolAccountInfo *user = &in->accounts[1];
+  SolAccountInfo *user = &in->accounts[1];
   if (in->data_len != 3) {
     GTX_LOG("register_user: data must be [1, bump, kind]");
     return ERROR_INVALID_INSTRUCTION_DATA;

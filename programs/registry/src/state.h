@@ -125,7 +125,7 @@ static inline void seeds_of(SolSignerSeed *parts, const char *prefix, uint64_t p
 typedef struct {
   const GtxInput *in;
   const SolAccountInfo *payer;
-  const SolAccountInfo *account;
+  SolAccountInfo *account; /* data_len is up to date after creation */
   SolSignerSeed *parts; /* seeds->addr, with one spare entry */
   uint64_t seeds_len;
   uint8_t bump;

@@ -12,8 +12,8 @@ uint64_t process_create_order(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 8));
   const SolAccountInfo *seller = &in->accounts[0];
   const SolAccountInfo *market_account = &in->accounts[1];
-  const SolAccountInfo *order_account = &in->accounts[2];
-  const SolAccountInfo *vault = &in->accounts[3];
+  SolAccountInfo *order_account = &in->accounts[2];
+  SolAccountInfo *vault = &in->accounts[3];
   const SolAccountInfo *seller_grid = &in->accounts[4];
   const SolAccountInfo *grid_mint = &in->accounts[5];
   if (in->data_len != 35) {
@@ -99,8 +99,6 @@ uint64_t process_create_order(const GtxInput *in) {
   GtxCreateAccount create_vault = {seller, vault, lamports, GTX_TOKEN_ACCOUNT_LEN, &GTX_TOKEN_PROGRAM_ID,
                                    &vseeds};
   GTX_TRY(gtx_create_pda(&create_vault));
-  account_sync_len(&in->accounts[2]);
-  account_sync_len(&in->accounts[3]);
   GTX_TRY(gtx_token_initialize_account3(vault, grid_mint, order_account->key));
   GtxTokenTransfer escrow = {seller_grid, vault, seller, amount, (const SolSignerSeeds *)0};
   GTX_TRY(gtx_token_transfer(&escrow));

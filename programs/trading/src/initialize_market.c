@@ -9,7 +9,7 @@
 uint64_t process_initialize_market(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 7));
   const SolAccountInfo *authority = &in->accounts[0];
-  const SolAccountInfo *market = &in->accounts[1];
+  SolAccountInfo *market = &in->accounts[1];
   const SolAccountInfo *grid_mint = &in->accounts[2];
   const SolAccountInfo *thbc_mint = &in->accounts[3];
   const SolAccountInfo *fee_account = &in->accounts[4];

@@ -72,14 +72,6 @@ static inline bool order_is_open(const Order *o) {
   return o->state == ORDER_STATE_ACTIVE || o->state == ORDER_STATE_PARTIALLY_FILLED;
 }
 
-/* After a CPI that resized an account (System CreateAccount), the runtime writes the new length into the
- * input buffer (the u64 just before the data) but not into our SolAccountInfo copy. A later CPI that
- * passes the stale copy would tell the runtime the account shrank back ("program other than the
- * account's owner changed the size of the account data"), so re-read it. */
-static inline void account_sync_len(SolAccountInfo *a) {
-  a->data_len = *(const uint64_t *)(a->data - sizeof(uint64_t));
-}
-
 /* Checked loader shared by both account types: owner, exact length, discriminator and version. */
 static inline uint64_t trading_account_load(const SolAccountInfo *a, const SolPubkey *program_id,
                                             uint64_t len, uint8_t discriminator, void **out) {
