@@ -78,16 +78,18 @@ def soak(args: argparse.Namespace, url: str, work: Path) -> None:
         samples: list[tuple[float, float, int]] = []
         start = time.monotonic()
         outage_at = args.duration / 3 if args.outage else None
+        outage_done = False
         try:
             while (elapsed := time.monotonic() - start) < args.duration:
                 time.sleep(args.every)
                 if not gateway.running:
                     raise SystemExit(f"gateway exited: {gateway.log()[-2000:]}")
-                if outage_at is not None and elapsed >= outage_at and broker.running:
+                if outage_at is not None and not outage_done and elapsed >= outage_at and broker.running:
                     print(f"  {elapsed:6.0f} s: broker stopped for {args.outage} s (backlog builds up)")
                     broker.stop()
                 if outage_at is not None and not broker.running and elapsed >= outage_at + args.outage:
                     broker.start()
+                    outage_done = True
                     print(f"  {elapsed:6.0f} s: broker back")
                 stored = asyncio.run(count(url))
                 samples.append((elapsed, rss_mb(gateway.proc.pid), stored))

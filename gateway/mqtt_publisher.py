@@ -37,13 +37,12 @@ from gridtokenx.batch import (
     ack_topic,
     check_gateway_id,
     decode_ack,
-    encode_batch,
+    encode_batch_entries,
     encode_status,
     readings_topic,
     status_topic,
 )
 from gridtokenx.mqtt import BrokerSettings, MqttConnection, MqttError
-from gridtokenx.reading import decode
 
 __all__ = ["MqttSettings", "PublisherStats", "ReadingPublisher"]
 
@@ -271,9 +270,7 @@ class ReadingPublisher:
                 await self._wait(next_due if next_due is not None else 5.0)
                 continue
             batch_id = f"{self._run_tag}-{next(self._batch_ids)}"
-            payload = encode_batch(
-                self._gw, batch_id, int(time.time() * 1000), ((decode(r.data), r.signed) for r in rows)
-            )
+            payload = encode_batch_entries(self._gw, batch_id, int(time.time() * 1000), (r.entry for r in rows))
             try:
                 conn.publish(self._topic, payload, qos=1)
             except MqttError as exc:

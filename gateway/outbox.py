@@ -33,6 +33,7 @@ import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.sample import MeterSample
+from gridtokenx.batch import entry_prefix, join_entry
 from gridtokenx.reading import Reading, ReadingFormatError, SignedReading, decode
 
 __all__ = [
@@ -56,9 +57,11 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 COUNTER_BITS = 40
 MAX_EPOCH = (1 << 23) - 1
-# Bytes one row costs on disk, table + unique index + page slack, measured with 16-character meter
-# ids (about 215) and rounded up: max_bytes // ROW_BYTES is the backlog capacity in readings.
-ROW_BYTES = 256
+# Bytes one row costs on disk — signed bytes, the pre-encoded JSON fields (so a backlog drains without
+# decoding), unique index, page slack — measured with 16-character meter ids (about 330), rounded
+# up: max_bytes // ROW_BYTES is the backlog capacity in readings.
+ROW_BYTES = 384
+FIXED_BYTES = 64 * 1024
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -68,7 +71,8 @@ CREATE TABLE outbox (
     meter_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     data BLOB NOT NULL,
-    sig BLOB NOT NULL
+    sig BLOB NOT NULL,
+    fields BLOB NOT NULL  -- the decoded fields as sent (gridtokenx.batch.entry_prefix), made once at signing
 );
 CREATE UNIQUE INDEX outbox_key ON outbox (meter_id, seq);
 """
@@ -80,8 +84,8 @@ class OutboxSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: Path = Path("/var/lib/gridtokenx/outbox.db")
-    # The backlog bound. 64 MiB holds about 260k readings: 100 meters polled every 10 s for 3 days.
-    max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    # The backlog bound. 64 MiB holds about 175k readings: 100 meters polled every 10 s for 2 days.
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=256 * 1024)
     # FULL fsyncs every commit: a power cut never loses a committed reading nor rolls a sequence
     # number back. NORMAL is faster on slow SD cards but can lose the last commits on power loss.
     synchronous: Literal["full", "normal"] = "full"
@@ -92,7 +96,8 @@ class OutboxSettings(BaseModel):
 
     @property
     def capacity_rows(self) -> int:
-        return max(16, self.max_bytes // ROW_BYTES)
+        # Less the fixed cost of an empty database (schema pages of every table and index).
+        return max(16, (self.max_bytes - FIXED_BYTES) // ROW_BYTES)
 
 
 class OutboxError(Exception):
@@ -118,10 +123,16 @@ class OutboxRow:
     seq: int
     data: bytes
     signature: bytes
+    fields: bytes  # gridtokenx.batch.entry_prefix of the reading
 
     @property
     def signed(self) -> SignedReading:
         return SignedReading(self.data, self.signature)
+
+    @property
+    def entry(self) -> bytes:
+        """The reading as it goes into a batch message."""
+        return join_entry(self.fields, self.data, self.signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +230,7 @@ class Outbox:
         """
         path = settings.path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        salvage: list[tuple[str, int, bytes, bytes]] = []
+        salvage: list[tuple[str, int, bytes, bytes, bytes]] = []
         if path.exists():
             problem = await _check_file(path)
             if problem is not None:
@@ -310,10 +321,10 @@ class Outbox:
     async def _meta(self) -> dict[str, int]:
         return dict(await self._db.execute_fetchall("SELECT key, value FROM meta"))  # type: ignore[arg-type]
 
-    async def _insert_salvage(self, rows: list[tuple[str, int, bytes, bytes]]) -> None:
+    async def _insert_salvage(self, rows: list[tuple[str, int, bytes, bytes, bytes]]) -> None:
         await self._db.execute("BEGIN IMMEDIATE")
         cur = await self._db.executemany(
-            "INSERT OR IGNORE INTO outbox (meter_id, seq, data, sig) VALUES (?, ?, ?, ?)", rows
+            "INSERT OR IGNORE INTO outbox (meter_id, seq, data, sig, fields) VALUES (?, ?, ?, ?, ?)", rows
         )
         await self._db.execute("COMMIT")
         self.salvaged = cur.rowcount
@@ -349,18 +360,21 @@ class Outbox:
             if counter >= 1 << COUNTER_BITS:
                 raise OutboxError(f"meter {sample.meter_id}: counter exhausted in epoch {self.epoch}")
             try:
-                signed = sign(sample.to_reading((self.epoch << COUNTER_BITS) | counter))
+                reading = sample.to_reading((self.epoch << COUNTER_BITS) | counter)
+                signed = sign(reading)
             except ReadingFormatError as exc:
                 log.error("meter %s: sample cannot be encoded, not stored: %s", sample.meter_id, exc)
                 continue
             counters[sample.meter_id] = counter + 1
-            rows.append((sample.meter_id, (self.epoch << COUNTER_BITS) | counter, signed.data, signed.signature))
+            rows.append((sample.meter_id, reading.seq, signed.data, signed.signature, entry_prefix(reading)))
         if not rows:
             return 0
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                await self._db.executemany("INSERT INTO outbox (meter_id, seq, data, sig) VALUES (?, ?, ?, ?)", rows)
+                await self._db.executemany(
+                    "INSERT INTO outbox (meter_id, seq, data, sig, fields) VALUES (?, ?, ?, ?, ?)", rows
+                )
                 await self._db.executemany(
                     "INSERT INTO counters (meter_id, next_counter) VALUES (?, ?) "
                     "ON CONFLICT (meter_id) DO UPDATE SET next_counter = excluded.next_counter",
@@ -406,7 +420,7 @@ class Outbox:
         """Oldest first: the rows with id greater than ``after_id``."""
         try:
             rows = await self._db.execute_fetchall(
-                "SELECT id, meter_id, seq, data, sig FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT id, meter_id, seq, data, sig, fields FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             )
         except sqlite3.Error as exc:
@@ -420,8 +434,8 @@ class Outbox:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 rows = await self._db.execute_fetchall(
-                    f"SELECT id, meter_id, seq, data, sig FROM outbox WHERE id IN ({','.join('?' * len(chunk))}) "
-                    "ORDER BY id",
+                    "SELECT id, meter_id, seq, data, sig, fields FROM outbox "
+                    f"WHERE id IN ({','.join('?' * len(chunk))}) ORDER BY id",
                     tuple(chunk),
                 )
                 out.extend(OutboxRow(*r) for r in rows)
@@ -598,12 +612,12 @@ async def _check_file(path: Path) -> str | None:
     return None if messages == ["ok"] else "; ".join(messages[:3])
 
 
-async def _salvage(path: Path) -> list[tuple[str, int, bytes, bytes]]:
+async def _salvage(path: Path) -> list[tuple[str, int, bytes, bytes, bytes]]:
     """Every outbox row of a damaged database that can still be read and decodes as a reading.
 
     Rows are read by rowid in small ranges, then one by one inside a range that fails, so a damaged
     page costs only the rows on it."""
-    out: list[tuple[str, int, bytes, bytes]] = []
+    out: list[tuple[str, int, bytes, bytes, bytes]] = []
     query = "SELECT meter_id, seq, data, sig FROM outbox WHERE id BETWEEN ? AND ?"
 
     def keep(rows: Iterable[Any]) -> None:
@@ -613,7 +627,7 @@ async def _salvage(path: Path) -> list[tuple[str, int, bytes, bytes]]:
             except (ReadingFormatError, TypeError):
                 continue
             if reading.meter_id == meter_id and reading.seq == seq and len(bytes(sig)) == 64:
-                out.append((meter_id, seq, bytes(data), bytes(sig)))
+                out.append((meter_id, seq, bytes(data), bytes(sig), entry_prefix(reading)))
 
     try:
         async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True) as db:
