@@ -18,8 +18,9 @@ from solders.keypair import Keypair
 from gridtokenx.reading import Reading, sign
 from programs.certificates import client as certs
 from programs.client import LiteSVMChain, TxResult, program_so
+from programs.client.deploy import add_program_with_authority
 from programs.energy_token import client as energy
-from programs.energy_token.bootstrap import add_program_with_authority, bootstrap, register_active_meter
+from programs.energy_token.bootstrap import bootstrap, register_active_meter
 
 __all__ = ["measure", "table"]
 

@@ -18,8 +18,9 @@ from solders.keypair import Keypair
 
 from gridtokenx.reading import Reading, sign
 from programs.client import LiteSVMChain, TxResult, program_so
+from programs.client.deploy import add_program_with_authority
 from programs.energy_token import client as energy
-from programs.energy_token.bootstrap import GridDeployment, add_program_with_authority, register_active_meter
+from programs.energy_token.bootstrap import GridDeployment, register_active_meter
 from programs.registry import client as registry
 
 __all__ = ["TARGET_SETTLE_CU", "measure", "table"]

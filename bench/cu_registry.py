@@ -16,7 +16,7 @@ import asyncio
 from solders.keypair import Keypair
 
 from programs.client import LiteSVMChain, TxResult, program_so
-from programs.energy_token.bootstrap import add_program_with_authority
+from programs.client.deploy import add_program_with_authority
 from programs.registry import client as registry
 
 __all__ = ["measure", "table"]

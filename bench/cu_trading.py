@@ -17,8 +17,9 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from programs.client import Chain, LiteSVMChain, TxResult, program_so
+from programs.client.deploy import add_program_with_authority
 from programs.trading import client as trading
-from programs.trading.sandbox import TradingSandbox, load_program
+from programs.trading.sandbox import TradingSandbox
 
 __all__ = ["measure", "table"]
 
@@ -71,7 +72,7 @@ async def _measure(chain: Chain, authority: Keypair) -> dict[str, int]:
 async def measure_async() -> dict[str, int]:
     chain = LiteSVMChain()
     authority = Keypair()
-    load_program(chain, TRADING_ID, program_so("trading"), authority.pubkey())
+    add_program_with_authority(chain, TRADING_ID, program_so("trading"), authority.pubkey())
     clock = chain.svm.get_clock()
     clock.unix_timestamp = NOW
     chain.svm.set_clock(clock)

@@ -2,7 +2,13 @@
 
 from programs.client.artifacts import ProgramNotBuilt, program_so, program_so_path
 from programs.client.chain import Chain, ChainError, LiteSVMChain, RpcChain, TransactionFailed, TxResult
-from programs.client.deploy import DeployedProgram, deploy_upgradeable, programdata_address, upgrade
+from programs.client.deploy import (
+    DeployedProgram,
+    add_program_with_authority,
+    deploy_upgradeable,
+    programdata_address,
+    upgrade,
+)
 from programs.client.ed25519 import ED25519_PROGRAM_ID, ed25519_verify_instruction
 from programs.client.errors import ProgramErrors, TransactionFailure, parse_transaction_error
 
@@ -18,6 +24,7 @@ __all__ = [
     "TransactionFailed",
     "TransactionFailure",
     "TxResult",
+    "add_program_with_authority",
     "deploy_upgradeable",
     "ed25519_verify_instruction",
     "parse_transaction_error",

@@ -9,6 +9,9 @@ The loader's instructions are bincode (u32 LE variant, then the fields):
                                           rent sysvar, clock sysvar, authority [s]
 Account sizes: buffer 37 + len (u32 tag, Option<Pubkey> authority), program 36 (u32 tag, programdata
 address), programdata 45 + max_data_len (u32 tag, u64 slot, Option<Pubkey> authority).
+
+``add_program_with_authority`` is the LiteSVM-only shortcut for tests and benches: the result is what a
+deploy by that authority would leave, without the ~60 Write transactions.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from solders.account import Account
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -26,11 +30,12 @@ from solders.system_program import CreateAccountParams, create_account
 from solders.sysvar import CLOCK, RENT
 from solders.transaction import Transaction
 
-from programs.client.chain import Chain
+from programs.client.chain import Chain, LiteSVMChain
 
 __all__ = [
     "BPF_LOADER_UPGRADEABLE_ID",
     "DeployedProgram",
+    "add_program_with_authority",
     "deploy_upgradeable",
     "programdata_address",
     "upgrade",
@@ -42,6 +47,7 @@ BUFFER_METADATA_LEN = 37
 PROGRAM_ACCOUNT_LEN = 36
 PROGRAMDATA_METADATA_LEN = 45
 PACKET_DATA_SIZE = 1232  # the largest serialized transaction
+_PROGRAMDATA_AUTHORITY = slice(12, 45)  # Option tag + authority (programs/include/gtx/upgradeable.h)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,22 @@ class DeployedProgram:
 
 def programdata_address(program_id: Pubkey) -> Pubkey:
     return Pubkey.find_program_address([bytes(program_id)], BPF_LOADER_UPGRADEABLE_ID)[0]
+
+
+def add_program_with_authority(chain: LiteSVMChain, program_id: Pubkey, so: bytes, authority: Pubkey) -> None:
+    """LiteSVM only: load ``so`` as ``add_program`` does (upgradeable loader, no upgrade authority), then
+    record ``authority`` as its upgrade authority in the ProgramData account, as a deploy by that key would
+    have. Programs that only let their upgrade authority initialise them need this; much faster than
+    :func:`deploy_upgradeable`, which tests/programs/test_upgradeable_deploy.py covers for real."""
+    chain.add_program(program_id, so)
+    address = programdata_address(program_id)
+    account = chain.svm.get_account(address)
+    if account is None or account.owner != BPF_LOADER_UPGRADEABLE_ID:
+        raise RuntimeError(f"LiteSVM did not create ProgramData {address} for {program_id}")
+    data = bytearray(account.data)
+    data[_PROGRAMDATA_AUTHORITY] = b"\x01" + bytes(authority)
+    chain.svm.set_account(address, Account(account.lamports, bytes(data), account.owner, account.executable,
+                                           account.rent_epoch))
 
 
 def _initialize_buffer_ix(buffer: Pubkey, authority: Pubkey) -> Instruction:

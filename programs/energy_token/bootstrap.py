@@ -9,34 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from solders.account import Account
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from spl.token.instructions import create_associated_token_account, get_associated_token_address
 
-from programs.client.chain import Chain, LiteSVMChain
-from programs.client.deploy import BPF_LOADER_UPGRADEABLE_ID, programdata_address
+from programs.client.chain import Chain
 from programs.energy_token import client as energy
 from programs.registry import client as registry
 
-__all__ = ["GridDeployment", "RegisteredMeter", "add_program_with_authority", "bootstrap", "register_active_meter"]
-
-_PROGRAMDATA_AUTHORITY = slice(12, 45)  # Option tag + authority
-
-
-def add_program_with_authority(chain: LiteSVMChain, program_id: Pubkey, so: bytes, authority: Pubkey) -> None:
-    """LiteSVM only: load ``so`` as ``add_program`` does (upgradeable loader, no upgrade authority), then
-    name ``authority`` as its upgrade authority, as a deploy by that key would have."""
-    chain.add_program(program_id, so)
-    address = programdata_address(program_id)
-    account = chain.svm.get_account(address)
-    if account is None or account.owner != BPF_LOADER_UPGRADEABLE_ID:
-        raise RuntimeError(f"LiteSVM did not create ProgramData {address} for {program_id}")
-    data = bytearray(account.data)
-    data[_PROGRAMDATA_AUTHORITY] = b"\x01" + bytes(authority)
-    chain.svm.set_account(address, Account(account.lamports, bytes(data), account.owner, account.executable,
-                                           account.rent_epoch))
-
+__all__ = ["GridDeployment", "RegisteredMeter", "bootstrap", "register_active_meter"]
 
 @dataclass(frozen=True)
 class GridDeployment:

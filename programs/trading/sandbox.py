@@ -2,7 +2,8 @@
 
 For tests, the CU bench and demos. The market can only be initialised by the program's upgrade
 authority: deploy with ``deploy_upgradeable`` (any chain), or on LiteSVM load the .so with
-:func:`load_program`, which names an upgrade authority the way a deploy by that key would.
+:func:`programs.client.deploy.add_program_with_authority`, which names an upgrade authority the way a
+deploy by that key would.
 
 The GRID mint's authority here is a plain keypair (in the system it is the energy-token program's PDA);
 the THBC mint's authority is the ``gateway`` keypair, standing in for the payment gateway that issues
@@ -15,7 +16,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from solders.account import Account
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -24,34 +24,15 @@ from spl.token import instructions as spl
 from spl.token import models as spl_models
 from spl.token.constants import TOKEN_PROGRAM_ID
 
-from programs.client.chain import Chain, LiteSVMChain
-from programs.client.deploy import BPF_LOADER_UPGRADEABLE_ID, programdata_address
+from programs.client.chain import Chain
 from programs.trading import client as trading
 
 __all__ = ["MINT_LEN", "TOKEN_ACCOUNT_LEN", "Trader", "TradingSandbox", "create_mint", "create_token_account",
-           "load_program", "mint_to", "token_amount"]
+           "mint_to", "token_amount"]
 
 MINT_LEN, TOKEN_ACCOUNT_LEN = 82, 165
 GRID_DECIMALS, THBC_DECIMALS = 9, 6
 LAMPORTS = 10 * 10**9
-
-
-_PROGRAMDATA_AUTHORITY = slice(12, 45)  # Option tag + authority (programs/include/gtx/upgradeable.h)
-
-
-def load_program(chain: LiteSVMChain, program_id: Pubkey, so: bytes, upgrade_authority: Pubkey) -> None:
-    """LiteSVM only: ``add_program`` (upgradeable loader, no upgrade authority), then record
-    ``upgrade_authority`` in its ProgramData account as a deploy by that key would have. Much faster than
-    ``deploy_upgradeable`` for tests; one test deploys through the loader for real."""
-    chain.add_program(program_id, so)
-    address = programdata_address(program_id)
-    account = chain.svm.get_account(address)
-    if account is None or account.owner != BPF_LOADER_UPGRADEABLE_ID:
-        raise RuntimeError(f"LiteSVM did not create ProgramData {address} for {program_id}")
-    data = bytearray(account.data)
-    data[_PROGRAMDATA_AUTHORITY] = b"\x01" + bytes(upgrade_authority)
-    chain.svm.set_account(address, Account(account.lamports, bytes(data), account.owner, account.executable,
-                                           account.rent_epoch))
 
 
 async def create_mint(chain: Chain, payer: Keypair, authority: Pubkey, decimals: int) -> Pubkey:

@@ -20,11 +20,11 @@ from gridtokenx.reading import Reading, sign
 from programs.certificates import client as certs
 from programs.certificates.client import CERTIFICATES_ERRORS, CertificateStatus
 from programs.client import LiteSVMChain, TxResult, program_so
+from programs.client.deploy import add_program_with_authority
 from programs.energy_token import client as energy
 from programs.energy_token.bootstrap import (
     GridDeployment,
     RegisteredMeter,
-    add_program_with_authority,
     bootstrap,
     register_active_meter,
 )

@@ -24,11 +24,11 @@ from spl.token.instructions import create_associated_token_account, get_associat
 
 from gridtokenx.reading import ClockSource, Reading, SignedReading, encode, sign
 from programs.client import LiteSVMChain, TxResult, ed25519_verify_instruction, program_so
+from programs.client.deploy import add_program_with_authority
 from programs.energy_token import client as energy
 from programs.energy_token.bootstrap import (
     GridDeployment,
     RegisteredMeter,
-    add_program_with_authority,
     bootstrap,
     register_active_meter,
 )

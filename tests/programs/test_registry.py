@@ -13,7 +13,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from programs.client import LiteSVMChain, TxResult, program_so
-from programs.energy_token.bootstrap import add_program_with_authority
+from programs.client.deploy import add_program_with_authority
 from programs.registry import client as registry
 from programs.registry.client import REGISTRY_ERRORS, MeterStatus, UserKind
 

@@ -9,8 +9,9 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from programs.client import LiteSVMChain, TxResult, program_so
+from programs.client.deploy import add_program_with_authority
 from programs.trading import client as trading
-from programs.trading.sandbox import Trader, TradingSandbox, load_program, token_amount
+from programs.trading.sandbox import Trader, TradingSandbox, token_amount
 
 pytestmark = pytest.mark.chain
 
@@ -41,7 +42,7 @@ def admin() -> Keypair:
 @pytest.fixture
 async def chain(admin: Keypair) -> LiteSVMChain:
     chain = LiteSVMChain()
-    load_program(chain, TRADING_ID, program_so("trading"), admin.pubkey())
+    add_program_with_authority(chain, TRADING_ID, program_so("trading"), admin.pubkey())
     set_time(chain, NOW)
     return chain
 

@@ -9,8 +9,9 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from programs.client import LiteSVMChain, TxResult, deploy_upgradeable, program_so, programdata_address
+from programs.client.deploy import add_program_with_authority
 from programs.trading import client as trading
-from programs.trading.sandbox import TradingSandbox, create_mint, create_token_account, load_program, token_amount
+from programs.trading.sandbox import TradingSandbox, create_mint, create_token_account, token_amount
 
 pytestmark = pytest.mark.chain
 
@@ -38,7 +39,7 @@ def admin() -> Keypair:
 @pytest.fixture
 async def chain(admin: Keypair) -> LiteSVMChain:
     chain = LiteSVMChain()
-    load_program(chain, TRADING_ID, program_so("trading"), admin.pubkey())
+    add_program_with_authority(chain, TRADING_ID, program_so("trading"), admin.pubkey())
     return chain
 
 
@@ -92,7 +93,7 @@ async def test_initialize_market_refusals(chain: LiteSVMChain, bare: TradingSand
                                       25)
     assert_refused(await chain.send_transaction([front], [other]), "IncorrectAuthority")
     borrowed = Pubkey.new_unique()
-    load_program(chain, borrowed, program_so("trading"), other.pubkey())  # `other` controls this one
+    add_program_with_authority(chain, borrowed, program_so("trading"), other.pubkey())  # `other` controls this one
     ix = trading.initialize_market(TRADING_ID, other.pubkey(), bare.grid_mint, bare.thbc_mint, bare.fee_account, 25,
                                    programdata=programdata_address(borrowed))
     assert_refused(await chain.send_transaction([ix], [other]), "InvalidSeeds")

@@ -13,8 +13,9 @@ from spl.token import models as spl_models
 from spl.token.constants import TOKEN_PROGRAM_ID
 
 from programs.client import LiteSVMChain, TxResult, program_so
+from programs.client.deploy import add_program_with_authority
 from programs.trading import client as trading
-from programs.trading.sandbox import Trader, TradingSandbox, create_token_account, load_program, token_amount
+from programs.trading.sandbox import Trader, TradingSandbox, create_token_account, token_amount
 
 pytestmark = pytest.mark.chain
 
@@ -51,7 +52,7 @@ def admin() -> Keypair:
 @pytest.fixture
 async def chain(admin: Keypair) -> LiteSVMChain:
     chain = LiteSVMChain()
-    load_program(chain, TRADING_ID, program_so("trading"), admin.pubkey())
+    add_program_with_authority(chain, TRADING_ID, program_so("trading"), admin.pubkey())
     set_time(chain, NOW)
     return chain
 
