@@ -17,7 +17,7 @@ import paho.mqtt.client as paho
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.ingest import Ingest
-from backend.storage import StorageError
+from backend.storage import QuarantineRow, StorageError
 from gridtokenx.batch import TOPIC_ROOT, BatchFormatError, ack_topic, decode_status, encode_ack, parse_topic
 from gridtokenx.mqtt import BrokerSettings, MqttConnection, MqttError
 
@@ -66,17 +66,40 @@ class Receiver:
 
     async def _process(self, conn: MqttConnection, message: paho.MQTTMessage) -> None:
         delay = 0.5
+        refused = 0
         while True:
             try:
                 await self._handle(conn, message)
                 break
-            except (StorageError, MqttError) as exc:
+            except StorageError as exc:
+                if not exc.transient:
+                    refused += 1
+                    if refused >= 3 and await self._give_up(message, exc):
+                        break
                 log.error("processing %s failed (%s): retrying in %.1f s", message.topic, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+            except MqttError as exc:
+                log.error("processing %s failed (%s): retrying in %.1f s", message.topic, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
         if message.qos > 0:
             conn.ack(message.mid, message.qos)
         self.processed += 1
+
+    async def _give_up(self, message: paho.MQTTMessage, exc: StorageError) -> bool:
+        """The database refuses this message every time: keep its bytes in quarantine and move on
+        (not acknowledged to the gateway, which sends it again later, so nothing is lost either way)."""
+        try:
+            gateway_id: str | None = parse_topic(message.topic, self.settings.topic_root)[0]
+        except BatchFormatError:
+            gateway_id = None
+        try:
+            await self.ingest.storage.quarantine(
+                [QuarantineRow(gateway_id, "storage_refused", payload=bytes(message.payload))]
+            )
+        except StorageError:
+            return False  # cannot even quarantine: keep retrying, the operator sees the log
+        log.error("message on %s refused by the database three times (%s): quarantined, moving on", message.topic, exc)
+        return True
 
     async def _handle(self, conn: MqttConnection, message: paho.MQTTMessage) -> None:
         try:

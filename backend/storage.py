@@ -43,7 +43,14 @@ I64_MAX = (1 << 63) - 1
 
 
 class StorageError(Exception):
-    """The database is unreachable or refused an operation; the message names it."""
+    """The database is unreachable or refused an operation; the message names it.
+
+    ``transient``: retrying may help (connection lost, server restarting, database locked). A
+    non-transient error (the data itself was refused) will fail the same way every time."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +299,16 @@ class PostgresStorage(Storage):
         try:
             async with self._pool.acquire() as conn:
                 return await getattr(conn, method)(sql, *args)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.InsufficientResourcesError,
+        ) as exc:
             raise StorageError(f"PostgreSQL {self.where}: {exc}") from exc
+        except (asyncpg.PostgresError, asyncpg.DataError) as exc:
+            raise StorageError(f"PostgreSQL {self.where} refused: {exc}", transient=False) from exc
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self._run("execute", sql, *args)
@@ -389,8 +404,10 @@ class SqliteStorage(Storage):
 
         try:
             return await coro
-        except sqlite3.Error as exc:
+        except (sqlite3.OperationalError, sqlite3.InterfaceError) as exc:  # locked, I/O, disk full
             raise StorageError(f"SQLite {self.where}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite {self.where} refused: {exc}", transient=False) from exc
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self._guard(self._db.execute(self._sql(sql), args))
