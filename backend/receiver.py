@@ -109,7 +109,7 @@ class Receiver:
             return
         if kind == "status":
             try:
-                status = decode_status(message.payload)
+                status = decode_status(bytes(message.payload))
             except BatchFormatError as exc:
                 log.warning("gateway %s: malformed status message: %s", gateway_id, exc)
                 return
@@ -118,7 +118,7 @@ class Receiver:
             return
         if kind != "readings":
             return
-        ack = await self.ingest.handle(gateway_id, message.payload)
+        ack = await self.ingest.handle(gateway_id, bytes(message.payload))
         if ack is not None:
             # Committed before this point; if the publish is lost the gateway resends and gets "duplicate".
             while not conn.connected.is_set():

@@ -265,7 +265,9 @@ class Storage(abc.ABC):
         rows = await self.fetch(
             f"SELECT {_READING_COLUMNS} FROM readings WHERE gateway_id = $1 ORDER BY meter_id, seq", gateway_id
         )
-        return [ReadingRow(*r[:8], bytes(r[8]), bytes(r[9]), r[10]) for r in rows]
+        return [
+            ReadingRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bytes(r[8]), bytes(r[9]), r[10]) for r in rows
+        ]
 
 
 def _gateway_record(r: Sequence[Any]) -> GatewayRecord:

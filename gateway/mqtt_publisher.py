@@ -188,7 +188,7 @@ class ReadingPublisher:
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
         try:
-            ack = decode_ack(message.payload)
+            ack = decode_ack(bytes(message.payload))
         except BatchFormatError as exc:
             self.stats.bad_acks += 1
             log.warning("ignoring malformed ack on %s: %s", message.topic, exc)
@@ -213,7 +213,8 @@ class ReadingPublisher:
 
     def _current_timeout(self) -> float:
         s = self.settings
-        return min(s.ack_timeout_s * (2 ** min(self._timeouts_in_a_row, 16)), max(s.ack_timeout_s, s.ack_timeout_max_s))
+        backoff: float = s.ack_timeout_s * 2.0 ** min(self._timeouts_in_a_row, 16)
+        return min(backoff, max(s.ack_timeout_s, s.ack_timeout_max_s))
 
     def _expire(self) -> float | None:
         """Requeue batches whose ack is overdue; return seconds until the next one falls due."""

@@ -125,13 +125,13 @@ class GatewayService:
                         break
             finally:
                 # Orderly: stop taking samples, commit what was taken, then say goodbye on MQTT.
-                for task in (pump, write):
-                    if task is not None:
-                        task.cancel()
-                for task in (pump, write):
-                    if task is not None:
+                for owned in (pump, write):
+                    if owned is not None:
+                        owned.cancel()
+                for owned in (pump, write):
+                    if owned is not None:
                         with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await task
+                            await owned
                 with contextlib.suppress(Exception):
                     await asyncio.shield(writer.flush())
                 publish.cancel()

@@ -238,7 +238,7 @@ class MqttConnection:
             self._call(self._report_failure, f"broker refused the connection: {rc}")
             return
         sock = client.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
             # Small packets (PUBACKs, acks) must not wait for Nagle's algorithm and the peer's delayed
             # ACK: that costs up to 200 ms per round trip, which caps the ack-paced throughput.
             with contextlib.suppress(OSError):
