@@ -1,8 +1,9 @@
 """Samples in, signed readings committed to the outbox out — without ever blocking the poller.
 
 :class:`SampleBuffer` sits between polling and writing: ``put`` never waits; it is bounded, and when
-the writer is stuck (disk stall, disk full) the oldest samples go first and are counted. Meters are
-polled round-robin, so a dropped sample of a meter always has a newer one behind it in the buffer.
+the writer is stuck (disk stall, disk full) the oldest samples go first and are counted — but only
+samples that have a newer one of the same meter behind them, so each meter's latest reading survives
+(counters are cumulative: dropping an intermediate sample loses resolution, never energy).
 
 :class:`OutboxWriter` takes what is buffered, signs it with the device key while assigning each
 meter's next sequence number, and commits it in one transaction; then it keeps the outbox within
@@ -29,20 +30,38 @@ log = logging.getLogger(__name__)
 class SampleBuffer:
     def __init__(self, maxlen: int) -> None:
         self._items: collections.deque[MeterSample] = collections.deque()
+        self._per_meter: collections.Counter[str] = collections.Counter()
         self._maxlen = maxlen
         self._ready = asyncio.Event()
         self.dropped = 0
 
     def put(self, sample: MeterSample) -> None:
         if len(self._items) >= self._maxlen:
-            self._items.popleft()
-            if self.dropped == 0:
-                log.error(
-                    "sample buffer full (%d): the outbox writer is stuck; dropping the oldest samples", self._maxlen
-                )
-            self.dropped += 1
+            self._drop_oldest_superseded(sample.meter_id)
         self._items.append(sample)
+        self._per_meter[sample.meter_id] += 1
         self._ready.set()
+
+    def _drop_oldest_superseded(self, incoming: str) -> None:
+        # The oldest sample with a newer one of its meter behind it (``incoming`` counts as newer).
+        for i, old in enumerate(self._items):
+            if self._per_meter[old.meter_id] > 1 or old.meter_id == incoming:
+                del self._items[i]
+                self._forget(old.meter_id)
+                if self.dropped == 0:
+                    log.error(
+                        "sample buffer full (%d): the outbox writer is stuck; dropping the oldest "
+                        "intermediate samples (each meter's latest is kept)",
+                        self._maxlen,
+                    )
+                self.dropped += 1
+                return
+        # Every buffered sample is some meter's only one: keep them all (bounded by the meter count).
+
+    def _forget(self, meter_id: str) -> None:
+        self._per_meter[meter_id] -= 1
+        if self._per_meter[meter_id] <= 0:
+            del self._per_meter[meter_id]
 
     def __len__(self) -> int:
         return len(self._items)
@@ -56,6 +75,8 @@ class SampleBuffer:
 
     def take(self, max_items: int) -> list[MeterSample]:
         batch = [self._items.popleft() for _ in range(min(max_items, len(self._items)))]
+        for sample in batch:
+            self._forget(sample.meter_id)
         if not self._items:
             self._ready.clear()
         return batch

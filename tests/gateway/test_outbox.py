@@ -234,3 +234,14 @@ def test_sample_buffer_never_blocks_and_drops_the_oldest() -> None:
         buffer.put(s)
     assert len(buffer) == 5 and buffer.dropped == 3
     assert [s.export_wh for s in buffer.take(10)] == [3, 4, 5, 6, 7]
+
+
+def test_sample_buffer_keeps_every_meters_latest_sample() -> None:
+    buffer = SampleBuffer(4)
+    rare = MeterSample(meter_id="rare", timestamp_ms=1, import_wh=7, export_wh=0, power_w=None)
+    buffer.put(rare)  # polled once an hour: its only sample is the oldest in the buffer
+    for s in _samples(1, 10):
+        buffer.put(s)
+    kept = buffer.take(10)
+    assert rare in kept and len(kept) == 4 and buffer.dropped == 7
+    assert [s.export_wh for s in kept if s.meter_id == "m0"] == [7, 8, 9]
