@@ -2,6 +2,7 @@
 
     gridtokenx backend run [--config FILE] [--database URL] [--mqtt-host H] [--mqtt-port P]
     gridtokenx backend add-gateway --id GW --public-key HEX [--replace] [--database URL]
+    gridtokenx backend requeue-quarantine --id GW [--database URL]
     gridtokenx backend gateways [--database URL]
     gridtokenx backend stats [--database URL]
 
@@ -53,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--id", required=True, dest="gateway_id")
     add.add_argument("--public-key", required=True, help="64 hex digits, as printed by `gateway keygen`")
     add.add_argument("--replace", action="store_true", help="re-key an already commissioned gateway")
+
+    requeue = sub.add_parser(
+        "requeue-quarantine", help="ingest again a gateway's readings quarantined before it was commissioned"
+    )
+    common(requeue)
+    requeue.add_argument("--id", required=True, dest="gateway_id")
 
     for name, text in (("gateways", "list commissioned gateways"), ("stats", "count readings and quarantine")):
         common(sub.add_parser(name, help=text))
@@ -158,4 +165,21 @@ async def _stats(args: argparse.Namespace, settings: BackendSettings) -> int:
     return 0
 
 
-_ACTIONS = {"run": _run_service, "add-gateway": _add_gateway, "gateways": _list_gateways, "stats": _stats}
+async def _requeue(args: argparse.Namespace, settings: BackendSettings) -> int:
+    async with await open_storage(settings.database.url) as storage:
+        ingest = Ingest(storage)
+        try:
+            released, refused = await ingest.reprocess_quarantine(args.gateway_id)
+        finally:
+            ingest.close()
+    print(f"gateway {args.gateway_id}: {released} quarantined readings now stored, {refused} still refused")
+    return 0
+
+
+_ACTIONS = {
+    "run": _run_service,
+    "add-gateway": _add_gateway,
+    "gateways": _list_gateways,
+    "stats": _stats,
+    "requeue-quarantine": _requeue,
+}

@@ -30,7 +30,18 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from backend.storage import I64_MAX, QuarantineRow, ReadingRow, Storage
-from gridtokenx.batch import Ack, AckResult, AckStatus, BatchEntry, BatchFormatError, check_claims, decode_batch
+from gridtokenx.batch import (
+    Ack,
+    AckResult,
+    AckStatus,
+    BatchEntry,
+    BatchFormatError,
+    check_claims,
+    decode_batch,
+    encode_batch_entries,
+    entry_prefix,
+    join_entry,
+)
 from gridtokenx.reading import Reading, ReadingFormatError, decode
 
 __all__ = ["Ingest", "IngestStats"]
@@ -195,6 +206,44 @@ class Ingest:
                 f"gateway {topic_gateway}: reading quarantined ({q.reason}), meter {q.meter_id} seq {q.seq}",
             )
         return Ack(batch.batch_id, tuple(results))
+
+    async def reprocess_quarantine(self, gateway_id: str) -> tuple[int, int]:
+        """Run a gateway's readings quarantined as ``unknown_gateway``/``gateway_disabled`` through
+        ingest again (after commissioning or re-enabling it). Those now stored, or already held, leave
+        the quarantine; the rest stay with their new reason. Returns (released, still refused)."""
+        held = await self.storage.quarantined_readings(gateway_id, ("unknown_gateway", "gateway_disabled"))
+        self._keys.pop(gateway_id, None)
+        released = refused = 0
+        for start in range(0, len(held), 500):
+            chunk = held[start : start + 500]
+            readings: list[Reading | None] = []
+            for _, data, _ in chunk:
+                try:
+                    readings.append(decode(data))
+                except ReadingFormatError:
+                    readings.append(None)
+            payload = encode_batch_entries(
+                gateway_id,
+                f"requeue-{start}",
+                int(time.time() * 1000),
+                (
+                    join_entry(entry_prefix(r), data, sig)
+                    for (_, data, sig), r in zip(chunk, readings, strict=True)
+                    if r
+                ),
+            )
+            ack = await self.handle(gateway_id, payload)
+            ok = {(r.meter_id, r.seq) for r in (ack.results if ack else ()) if r.status is not AckStatus.REJECTED}
+            done = [
+                qid
+                for (qid, _, _), r in zip(chunk, readings, strict=True)
+                if r is not None and (r.meter_id, r.seq) in ok
+            ]
+            # The fresh verdicts of the refused ones were quarantined again by handle(): drop the old rows.
+            await self.storage.release_quarantine([qid for qid, _, _ in chunk])
+            released += len(done)
+            refused += len(chunk) - len(done)
+        return released, refused
 
     async def _check(
         self, entries: Sequence[BatchEntry], public_key: bytes | None, reason: str | None

@@ -253,6 +253,19 @@ class Storage(abc.ABC):
                 ],
             )
 
+    async def quarantined_readings(self, gateway_id: str, reasons: Sequence[str]) -> list[tuple[int, bytes, bytes]]:
+        """(quarantine id, data, signature) of a gateway's quarantined readings with these reasons."""
+        rows = await self.fetch(
+            "SELECT id, data, signature, reason FROM quarantine "
+            "WHERE gateway_id = $1 AND data IS NOT NULL AND signature IS NOT NULL ORDER BY id",
+            gateway_id,
+        )
+        return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows if r[3] in reasons]
+
+    async def release_quarantine(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self.executemany("DELETE FROM quarantine WHERE id = $1", [(i,) for i in ids])
+
     async def quarantine_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in await self.fetch("SELECT reason, count(*) FROM quarantine GROUP BY reason")}
 

@@ -128,3 +128,21 @@ async def test_many_readings_are_verified_in_threads_with_the_same_result(storag
     assert [(r.meter_id, r.seq) for r in bad] == [(readings[333].meter_id, 333)]
     assert await storage.reading_count(GW) == 699
     ingest.close()
+
+
+async def test_readings_sent_before_commissioning_are_recovered_from_quarantine(
+    storage: Storage, key: SigningKey
+) -> None:
+    ingest = Ingest(storage)
+    early = [_reading(s) for s in range(30)]
+    ack = await ingest.handle(GW, _payload(key, early))
+    assert ack is not None and {r.reason for r in ack.results} == {"unknown_gateway"}
+    forged = json.loads(_payload(key, [_reading(99)]))
+    forged["readings"][0]["sig"] = "11" * 64
+    await ingest.handle(GW, json.dumps(forged).encode())
+    await storage.add_gateway(GW, bytes(key.verify_key))
+    assert await ingest.reprocess_quarantine(GW) == (30, 1)
+    assert await storage.reading_count(GW) == 30
+    assert await storage.quarantine_counts() == {"bad_signature": 1}
+    assert await ingest.reprocess_quarantine(GW) == (0, 0)  # nothing left to release
+    ingest.close()
