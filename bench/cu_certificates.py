@@ -1,7 +1,7 @@
 """Compute units per certificates instruction, measured in LiteSVM on the committed .so files.
 
     python bench/cu_certificates.py          # prints the table
-    from bench.cu_certificates import measure
+    await measure()  # {instruction: CU}; bench/bench_compute_units.py runs them all
 
 A meter's settled generation is produced first through the real registry and energy-token programs.
 "Issue (first)" also creates the meter's certification mark; later issues only update it.

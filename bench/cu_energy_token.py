@@ -1,7 +1,7 @@
 """Compute units of the energy-token program, measured in LiteSVM on the committed .so files.
 
     python bench/cu_energy_token.py          # prints the table
-    from bench.cu_energy_token import measure
+    await measure()  # {instruction: CU}; bench/bench_compute_units.py runs them all
 
 The settle-and-mint figure is the whole transaction: the Ed25519 precompile instruction (precompiles
 consume no compute units), SettleAndMint's own checks and Instructions-sysvar scan, the registry

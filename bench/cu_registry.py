@@ -1,7 +1,7 @@
 """Compute units per registry instruction, measured in LiteSVM on the committed programs/registry/registry.so.
 
     python bench/cu_registry.py          # prints the table
-    from bench.cu_registry import measure  # {"register_user": ..., ...}
+    await measure()  # {"register_user": 3883, ...}; bench/bench_compute_units.py runs them all
 
 Each figure is the whole transaction's consumption for one top-level instruction (System program CPIs
 included). Program ids are fixed so that the PDA bump search in Initialize (for the ProgramData address)

@@ -1,7 +1,7 @@
 """Compute units per trading instruction, measured in LiteSVM on the committed programs/trading/trading.so.
 
     python bench/cu_trading.py          # prints the table
-    from bench.cu_trading import measure  # {"buy (partial fill)": 7462, ...}
+    await measure()  # {"buy (partial fill)": 7462, ...}; bench/bench_compute_units.py runs them all
 
 Each figure is the whole transaction's consumption for one top-level instruction, so token and System
 program CPIs are included. The numbers are deterministic for a given .so (no PDA search on chain: bumps
@@ -69,7 +69,8 @@ async def _measure(chain: Chain, authority: Keypair) -> dict[str, int]:
     return cu
 
 
-async def measure_async() -> dict[str, int]:
+async def measure() -> dict[str, int]:
+    """Compute units per instruction, on one fresh LiteSVM."""
     chain = LiteSVMChain()
     authority = Keypair()
     add_program_with_authority(chain, TRADING_ID, program_so("trading"), authority.pubkey())
@@ -77,11 +78,6 @@ async def measure_async() -> dict[str, int]:
     clock.unix_timestamp = NOW
     chain.svm.set_clock(clock)
     return await _measure(chain, authority)
-
-
-def measure() -> dict[str, int]:
-    """Compute units per instruction (one fresh LiteSVM). Call from synchronous code."""
-    return asyncio.run(measure_async())
 
 
 def table(cu: dict[str, int]) -> str:
@@ -92,4 +88,4 @@ def table(cu: dict[str, int]) -> str:
 
 
 if __name__ == "__main__":
-    print(table(measure()))
+    print(table(asyncio.run(measure())))

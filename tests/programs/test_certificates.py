@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
+from program_testkit import funded, refused_by, set_unix_time
 from solders.account import Account
-from solders.clock import Clock
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -38,14 +38,7 @@ NOW = 1_764_072_000  # 2025-11-25T12:00:00Z
 YEAR = certs.ONE_YEAR_SECONDS
 
 
-def _refused(result: TxResult, name: str) -> None:
-    assert result.failure is not None, "the transaction was expected to fail"
-    assert CERTIFICATES_ERRORS.name(result.failure) == name, (result.failure, result.logs[-6:])
-
-
-def _set_time(chain: LiteSVMChain, unix_timestamp: int) -> None:
-    c = chain.svm.get_clock()
-    chain.svm.set_clock(Clock(c.slot, c.epoch_start_timestamp, c.epoch, c.leader_schedule_epoch, unix_timestamp))
+_refused = refused_by(CERTIFICATES_ERRORS)
 
 
 @dataclass
@@ -78,12 +71,6 @@ class World:
         return certs.CertMark.decode(bytes(found.data))
 
 
-async def _funded(chain: LiteSVMChain) -> Keypair:
-    key = Keypair()
-    await chain.fund(key.pubkey(), 10 * 10**9)
-    return key
-
-
 async def _settled_meter(chain: LiteSVMChain, grid: GridDeployment, admin: Keypair, owner: Keypair, meter_id: str,
                          import_wh: int, export_wh: int) -> RegisteredMeter:
     key = SigningKey(meter_id.encode().ljust(32, b"k"))
@@ -97,8 +84,8 @@ async def _settled_meter(chain: LiteSVMChain, grid: GridDeployment, admin: Keypa
 @pytest.fixture
 async def world() -> World:
     chain = LiteSVMChain()
-    _set_time(chain, NOW)
-    admin, governance, owner = await _funded(chain), await _funded(chain), await _funded(chain)
+    set_unix_time(chain, NOW)
+    admin, governance, owner = await funded(chain), await funded(chain), await funded(chain)
     for program, name in ((REGISTRY_ID, "registry"), (ENERGY_ID, "energy_token"), (CERTS_ID, "certificates")):
         add_program_with_authority(chain, program, program_so(name), admin.pubkey())
     grid = await bootstrap(chain, admin, REGISTRY_ID, ENERGY_ID)
@@ -121,7 +108,7 @@ async def test_initialize_stores_governance_registry_and_validity(world: World) 
 
 async def test_initialize_refusals() -> None:
     chain = LiteSVMChain()
-    admin, intruder = await _funded(chain), await _funded(chain)
+    admin, intruder = await funded(chain), await funded(chain)
     add_program_with_authority(chain, CERTS_ID, program_so("certificates"), admin.pubkey())
     ix = certs.initialize(CERTS_ID, intruder.pubkey(), intruder.pubkey(), REGISTRY_ID)
     _refused(await chain.send_transaction([ix], [intruder]), "IncorrectAuthority")
@@ -161,14 +148,14 @@ async def test_double_certification_is_refused(world: World) -> None:
 async def test_issue_beyond_settled_generation_is_refused(world: World) -> None:
     _refused(await world.issue(0, 4_001), "ExceedsSettledGeneration")
     # A consumer's meter has settled nothing (its net is negative).
-    consumer = await _funded(world.chain)
+    consumer = await funded(world.chain)
     meter = await _settled_meter(world.chain, world.grid, world.admin, consumer, "CONSUMER-1", 9_000, 1_000)
     ix = certs.issue(CERTS_ID, consumer.pubkey(), meter.address, 0, 1)
     _refused(await world.send(ix, consumer), "ExceedsSettledGeneration")
 
 
 async def test_issue_refusals_for_signer_owner_and_accounts(world: World) -> None:
-    intruder = await _funded(world.chain)
+    intruder = await funded(world.chain)
     ix = certs.issue(CERTS_ID, intruder.pubkey(), world.meter.address, 0, 1_000)
     _refused(await world.send(ix, intruder), "NotMeterOwner")
     ix = certs.issue(CERTS_ID, world.owner.pubkey(), world.meter.address, 0, 1_000, owner_signs=False)
@@ -195,8 +182,8 @@ async def test_issue_refusals_for_signer_owner_and_accounts(world: World) -> Non
 
 async def test_expiry_overflow_is_refused() -> None:
     chain = LiteSVMChain()
-    _set_time(chain, NOW)
-    admin, owner = await _funded(chain), await _funded(chain)
+    set_unix_time(chain, NOW)
+    admin, owner = await funded(chain), await funded(chain)
     for program, name in ((REGISTRY_ID, "registry"), (ENERGY_ID, "energy_token"), (CERTS_ID, "certificates")):
         add_program_with_authority(chain, program, program_so(name), admin.pubkey())
     grid = await bootstrap(chain, admin, REGISTRY_ID, ENERGY_ID)
@@ -211,7 +198,7 @@ async def test_expiry_overflow_is_refused() -> None:
 
 async def test_validate_then_retire(world: World) -> None:
     (await world.issue(0, 3_000)).raise_for_failure()
-    _set_time(world.chain, NOW + 60)
+    set_unix_time(world.chain, NOW + 60)
     (await world.send(certs.validate(CERTS_ID, world.governance.pubkey(), world.cert(0)),
                       world.governance)).raise_for_failure()
     cert = await world.certificate(0)
@@ -258,19 +245,19 @@ async def test_retire_refusals(world: World) -> None:
              "InvalidState")  # still pending
     (await world.send(certs.validate(CERTS_ID, world.governance.pubkey(), world.cert(0)),
                       world.governance)).raise_for_failure()
-    intruder = await _funded(world.chain)
+    intruder = await funded(world.chain)
     _refused(await world.send(certs.retire(CERTS_ID, intruder.pubkey(), world.cert(0)), intruder),
              "NotCertificateOwner")
     ix = certs.retire(CERTS_ID, world.owner.pubkey(), world.cert(0), holder_signs=False)
     _refused(await world.send(ix, intruder), "MissingRequiredSignature")
-    _set_time(world.chain, NOW + YEAR)
+    set_unix_time(world.chain, NOW + YEAR)
     _refused(await world.send(certs.retire(CERTS_ID, world.owner.pubkey(), world.cert(0)), world.owner),
              "CertificateExpired")
 
 
 async def test_transfer_hands_the_certificate_to_a_buyer(world: World) -> None:
     (await world.issue(0, 3_000)).raise_for_failure()
-    buyer = await _funded(world.chain)
+    buyer = await funded(world.chain)
     ix = certs.transfer(CERTS_ID, world.owner.pubkey(), world.cert(0), buyer.pubkey())
     _refused(await world.send(ix, world.owner), "InvalidState")  # pending certificates are not traded
     (await world.send(certs.validate(CERTS_ID, world.governance.pubkey(), world.cert(0)),
@@ -306,10 +293,10 @@ async def test_expire_after_one_year_by_anyone(world: World) -> None:
     (await world.send(certs.validate(CERTS_ID, world.governance.pubkey(), world.cert(0)),
                       world.governance)).raise_for_failure()
     (await world.issue(1, 4_000)).raise_for_failure()
-    anyone = await _funded(world.chain)
-    _set_time(world.chain, NOW + YEAR - 1)
+    anyone = await funded(world.chain)
+    set_unix_time(world.chain, NOW + YEAR - 1)
     _refused(await world.send(certs.expire(CERTS_ID, world.cert(0)), anyone), "NotYetExpired")
-    _set_time(world.chain, NOW + YEAR)
+    set_unix_time(world.chain, NOW + YEAR)
     # A pending certificate can no longer be validated once its validity has ended.
     _refused(await world.send(certs.validate(CERTS_ID, world.governance.pubkey(), world.cert(1)),
                               world.governance), "CertificateExpired")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
+from program_testkit import funded, refused_by
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -43,9 +44,7 @@ METER_ID = "SDM630-000042"
 T0 = 1_764_072_000_000  # 2025-11-25T12:00:00Z in ms
 
 
-def _refused(result: TxResult, name: str) -> None:
-    assert result.failure is not None, "the transaction was expected to fail"
-    assert ENERGY_TOKEN_ERRORS.name(result.failure) == name, (result.failure, result.logs[-6:])
+_refused = refused_by(ENERGY_TOKEN_ERRORS)
 
 
 @dataclass
@@ -81,15 +80,9 @@ class World:
         return registry.Meter.decode(bytes(found.data))
 
 
-async def _funded(chain: LiteSVMChain) -> Keypair:
-    key = Keypair()
-    await chain.fund(key.pubkey(), 10 * 10**9)
-    return key
-
-
 async def _world(meter_seed: bytes = bytes(range(32))) -> World:
     chain = LiteSVMChain()
-    admin, owner = await _funded(chain), await _funded(chain)
+    admin, owner = await funded(chain), await funded(chain)
     add_program_with_authority(chain, REGISTRY_ID, program_so("registry"), admin.pubkey())
     add_program_with_authority(chain, ENERGY_ID, program_so("energy_token"), admin.pubkey())
     grid = await bootstrap(chain, admin, REGISTRY_ID, ENERGY_ID)
@@ -132,7 +125,7 @@ async def _fresh_energy(chain: LiteSVMChain, admin: Keypair, *, decimals: int = 
 
 async def test_initialize_refusals() -> None:
     chain = LiteSVMChain()
-    admin, intruder = await _funded(chain), await _funded(chain)
+    admin, intruder = await funded(chain), await funded(chain)
     add_program_with_authority(chain, ENERGY_ID, program_so("energy_token"), admin.pubkey())
     good = await _fresh_energy(chain, admin)
 
@@ -198,7 +191,7 @@ async def test_a_consumer_mints_nothing_and_its_reading_is_still_recorded(world:
 
 
 async def test_anyone_may_relay_a_signed_reading(world: World) -> None:
-    relayer = await _funded(world.chain)
+    relayer = await funded(world.chain)
     ixs = world.settle_ixs(sign(world.reading(1, 0, 1_000), world.meter_key))
     (await world.chain.send_transaction(ixs, [relayer])).raise_for_failure()
     assert await world.balance() == 1_000 * 10**6  # credited to the meter's owner, not the relayer
@@ -332,7 +325,7 @@ async def test_wrong_mint_and_destination_are_refused(world: World) -> None:
         world.owner.pubkey(), world.owner.pubkey(), other_mint)], [world.owner])).raise_for_failure()
     _refused(await world.settle(world.reading(1, 0, 1_000), destination=wrong_mint_account), "TokenAccountWrongMint")
     # A GRID account of someone else (the relayer trying to redirect the minted GRID).
-    thief = await _funded(world.chain)
+    thief = await funded(world.chain)
     theirs = get_associated_token_address(thief.pubkey(), world.grid.mint)
     (await world.chain.send_transaction([create_associated_token_account(
         thief.pubkey(), thief.pubkey(), world.grid.mint)], [thief])).raise_for_failure()
@@ -355,7 +348,7 @@ async def test_program_impostors_are_refused(world: World) -> None:
 
 
 async def test_no_backend_key_can_mint_or_move_marks(world: World) -> None:
-    backend = await _funded(world.chain)
+    backend = await funded(world.chain)
     # Direct MintTo: the mint authority is the program's PDA, which no key can sign for.
     mint_to = Instruction(TOKEN_PROGRAM_ID, struct.pack("<BQ", 7, 10**12), [
         AccountMeta(world.grid.mint, False, True),
@@ -386,7 +379,7 @@ async def test_settlement_under_mainnet_features() -> None:
     from solders.litesvm import LiteSVM
 
     chain = LiteSVMChain(LiteSVM().with_mainnet_features())
-    admin, owner = await _funded(chain), await _funded(chain)
+    admin, owner = await funded(chain), await funded(chain)
     add_program_with_authority(chain, REGISTRY_ID, program_so("registry"), admin.pubkey())
     add_program_with_authority(chain, ENERGY_ID, program_so("energy_token"), admin.pubkey())
     grid = await bootstrap(chain, admin, REGISTRY_ID, ENERGY_ID)
@@ -420,7 +413,7 @@ async def test_after_a_key_rotation_only_the_new_key_settles(world: World) -> No
 async def test_settle_signed_reading_looks_up_owner_and_key(world: World) -> None:
     from programs.energy_token.client import MeterNotRegistered, settle_signed_reading
 
-    relayer = await _funded(world.chain)
+    relayer = await funded(world.chain)
     signed = sign(world.reading(1, 0, 750), world.meter_key)
     result = await settle_signed_reading(world.chain, ENERGY_ID, REGISTRY_ID, world.grid.mint, signed, relayer)
     result.raise_for_failure()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from program_testkit import funded, refused_by
 from solders.account import Account
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -23,9 +24,7 @@ REGISTRY_ID = Keypair.from_seed(bytes([0x51]) * 32).pubkey()
 METER_KEY = bytes(range(32))
 
 
-def _refused(result: TxResult, name: str) -> None:
-    assert result.failure is not None, "the transaction was expected to fail"
-    assert REGISTRY_ERRORS.name(result.failure) == name, (result.failure, result.logs[-6:])
+_refused = refused_by(REGISTRY_ERRORS)
 
 
 @dataclass
@@ -44,16 +43,10 @@ class World:
         return registry.Meter.decode(bytes(account.data))
 
 
-async def _funded(chain: LiteSVMChain) -> Keypair:
-    key = Keypair()
-    await chain.fund(key.pubkey(), 10 * 10**9)
-    return key
-
-
 @pytest.fixture
 async def world() -> World:
     chain = LiteSVMChain()
-    admin, settler, owner = await _funded(chain), await _funded(chain), await _funded(chain)
+    admin, settler, owner = await funded(chain), await funded(chain), await funded(chain)
     add_program_with_authority(chain, REGISTRY_ID, program_so("registry"), admin.pubkey())
     (await chain.send_transaction([registry.initialize(REGISTRY_ID, admin.pubkey(), settler.pubkey())],
                                   [admin])).raise_for_failure()
@@ -89,7 +82,7 @@ async def test_initialize_twice_is_refused(world: World) -> None:
 
 async def test_initialize_by_anyone_but_the_upgrade_authority_is_refused() -> None:
     chain = LiteSVMChain()
-    admin, intruder = await _funded(chain), await _funded(chain)
+    admin, intruder = await funded(chain), await funded(chain)
     add_program_with_authority(chain, REGISTRY_ID, program_so("registry"), admin.pubkey())
     result = await chain.send_transaction(
         [registry.initialize(REGISTRY_ID, intruder.pubkey(), intruder.pubkey())], [intruder])
@@ -124,7 +117,7 @@ async def test_register_user_refusals(world: World) -> None:
     (await world.send(registry.register_user(REGISTRY_ID, wallet, UserKind.PROSUMER), world.owner)).raise_for_failure()
     _refused(await world.send(registry.register_user(REGISTRY_ID, wallet, UserKind.CONSUMER), world.owner),
              "AlreadyRegistered")
-    other = await _funded(world.chain)
+    other = await funded(world.chain)
     _refused(await world.send(registry.register_user(REGISTRY_ID, other.pubkey(), 3), other), "InvalidUserKind")
     # Someone else pays and signs; the wallet itself did not sign.
     ix = registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER, wallet_signs=False)
@@ -156,7 +149,7 @@ async def test_register_meter_is_pending_and_counted(world: World) -> None:
 
 async def test_duplicate_meter_registration_is_refused_even_for_another_owner(world: World) -> None:
     await _registered_meter(world, activate=False)
-    rival = await _funded(world.chain)
+    rival = await funded(world.chain)
     ixs = [registry.register_user(REGISTRY_ID, rival.pubkey(), UserKind.PROSUMER),
            registry.register_meter(REGISTRY_ID, rival.pubkey(), "SDM630-000042", bytes(32))]
     result = await world.chain.send_transaction(ixs, [rival])
@@ -167,7 +160,7 @@ async def test_duplicate_meter_registration_is_refused_even_for_another_owner(wo
 
 async def test_register_meter_refusals(world: World) -> None:
     owner = world.owner.pubkey()
-    rival = await _funded(world.chain)
+    rival = await funded(world.chain)
     # No user account yet: the System-owned address is not a registry account.
     _refused(await world.send(registry.register_meter(REGISTRY_ID, owner, "M-1", METER_KEY), world.owner),
              "InvalidAccountOwner")
@@ -327,7 +320,7 @@ async def test_a_prefunded_meter_address_cannot_block_registration(world: World)
     assert account.lamports == await world.chain.minimum_balance(registry.METER_LEN)
     assert (await world.meter("SDM630-000042")).owner == world.owner.pubkey()
     # More than the rent minimum already there: nothing is transferred, the account is still created.
-    wallet = await _funded(world.chain)
+    wallet = await funded(world.chain)
     user = registry.user_address(REGISTRY_ID, wallet.pubkey())[0]
     await world.chain.fund(user, 10**9)
     ix = registry.register_user(REGISTRY_ID, wallet.pubkey(), UserKind.CONSUMER)
@@ -374,7 +367,7 @@ async def test_set_meter_key_refusals(world: World) -> None:
 # --- ReassignMeter ------------------------------------------------------------------------------------
 
 async def test_a_squatted_meter_id_is_reassigned_to_its_rightful_owner(world: World) -> None:
-    squatter = await _funded(world.chain)
+    squatter = await funded(world.chain)
     ixs = [registry.register_user(REGISTRY_ID, squatter.pubkey(), UserKind.PROSUMER),
            registry.register_meter(REGISTRY_ID, squatter.pubkey(), "SDM630-000042", bytes(32))]
     (await world.chain.send_transaction(ixs, [squatter])).raise_for_failure()
@@ -395,7 +388,7 @@ async def test_a_squatted_meter_id_is_reassigned_to_its_rightful_owner(world: Wo
 
 async def test_reassign_refusals(world: World) -> None:
     address = await _registered_meter(world)
-    other = await _funded(world.chain)
+    other = await funded(world.chain)
     ix = registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER)
     (await world.send(ix, other)).raise_for_failure()
     owner, admin = world.owner.pubkey(), world.admin.pubkey()

@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from program_testkit import TRADING_ID, refused_by, set_unix_time, trading_chain, with_account
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from programs.client import LiteSVMChain, TxResult, program_so
-from programs.client.deploy import add_program_with_authority
+from programs.client import LiteSVMChain
 from programs.trading import client as trading
 from programs.trading.sandbox import Trader, TradingSandbox, token_amount
 
 pytestmark = pytest.mark.chain
 
-TRADING_ID = Pubkey.from_string("Trading111111111111111111111111111111111111")
 NOW = 1_764_000_000
 KWH = trading.GRID_PER_KWH
 BAHT = 10**6
 PRICE = 4_100_000  # 4.10 THBC per kWh, in THBC base units
 
 
-def set_time(chain: LiteSVMChain, unix_timestamp: int) -> None:
-    clock = chain.svm.get_clock()
-    clock.unix_timestamp = unix_timestamp
-    chain.svm.set_clock(clock)
-
-
-def assert_refused(result: TxResult, name: str) -> None:
-    assert result.failure is not None, f"expected {name}, but the transaction succeeded"
-    assert trading.TRADING_ERRORS.name(result.failure) == name, (result.failure, result.logs[-6:])
+assert_refused = refused_by(trading.TRADING_ERRORS)
 
 
 @pytest.fixture
@@ -41,10 +32,7 @@ def admin() -> Keypair:
 
 @pytest.fixture
 async def chain(admin: Keypair) -> LiteSVMChain:
-    chain = LiteSVMChain()
-    add_program_with_authority(chain, TRADING_ID, program_so("trading"), admin.pubkey())
-    set_time(chain, NOW)
-    return chain
+    return trading_chain(admin, NOW)
 
 
 @pytest.fixture
@@ -71,12 +59,6 @@ async def _order(market: TradingSandbox, seller: Trader, amount: int = 10 * KWH,
 
 async def _balances(market: TradingSandbox, *accounts: Pubkey) -> list[int]:
     return [await token_amount(market.chain, a) for a in accounts]
-
-
-def _replace(ix: Instruction, index: int, meta: AccountMeta) -> Instruction:
-    accounts = list(ix.accounts)
-    accounts[index] = meta
-    return Instruction(ix.program_id, bytes(ix.data), accounts)
 
 
 async def test_partial_then_full_fill_moves_energy_and_money(
@@ -165,32 +147,32 @@ async def test_refusals_leave_every_balance_untouched(
     assert_refused(await chain.send_transaction([market.buy_ix(poor, seller, order_id, 3 * KWH)], [poor.key]),
                    "InsufficientBalance")
     # Wrong mint: GRID delivered into a THBC account.
-    assert_refused(await chain.send_transaction([_replace(buy, 4, AccountMeta(buyer.thbc, False, True))],
+    assert_refused(await chain.send_transaction([with_account(buy, 4, AccountMeta(buyer.thbc, False, True))],
                                                 [buyer.key]), "WrongMint")
     # The escrow vault as the GRID destination.
     vault = trading.vault_address(TRADING_ID, order_key)[0]
-    assert_refused(await chain.send_transaction([_replace(buy, 4, AccountMeta(vault, False, True))], [buyer.key]),
+    assert_refused(await chain.send_transaction([with_account(buy, 4, AccountMeta(vault, False, True))], [buyer.key]),
                    "WrongTokenOwner")
     # Wrong mint: paying from a GRID account.
-    assert_refused(await chain.send_transaction([_replace(buy, 5, AccountMeta(buyer.grid, False, True))],
+    assert_refused(await chain.send_transaction([with_account(buy, 5, AccountMeta(buyer.grid, False, True))],
                                                 [buyer.key]), "WrongMint")
     # Paying from someone else's THBC account (its holder did not sign).
-    assert_refused(await chain.send_transaction([_replace(buy, 5, AccountMeta(other.thbc, False, True))],
+    assert_refused(await chain.send_transaction([with_account(buy, 5, AccountMeta(other.thbc, False, True))],
                                                 [buyer.key]), "WrongTokenOwner")
     # Substituted seller payment account: the money would go to `other`.
-    assert_refused(await chain.send_transaction([_replace(buy, 6, AccountMeta(other.thbc, False, True))],
+    assert_refused(await chain.send_transaction([with_account(buy, 6, AccountMeta(other.thbc, False, True))],
                                                 [buyer.key]), "WrongTokenOwner")
     # Substituted fee account: a THBC account, but not the market's.
-    assert_refused(await chain.send_transaction([_replace(buy, 7, AccountMeta(other.thbc, False, True))],
+    assert_refused(await chain.send_transaction([with_account(buy, 7, AccountMeta(other.thbc, False, True))],
                                                 [buyer.key]), "WrongFeeAccount")
     # Substituted seller (who would receive the vault rent).
-    assert_refused(await chain.send_transaction([_replace(buy, 8, AccountMeta(other.pubkey, False, True))],
+    assert_refused(await chain.send_transaction([with_account(buy, 8, AccountMeta(other.pubkey, False, True))],
                                                 [buyer.key]), "WrongSeller")
     # Token program impostor.
-    assert_refused(await chain.send_transaction([_replace(buy, 9, AccountMeta(Pubkey.new_unique(), False, False))],
+    assert_refused(await chain.send_transaction([with_account(buy, 9, AccountMeta(Pubkey.new_unique(), False, False))],
                                                 [buyer.key]), "IncorrectProgramId")
     # Read-only order account.
-    assert_refused(await chain.send_transaction([_replace(buy, 2, AccountMeta(order_key, False, False))],
+    assert_refused(await chain.send_transaction([with_account(buy, 2, AccountMeta(order_key, False, False))],
                                                 [buyer.key]), "InvalidArgument")
     # Malformed data.
     short = Instruction(TRADING_ID, bytes([trading.IX_BUY, 1]), list(buy.accounts))
@@ -215,7 +197,7 @@ async def test_substituted_vault_is_refused(
                      vault=other_vault)
     assert_refused(await chain.send_transaction([ix], [buyer.key]), "WrongVault")
     # The buyer's own GRID account posing as the vault.
-    ix = _replace(ix, 3, AccountMeta(buyer.grid, False, True))
+    ix = with_account(ix, 3, AccountMeta(buyer.grid, False, True))
     assert_refused(await chain.send_transaction([ix], [buyer.key]), "WrongVault")
 
 
@@ -234,7 +216,7 @@ async def test_expired_cancelled_and_filled_orders_cannot_be_bought(
     assert_refused(await chain.send_transaction([market.buy_ix(buyer, seller, filled, 1)], [buyer.key]),
                    "OrderNotActive")
     (await chain.send_transaction([market.buy_ix(buyer, seller, expiring, 1)], [buyer.key])).raise_for_failure()
-    set_time(chain, NOW + 60)  # expires_at itself is already too late
+    set_unix_time(chain, NOW + 60)  # expires_at itself is already too late
     assert_refused(await chain.send_transaction([market.buy_ix(buyer, seller, expiring, 1)], [buyer.key]),
                    "OrderExpired")
 
@@ -250,12 +232,12 @@ async def test_forged_or_foreign_order_and_market_accounts_are_refused(
     # A program-owned copy of the order at an address that is not its PDA.
     forged = Pubkey.new_unique()
     chain.svm.set_account(forged, Account(real.lamports, bytes(real.data), TRADING_ID, False, 0))
-    assert_refused(await chain.send_transaction([_replace(buy, 2, AccountMeta(forged, False, True))], [buyer.key]),
+    assert_refused(await chain.send_transaction([with_account(buy, 2, AccountMeta(forged, False, True))], [buyer.key]),
                    "InvalidSeeds")
     # The same bytes owned by another program.
     foreign = Pubkey.new_unique()
     chain.svm.set_account(foreign, Account(real.lamports, bytes(real.data), Pubkey.new_unique(), False, 0))
-    assert_refused(await chain.send_transaction([_replace(buy, 2, AccountMeta(foreign, False, True))], [buyer.key]),
+    assert_refused(await chain.send_transaction([with_account(buy, 2, AccountMeta(foreign, False, True))], [buyer.key]),
                    "InvalidAccountOwner")
     # A second "market" with a fee account of the buyer's choosing.
     market_key = trading.market_address(TRADING_ID)[0]
@@ -265,8 +247,9 @@ async def test_forged_or_foreign_order_and_market_accounts_are_refused(
     data[103:135] = bytes(buyer.thbc)
     fake_market = Pubkey.new_unique()
     chain.svm.set_account(fake_market, Account(real_market.lamports, bytes(data), TRADING_ID, False, 0))
-    ix = _replace(_replace(buy, 1, AccountMeta(fake_market, False, False)), 7, AccountMeta(buyer.thbc, False, True))
+    ix = with_account(buy, 1, AccountMeta(fake_market, False, False))
+    ix = with_account(ix, 7, AccountMeta(buyer.thbc, False, True))
     assert_refused(await chain.send_transaction([ix], [buyer.key]), "WrongMarket")
     # A market account that is an order (wrong discriminator / size).
-    assert_refused(await chain.send_transaction([_replace(buy, 1, AccountMeta(order_key, False, False))],
+    assert_refused(await chain.send_transaction([with_account(buy, 1, AccountMeta(order_key, False, False))],
                                                 [buyer.key]), "WrongAccountSize")

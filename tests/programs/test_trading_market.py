@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import pytest
+from program_testkit import TRADING_ID, refused_by, trading_chain, with_account
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from programs.client import LiteSVMChain, TxResult, deploy_upgradeable, program_so, programdata_address
+from programs.client import LiteSVMChain, deploy_upgradeable, program_so, programdata_address
 from programs.client.deploy import add_program_with_authority
 from programs.trading import client as trading
 from programs.trading.sandbox import TradingSandbox, create_mint, create_token_account, token_amount
 
 pytestmark = pytest.mark.chain
 
-TRADING_ID = Pubkey.from_string("Trading111111111111111111111111111111111111")
 KWH = trading.GRID_PER_KWH
 
 
-def assert_refused(result: TxResult, name: str) -> None:
-    assert result.failure is not None, f"expected {name}, but the transaction succeeded"
-    assert trading.TRADING_ERRORS.name(result.failure) == name, (result.failure, result.logs[-6:])
-
-
-def _replace(ix: Instruction, index: int, meta: AccountMeta) -> Instruction:
-    accounts = list(ix.accounts)
-    accounts[index] = meta
-    return Instruction(ix.program_id, bytes(ix.data), accounts)
+assert_refused = refused_by(trading.TRADING_ERRORS)
 
 
 @pytest.fixture
@@ -38,9 +30,7 @@ def admin() -> Keypair:
 
 @pytest.fixture
 async def chain(admin: Keypair) -> LiteSVMChain:
-    chain = LiteSVMChain()
-    add_program_with_authority(chain, TRADING_ID, program_so("trading"), admin.pubkey())
-    return chain
+    return trading_chain(admin)
 
 
 @pytest.fixture
@@ -72,7 +62,7 @@ async def test_initialize_market_refusals(chain: LiteSVMChain, bare: TradingSand
     other = Keypair()
     await chain.fund(other.pubkey(), 10**9)
 
-    unsigned = _replace(_init(bare), 0, AccountMeta(auth.pubkey(), False, True))
+    unsigned = with_account(_init(bare), 0, AccountMeta(auth.pubkey(), False, True))
     assert_refused(await chain.send_transaction([unsigned], [other]), "MissingRequiredSignature")
     assert_refused(await chain.send_transaction([_init(bare, fee_bps=10_001)], [auth]), "FeeTooHigh")
     same = trading.initialize_market(TRADING_ID, auth.pubkey(), bare.thbc_mint, bare.thbc_mint, bare.fee_account, 25)
@@ -101,7 +91,7 @@ async def test_initialize_market_refusals(chain: LiteSVMChain, bare: TradingSand
     assert_refused(await chain.send_transaction([_init(bare, market=Pubkey.new_unique())], [auth]), "InvalidSeeds")
     _, bump = trading.market_address(TRADING_ID)
     assert_refused(await chain.send_transaction([_init(bare, bump=bump - 1)], [auth]), "InvalidSeeds")
-    impostor = _replace(_init(bare), 6, AccountMeta(Pubkey.new_unique(), False, False))
+    impostor = with_account(_init(bare), 6, AccountMeta(Pubkey.new_unique(), False, False))
     assert_refused(await chain.send_transaction([impostor], [auth]), "IncorrectProgramId")
     assert_refused(await chain.send_transaction([Instruction(TRADING_ID, bytes([0, 25]), list(_init(bare).accounts))],
                                                 [auth]), "InvalidInstructionData")

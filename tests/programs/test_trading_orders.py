@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from program_testkit import TRADING_ID, refused_by, set_unix_time, trading_chain, with_account
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -12,35 +13,19 @@ from spl.token import instructions as spl
 from spl.token import models as spl_models
 from spl.token.constants import TOKEN_PROGRAM_ID
 
-from programs.client import LiteSVMChain, TxResult, program_so
-from programs.client.deploy import add_program_with_authority
+from programs.client import LiteSVMChain
 from programs.trading import client as trading
 from programs.trading.sandbox import Trader, TradingSandbox, create_token_account, token_amount
 
 pytestmark = pytest.mark.chain
 
-TRADING_ID = Pubkey.from_string("Trading111111111111111111111111111111111111")
 NOW = 1_764_000_000
 KWH = trading.GRID_PER_KWH
 BAHT = 10**6
 PRICE = 3_500_000
 
 
-def set_time(chain: LiteSVMChain, unix_timestamp: int) -> None:
-    clock = chain.svm.get_clock()
-    clock.unix_timestamp = unix_timestamp
-    chain.svm.set_clock(clock)
-
-
-def assert_refused(result: TxResult, name: str) -> None:
-    assert result.failure is not None, f"expected {name}, but the transaction succeeded"
-    assert trading.TRADING_ERRORS.name(result.failure) == name, (result.failure, result.logs[-6:])
-
-
-def _replace(ix: Instruction, index: int, meta: AccountMeta) -> Instruction:
-    accounts = list(ix.accounts)
-    accounts[index] = meta
-    return Instruction(ix.program_id, bytes(ix.data), accounts)
+assert_refused = refused_by(trading.TRADING_ERRORS)
 
 
 @pytest.fixture
@@ -51,10 +36,7 @@ def admin() -> Keypair:
 
 @pytest.fixture
 async def chain(admin: Keypair) -> LiteSVMChain:
-    chain = LiteSVMChain()
-    add_program_with_authority(chain, TRADING_ID, program_so("trading"), admin.pubkey())
-    set_time(chain, NOW)
-    return chain
+    return trading_chain(admin, NOW)
 
 
 @pytest.fixture
@@ -103,7 +85,7 @@ async def test_create_order_moves_grid_into_a_vault_held_by_the_order(
 async def test_create_order_refusals(chain: LiteSVMChain, market: TradingSandbox, seller: Trader) -> None:
     other = await market.trader(grid=KWH, thbc=BAHT)
 
-    unsigned = _replace(_create(market, seller, 1), 0, AccountMeta(seller.pubkey, False, True))
+    unsigned = with_account(_create(market, seller, 1), 0, AccountMeta(seller.pubkey, False, True))
     assert_refused(await chain.send_transaction([unsigned], [other.key]), "MissingRequiredSignature")
     assert_refused(await chain.send_transaction([_create(market, seller, 1, amount=0)], [seller.key]), "ZeroAmount")
     assert_refused(await chain.send_transaction([_create(market, seller, 1, price=0)], [seller.key]), "ZeroPrice")
@@ -115,12 +97,12 @@ async def test_create_order_refusals(chain: LiteSVMChain, market: TradingSandbox
     assert_refused(await chain.send_transaction([_create(market, seller, 1, amount=20 * KWH, price=10**18)],
                                                 [seller.key]), "CostOverflow")
     # Escrowing someone else's GRID (their account, the seller signs).
-    ix = _replace(_create(market, seller, 1, amount=KWH), 4, AccountMeta(other.grid, False, True))
+    ix = with_account(_create(market, seller, 1, amount=KWH), 4, AccountMeta(other.grid, False, True))
     assert_refused(await chain.send_transaction([ix], [seller.key]), "WrongTokenOwner")
     # Wrong mint: a THBC account as the source, or another mint passed as GRID.
-    ix = _replace(_create(market, seller, 1), 4, AccountMeta(seller.thbc, False, True))
+    ix = with_account(_create(market, seller, 1), 4, AccountMeta(seller.thbc, False, True))
     assert_refused(await chain.send_transaction([ix], [seller.key]), "WrongMint")
-    ix = _replace(_create(market, seller, 1), 5, AccountMeta(market.thbc_mint, False, False))
+    ix = with_account(_create(market, seller, 1), 5, AccountMeta(market.thbc_mint, False, False))
     assert_refused(await chain.send_transaction([ix], [seller.key]), "WrongMint")
     # Forged PDAs: an order address off its seeds, a wrong bump, a vault that is not ["vault", order].
     ix = _create(market, seller, 1, order=Pubkey.new_unique())
@@ -131,9 +113,9 @@ async def test_create_order_refusals(chain: LiteSVMChain, market: TradingSandbox
     assert_refused(await chain.send_transaction([_create(market, seller, 1, vault=Pubkey.new_unique())],
                                                 [seller.key]), "InvalidSeeds")
     # Program impostors.
-    ix = _replace(_create(market, seller, 1), 6, AccountMeta(Pubkey.new_unique(), False, False))
+    ix = with_account(_create(market, seller, 1), 6, AccountMeta(Pubkey.new_unique(), False, False))
     assert_refused(await chain.send_transaction([ix], [seller.key]), "IncorrectProgramId")
-    ix = _replace(_create(market, seller, 1), 7, AccountMeta(Pubkey.new_unique(), False, False))
+    ix = with_account(_create(market, seller, 1), 7, AccountMeta(Pubkey.new_unique(), False, False))
     assert_refused(await chain.send_transaction([ix], [seller.key]), "IncorrectProgramId")
     # The market: a program-owned copy off the PDA, and the real bytes owned by someone else.
     market_key = trading.market_address(TRADING_ID)[0]
@@ -143,7 +125,7 @@ async def test_create_order_refusals(chain: LiteSVMChain, market: TradingSandbox
     chain.svm.set_account(forged, Account(real.lamports, bytes(real.data), TRADING_ID, False, 0))
     chain.svm.set_account(foreign, Account(real.lamports, bytes(real.data), Pubkey.new_unique(), False, 0))
     for substitute, error in ((forged, "InvalidSeeds"), (foreign, "InvalidAccountOwner")):
-        ix = _replace(_create(market, seller, 1), 1, AccountMeta(substitute, False, False))
+        ix = with_account(_create(market, seller, 1), 1, AccountMeta(substitute, False, False))
         assert_refused(await chain.send_transaction([ix], [seller.key]), error)
     assert await market.order(seller, 1) is None
     assert await token_amount(chain, seller.grid) == 20 * KWH
@@ -184,7 +166,7 @@ async def test_cancel_refusals(chain: LiteSVMChain, market: TradingSandbox, sell
     await _created(market, seller, 8, amount=KWH)
     # Cancelling someone else's order, with the intruder's own GRID account as destination.
     ix = trading.cancel_order(TRADING_ID, seller.pubkey, 7, intruder.grid)
-    ix = _replace(ix, 0, AccountMeta(intruder.pubkey, True, True))
+    ix = with_account(ix, 0, AccountMeta(intruder.pubkey, True, True))
     assert_refused(await chain.send_transaction([ix], [intruder.key]), "NotSeller")
     # The seller's key without the seller's signature.
     ix = trading.cancel_order(TRADING_ID, seller.pubkey, 7, seller.grid, seller_signs=False)
@@ -207,11 +189,11 @@ async def test_expire_is_open_to_anyone_after_expiry_and_pays_only_the_seller(
     expire = trading.expire_order(TRADING_ID, seller.pubkey, 7, seller.grid)
     assert_refused(await chain.send_transaction([expire], [keeper.key]), "OrderNotExpired")
 
-    set_time(chain, NOW + 300)
+    set_unix_time(chain, NOW + 300)
     # The keeper tries to take the escrow, or the vault rent.
     steal = trading.expire_order(TRADING_ID, seller.pubkey, 7, keeper.grid)
     assert_refused(await chain.send_transaction([steal], [keeper.key]), "WrongTokenOwner")
-    steal_rent = _replace(expire, 3, AccountMeta(keeper.pubkey, False, True))
+    steal_rent = with_account(expire, 3, AccountMeta(keeper.pubkey, False, True))
     assert_refused(await chain.send_transaction([steal_rent], [keeper.key]), "WrongSeller")
 
     lamports = (await chain.get_account(seller.pubkey)).lamports  # type: ignore[union-attr]
@@ -271,12 +253,12 @@ async def test_a_token_account_of_another_program_is_not_a_grid_account(
     assert real is not None
     fake = Pubkey.new_unique()
     chain.svm.set_account(fake, Account(real.lamports, bytes(real.data), Pubkey.new_unique(), False, 0))
-    ix = _replace(_create(market, seller, 1), 4, AccountMeta(fake, False, True))
+    ix = with_account(_create(market, seller, 1), 4, AccountMeta(fake, False, True))
     assert_refused(await chain.send_transaction([ix], [seller.key]), "InvalidAccountOwner")
     # An initialised GRID account of the seller's that is empty: the balance check, not the Token program,
     # refuses it.
     empty = await create_token_account(chain, seller.key, market.grid_mint, seller.pubkey)
-    ix = _replace(_create(market, seller, 1), 4, AccountMeta(empty, False, True))
+    ix = with_account(_create(market, seller, 1), 4, AccountMeta(empty, False, True))
     assert_refused(await chain.send_transaction([ix], [seller.key]), "InsufficientBalance")
 
 
