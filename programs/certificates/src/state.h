@@ -119,6 +119,32 @@ static inline uint64_t cert_now(int64_t *out) {
   return SUCCESS;
 }
 
+/* Transfer and Retire: accounts[0] signs and holds accounts[1], a writable certificate that is Valid and
+ * not expired at `*now`. */
+static inline uint64_t cert_load_held_valid(const GtxInput *in, Certificate **out, int64_t *now) {
+  const SolAccountInfo *holder = &in->accounts[0];
+  const SolAccountInfo *certificate = &in->accounts[1];
+  GTX_TRY(expect_signer(holder));
+  GTX_TRY(expect_writable(certificate));
+  Certificate *cert;
+  GTX_TRY(cert_certificate_load(certificate, in->program_id, &cert));
+  if (!gtx_pubkey_eq(&cert->owner, holder->key)) {
+    GTX_LOG_KEY("signer does not hold the certificate:", holder->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_NOT_CERTIFICATE_OWNER);
+  }
+  if (cert->status != CERT_STATUS_VALID) {
+    GTX_LOG_KEY("certificate is not valid:", certificate->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_INVALID_STATE);
+  }
+  GTX_TRY(cert_now(now));
+  if (*now >= cert->expires_at) {
+    GTX_LOG_KEY("certificate has expired:", certificate->key);
+    return GTX_CUSTOM_ERROR(CERT_ERROR_CERTIFICATE_EXPIRED);
+  }
+  *out = cert;
+  return SUCCESS;
+}
+
 /* Create a PDA owned by this program: `parts` holds `n` seeds and room for the bump. */
 typedef struct {
   const GtxInput *in;

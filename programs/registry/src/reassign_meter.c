@@ -5,8 +5,6 @@
 
 uint64_t process_reassign_meter(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 5));
-  const SolAccountInfo *authority = &in->accounts[0];
-  const SolAccountInfo *config = &in->accounts[1];
   const SolAccountInfo *meter = &in->accounts[2];
   const SolAccountInfo *old_user = &in->accounts[3];
   const SolAccountInfo *new_user = &in->accounts[4];
@@ -15,21 +13,13 @@ uint64_t process_reassign_meter(const GtxInput *in) {
     return ERROR_INVALID_INSTRUCTION_DATA;
   }
   const uint8_t *key = in->data + 1;
-  GTX_TRY(expect_signer(authority));
-  GTX_TRY(expect_writable(meter));
+  Meter *m;
+  GTX_TRY(registry_authority_meter(in, &m));
   GTX_TRY(expect_writable(old_user));
   GTX_TRY(expect_writable(new_user));
-  RegistryConfig *c;
-  GTX_TRY(config_load(config, in->program_id, &c));
-  Meter *m;
-  GTX_TRY(meter_load(meter, in->program_id, &m));
   User *from, *to;
   GTX_TRY(user_load(old_user, in->program_id, &from));
   GTX_TRY(user_load(new_user, in->program_id, &to));
-  if (!gtx_pubkey_eq(&c->authority, authority->key)) {
-    GTX_LOG_KEY("reassign_meter: signer is not the registry authority:", authority->key);
-    return GTX_CUSTOM_ERROR(REGISTRY_ERROR_UNAUTHORISED);
-  }
   if (!gtx_pubkey_eq(&from->wallet, &m->owner)) {
     GTX_LOG_KEY("reassign_meter: user account is not the meter owner's:", old_user->key);
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_WRONG_USER);

@@ -5,24 +5,14 @@
 
 uint64_t process_set_meter_key(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 3));
-  const SolAccountInfo *authority = &in->accounts[0];
-  const SolAccountInfo *config = &in->accounts[1];
   const SolAccountInfo *meter = &in->accounts[2];
   if (in->data_len != 1 + GTX_PUBKEY_LEN) {
     GTX_LOG("set_meter_key: data must be [5, meter_key[32]]");
     return ERROR_INVALID_INSTRUCTION_DATA;
   }
   const uint8_t *key = in->data + 1;
-  GTX_TRY(expect_signer(authority));
-  GTX_TRY(expect_writable(meter));
-  RegistryConfig *c;
-  GTX_TRY(config_load(config, in->program_id, &c));
   Meter *m;
-  GTX_TRY(meter_load(meter, in->program_id, &m));
-  if (!gtx_pubkey_eq(&c->authority, authority->key)) {
-    GTX_LOG_KEY("set_meter_key: signer is not the registry authority:", authority->key);
-    return GTX_CUSTOM_ERROR(REGISTRY_ERROR_UNAUTHORISED);
-  }
+  GTX_TRY(registry_authority_meter(in, &m));
   if (m->status == METER_STATUS_DECOMMISSIONED) {
     GTX_LOG_KEY("set_meter_key: meter is decommissioned:", meter->key);
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_METER_DECOMMISSIONED);

@@ -5,25 +5,14 @@
 
 uint64_t process_set_meter_status(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 3));
-  const SolAccountInfo *authority = &in->accounts[0];
-  const SolAccountInfo *config = &in->accounts[1];
   const SolAccountInfo *meter = &in->accounts[2];
   if (in->data_len != 2) {
     GTX_LOG("set_meter_status: data must be [3, status]");
     return ERROR_INVALID_INSTRUCTION_DATA;
   }
   uint8_t status = in->data[1];
-  GTX_TRY(expect_signer(authority));
-  GTX_TRY(expect_writable(meter));
-  /* Owned by this program with the config discriminator: only Initialize creates one, at the PDA. */
-  RegistryConfig *c;
-  GTX_TRY(config_load(config, in->program_id, &c));
   Meter *m;
-  GTX_TRY(meter_load(meter, in->program_id, &m));
-  if (!gtx_pubkey_eq(&c->authority, authority->key)) {
-    GTX_LOG_KEY("set_meter_status: signer is not the registry authority:", authority->key);
-    return GTX_CUSTOM_ERROR(REGISTRY_ERROR_UNAUTHORISED);
-  }
+  GTX_TRY(registry_authority_meter(in, &m));
   if (status > METER_STATUS_MAX || status == m->status) {
     GTX_LOG("set_meter_status: status out of range or unchanged");
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_INVALID_STATUS);

@@ -109,6 +109,24 @@ static inline uint64_t meter_load(const SolAccountInfo *a, const SolPubkey *prog
   return registry_load(a, program_id, REGISTRY_DISC_METER, METER_LEN, (void **)out);
 }
 
+/* The registry authority's instructions on one meter (SetMeterStatus, SetMeterKey, ReassignMeter):
+ * accounts[0] signs and is the config's authority, accounts[1] is the config, accounts[2] the writable
+ * meter. The config is owned by this program with the config discriminator: only Initialize creates one,
+ * at the PDA. */
+static inline uint64_t registry_authority_meter(const GtxInput *in, Meter **meter) {
+  const SolAccountInfo *authority = &in->accounts[0];
+  GTX_TRY(expect_signer(authority));
+  GTX_TRY(expect_writable(&in->accounts[2]));
+  RegistryConfig *config;
+  GTX_TRY(config_load(&in->accounts[1], in->program_id, &config));
+  GTX_TRY(meter_load(&in->accounts[2], in->program_id, meter));
+  if (!gtx_pubkey_eq(&config->authority, authority->key)) {
+    GTX_LOG_KEY("signer is not the registry authority:", authority->key);
+    return GTX_CUSTOM_ERROR(REGISTRY_ERROR_UNAUTHORISED);
+  }
+  return SUCCESS;
+}
+
 /* Seeds without the bump; `parts` must outlive `out`, with one spare entry for the bump. */
 static inline void seeds_of(SolSignerSeed *parts, const char *prefix, uint64_t prefix_len, const uint8_t *key,
                             uint64_t key_len, SolSignerSeeds *out) {
