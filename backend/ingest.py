@@ -44,7 +44,7 @@ from gridtokenx.batch import (
 )
 from gridtokenx.reading import Reading, ReadingFormatError, decode
 
-__all__ = ["Ingest", "IngestStats"]
+__all__ = ["Ingest", "IngestStats", "Prepared"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,18 @@ def _check_entries(entries: Sequence[BatchEntry], public_key: bytes | None, reas
     return out
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A verified message, ready to be stored (see :meth:`Ingest.prepare` and :meth:`Ingest.commit`)."""
+
+    gateway_id: str
+    batch_id: str | None  # None: not a readings batch; its bytes are quarantined whole
+    rows: list[ReadingRow]
+    quarantined: list[QuarantineRow]
+    results: list[AckResult]
+    received_ms: int
+
+
 class Ingest:
     def __init__(self, storage: Storage, *, verify_threads: int = 2, key_cache_s: float = 30.0) -> None:
         self.storage = storage
@@ -127,6 +139,11 @@ class Ingest:
 
     async def handle(self, topic_gateway: str, payload: bytes) -> Ack | None:
         """Process one readings message from ``gridtokenx/v1/<topic_gateway>/readings``."""
+        return await self.commit(await self.prepare(topic_gateway, payload))
+
+    async def prepare(self, topic_gateway: str, payload: bytes) -> Prepared:
+        """The CPU part: parse and verify. Touches the database only to look up the gateway's key, so
+        the receiver can verify the next message while the previous one is being stored."""
         self.stats.messages += 1
         received_ms = int(time.time() * 1000)
         try:
@@ -134,10 +151,8 @@ class Ingest:
         except BatchFormatError as exc:
             self.stats.malformed_messages += 1
             self._log_once(topic_gateway, f"malformed:{exc.code}", f"malformed message from {topic_gateway}: {exc}")
-            await self.storage.quarantine(
-                [QuarantineRow(topic_gateway, f"malformed:{exc.code}", payload=bytes(payload), received_ms=received_ms)]
-            )
-            return None
+            row = QuarantineRow(topic_gateway, f"malformed:{exc.code}", payload=bytes(payload), received_ms=received_ms)
+            return Prepared(topic_gateway, None, [], [row], [], received_ms)
         public_key, reason = await self._gateway_key(topic_gateway)
         if batch.gateway_id != topic_gateway:
             public_key, reason = None, "gateway_mismatch"
@@ -178,7 +193,18 @@ class Ingest:
             )
             if key is not None:
                 results.append(AckResult(key[0], key[1], AckStatus.REJECTED, why))
+        return Prepared(topic_gateway, batch.batch_id, rows, quarantined, results, received_ms)
 
+    async def commit(self, prepared: Prepared) -> Ack | None:
+        """The database part: store, classify what was already there, quarantine; then the ack
+        (None for a message that was not a readings batch at all). Safe to call again after a
+        :class:`StorageError`: every write is idempotent or replaces nothing."""
+        topic_gateway, rows, received_ms = prepared.gateway_id, prepared.rows, prepared.received_ms
+        quarantined = list(prepared.quarantined)
+        results = list(prepared.results)
+        if prepared.batch_id is None:
+            await self.storage.quarantine(quarantined)
+            return None
         inserted = await self.storage.insert_readings(rows)
         others = [r for r in rows if r.key not in inserted]
         existing = await self.storage.existing_data(topic_gateway, [r.key for r in others]) if others else {}
@@ -205,7 +231,7 @@ class Ingest:
                 q.reason,
                 f"gateway {topic_gateway}: reading quarantined ({q.reason}), meter {q.meter_id} seq {q.seq}",
             )
-        return Ack(batch.batch_id, tuple(results))
+        return Ack(prepared.batch_id, tuple(results))
 
     async def reprocess_quarantine(self, gateway_id: str) -> tuple[int, int]:
         """Run a gateway's readings quarantined as ``unknown_gateway``/``gateway_disabled`` through

@@ -16,7 +16,7 @@ import logging
 import paho.mqtt.client as paho
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.ingest import Ingest
+from backend.ingest import Ingest, Prepared
 from backend.storage import QuarantineRow, StorageError
 from gridtokenx.batch import TOPIC_ROOT, BatchFormatError, ack_topic, decode_status, encode_ack, parse_topic
 from gridtokenx.mqtt import BrokerSettings, MqttConnection, MqttError
@@ -58,18 +58,48 @@ class Receiver:
         return [(f"{share}{root}/+/readings", 1), (f"{root}/+/status", 1)]
 
     async def run(self) -> None:
+        """Two stages in order: verify message N+1 (CPU, worker threads) while message N is stored
+        and acknowledged (database and network). The hand-over queue is small, so at most a few
+        verified messages wait in memory; the broker's in-flight limit bounds the rest."""
         conn = self.connection
-        async with conn:
-            while True:
-                message = await self._queue.get()
-                await self._process(conn, message)
+        verified: asyncio.Queue[tuple[paho.MQTTMessage, Prepared | None]] = asyncio.Queue(maxsize=2)
+        async with conn, asyncio.TaskGroup() as tg:
+            tg.create_task(self._verify_stage(verified), name="backend-verify")
+            tg.create_task(self._store_stage(conn, verified), name="backend-store")
 
-    async def _process(self, conn: MqttConnection, message: paho.MQTTMessage) -> None:
+    async def _verify_stage(self, out: asyncio.Queue[tuple[paho.MQTTMessage, Prepared | None]]) -> None:
+        while True:
+            message = await self._queue.get()
+            prepared: Prepared | None = None
+            try:
+                gateway_id, kind = parse_topic(message.topic, self.settings.topic_root)
+            except BatchFormatError:
+                kind = ""
+            if kind == "readings":
+                delay = 0.5
+                while True:
+                    try:
+                        prepared = await self.ingest.prepare(gateway_id, bytes(message.payload))
+                        break
+                    except StorageError as exc:  # looking up the gateway's key failed
+                        log.error("verifying %s failed (%s): retrying in %.1f s", message.topic, exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 30.0)
+            await out.put((message, prepared))
+
+    async def _store_stage(
+        self, conn: MqttConnection, verified: asyncio.Queue[tuple[paho.MQTTMessage, Prepared | None]]
+    ) -> None:
+        while True:
+            message, prepared = await verified.get()
+            await self._process(conn, message, prepared)
+
+    async def _process(self, conn: MqttConnection, message: paho.MQTTMessage, prepared: Prepared | None) -> None:
         delay = 0.5
         refused = 0
         while True:
             try:
-                await self._handle(conn, message)
+                await self._handle(conn, message, prepared)
                 break
             except StorageError as exc:
                 if not exc.transient:
@@ -101,7 +131,7 @@ class Receiver:
         log.error("message on %s refused by the database three times (%s): quarantined, moving on", message.topic, exc)
         return True
 
-    async def _handle(self, conn: MqttConnection, message: paho.MQTTMessage) -> None:
+    async def _handle(self, conn: MqttConnection, message: paho.MQTTMessage, prepared: Prepared | None) -> None:
         try:
             gateway_id, kind = parse_topic(message.topic, self.settings.topic_root)
         except BatchFormatError as exc:
@@ -116,9 +146,9 @@ class Receiver:
             await self.ingest.storage.record_presence(gateway_id, status.online, status.timestamp_ms)
             log.info("gateway %s is %s", gateway_id, "online" if status.online else "offline")
             return
-        if kind != "readings":
+        if kind != "readings" or prepared is None:
             return
-        ack = await self.ingest.handle(gateway_id, bytes(message.payload))
+        ack = await self.ingest.commit(prepared)
         if ack is not None:
             # Committed before this point; if the publish is lost the gateway resends and gets "duplicate".
             while not conn.connected.is_set():
