@@ -7,8 +7,11 @@ Ownership and flow::
             └── meter task           interval loop: read blocks -> decode -> plausibility -> sink
 
 Frames on one RS-485 line are serialised by the bus (:mod:`gateway.transport`); every *request* takes
-the bus lock separately, so while one meter waits out a retry backoff the others use the line.  TCP
-meters each have their own connection and run concurrently.
+the bus lock separately, so while one meter waits out a retry backoff the others use the line, and a
+meter that is failing asks with a lower priority, so it only gets the line when no healthy meter is
+waiting.  The one delay physics leaves: a request already on the wire cannot be recalled, so a healthy
+meter can wait for at most one timeout of a failing one.  TCP meters each have their own connection
+and run concurrently.
 
 A meter's cycle has a time budget of one interval: retries (tenacity, exponential backoff) stop when
 the next attempt could not finish within it.  After ``offline_after`` consecutive failed cycles a
@@ -254,6 +257,7 @@ class MeterPoller:
         image = RegisterImage()
         for request in self._plan:
             image.add(request, await read(request))
+        # The reading's time is when its last block arrived (a cycle spans well under a second).
         timestamp_ms = self.now_ms()
         values = decode_table(self._table, image)
         verdict = self.checker.check(values, timestamp_ms)
