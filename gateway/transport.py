@@ -147,10 +147,16 @@ class Bus(abc.ABC):
             ok = False
         except OSError as exc:
             client.close()
-            raise BusUnavailable(f"cannot open: {exc}", bus=self.name, unit=unit) from exc
+            error = BusUnavailable(f"cannot open {self.describe()}: {exc}", bus=self.name, unit=unit)
+            error.transient = False
+            raise error from exc
         if not ok:
             client.close()
-            raise BusUnavailable(f"cannot open {self.describe()}", bus=self.name, unit=unit)
+            error = BusUnavailable(f"cannot open {self.describe()}", bus=self.name, unit=unit)
+            # A port or host that just refused will not be back within this cycle's retries; the
+            # poller tries again next cycle (or next probe, once the meters are offline).
+            error.transient = False
+            raise error
 
     def describe(self) -> str:
         return self.name

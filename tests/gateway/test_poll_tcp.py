@@ -15,7 +15,7 @@ from meter_sim.server import serve_tcp
 
 from gateway.blocks import plan_table
 from gateway.decode import RegisterImage, decode_table, to_wh
-from gateway.errors import MeterExceptionResponse, MeterTimeout
+from gateway.errors import BusUnavailable, MeterExceptionResponse, MeterTimeout
 from gateway.measurements import Measurement as M
 from gateway.models.sunspec import FLOAT_METER
 from gateway.poller import MeterSpec, MeterState, Poller
@@ -240,3 +240,19 @@ async def test_samples_iterator_and_clean_cancellation() -> None:
                 break
         await iterator.aclose()  # type: ignore[attr-defined]
         assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("gateway-")]
+
+
+async def test_unreachable_host_fails_fast_with_a_named_error() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: bind, learn it, close
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bus = TcpBus("lan", "127.0.0.1", port, connect_timeout=1.0)
+    async with Poller([bus], [spec("m1", "sdm630", 1, "lan", response_timeout=0.5, retries=3)]) as poller:
+        started = time.monotonic()
+        (result,) = await poller.poll_once()
+    assert isinstance(result.error, BusUnavailable)
+    assert str(result.error) == f"bus lan unit 1: cannot open 127.0.0.1:{port}"
+    assert bus.requests == 0
+    assert time.monotonic() - started < 0.5  # refused once, not retried within the cycle
