@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -243,8 +244,6 @@ async def test_samples_iterator_and_clean_cancellation() -> None:
 
 
 async def test_unreachable_host_fails_fast_with_a_named_error() -> None:
-    import socket
-
     with socket.socket() as s:  # a port nobody listens on: bind, learn it, close
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
