@@ -15,7 +15,16 @@ from solders.pubkey import Pubkey
 
 from programs.client import LiteSVMChain, ProgramErrors, TxResult, add_program_with_authority, program_so
 
-__all__ = ["FUNDS", "TRADING_ID", "funded", "refused_by", "set_unix_time", "trading_chain", "with_account"]
+__all__ = [
+    "FUNDS",
+    "TRADING_ID",
+    "funded",
+    "refused_by",
+    "set_unix_time",
+    "trading_chain",
+    "with_account",
+    "without_signature",
+]
 
 FUNDS = 10 * 10**9  # lamports: enough for every account a test creates
 TRADING_ID = Pubkey.from_string("Trading111111111111111111111111111111111111")
@@ -52,6 +61,13 @@ def with_account(ix: Instruction, index: int, meta: AccountMeta) -> Instruction:
     accounts[index] = meta
     return Instruction(ix.program_id, bytes(ix.data), accounts)
 
+
+
+def without_signature(ix: Instruction, index: int = 0) -> Instruction:
+    """``ix`` with account ``index`` listed as a non-signer (same key and writability): the program must
+    refuse it with MissingRequiredSignature, whoever else signs the transaction."""
+    meta = ix.accounts[index]
+    return with_account(ix, index, AccountMeta(meta.pubkey, False, meta.is_writable))
 
 
 def trading_chain(admin: Keypair, unix_timestamp: int | None = None) -> LiteSVMChain:

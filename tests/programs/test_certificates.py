@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
-from program_testkit import funded, refused_by, set_unix_time
+from program_testkit import funded, refused_by, set_unix_time, without_signature
 from solders.account import Account
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -286,6 +286,31 @@ async def test_revoke_with_a_reason(world: World) -> None:
     assert (cert.status, cert.revoke_reason, cert.closed_at) == (CertificateStatus.REVOKED, 3, NOW)
     _refused(await world.send(certs.validate(CERTS_ID, world.governance.pubkey(), world.cert(0)),
                               world.governance), "InvalidState")
+
+
+async def test_every_signed_instruction_refuses_a_missing_signature(world: World) -> None:
+    """Each instruction's signer listed without its signature (a third party pays and signs instead):
+    refused by name, for the six instructions that have a signer (Expire has none)."""
+    (await world.issue(0, 3_000)).raise_for_failure()
+    (await world.send(certs.validate(CERTS_ID, world.governance.pubkey(), world.cert(0)),
+                      world.governance)).raise_for_failure()
+    admin, governance, owner = world.admin.pubkey(), world.governance.pubkey(), world.owner.pubkey()
+    payer = await funded(world.chain)
+    signed = {
+        "initialize": certs.initialize(CERTS_ID, admin, governance, REGISTRY_ID),
+        "issue": certs.issue(CERTS_ID, owner, world.meter.address, 1, 4_000),
+        "validate": certs.validate(CERTS_ID, governance, world.cert(0)),
+        "retire": certs.retire(CERTS_ID, owner, world.cert(0)),
+        "revoke": certs.revoke(CERTS_ID, governance, world.cert(0), 1),
+        "transfer": certs.transfer(CERTS_ID, owner, world.cert(0), payer.pubkey()),
+    }
+    for name, ix in signed.items():
+        result = await world.send(without_signature(ix), payer)
+        assert result.failure is not None, name
+        assert CERTIFICATES_ERRORS.name(result.failure) == "MissingRequiredSignature", (name, result.logs[-4:])
+    cert = await world.certificate(0)
+    assert (cert.status, cert.owner) == (CertificateStatus.VALID, world.owner.pubkey())
+    assert (await world.mark()).next_index == 1
 
 
 async def test_expire_after_one_year_by_anyone(world: World) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from program_testkit import funded, refused_by
+from program_testkit import funded, refused_by, without_signature
 from solders.account import Account
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -243,6 +243,32 @@ async def test_invalid_status_changes_are_refused(world: World) -> None:
                       world.admin)).raise_for_failure()
     _refused(await world.send(registry.set_meter_status(REGISTRY_ID, admin, address, MeterStatus.ACTIVE),
                               world.admin), "MeterDecommissioned")
+
+
+async def test_every_signed_instruction_refuses_a_missing_signature(world: World) -> None:
+    """Each instruction's signer listed without its signature (a third party pays and signs instead):
+    refused by name, for all seven instructions."""
+    address = await _registered_meter(world)
+    other = await funded(world.chain)
+    (await world.send(registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER), other)
+     ).raise_for_failure()
+    admin, owner = world.admin.pubkey(), world.owner.pubkey()
+    newcomer, payer = await funded(world.chain), await funded(world.chain)
+    signed = {
+        "initialize": registry.initialize(REGISTRY_ID, admin, world.settler.pubkey()),
+        "register_user": registry.register_user(REGISTRY_ID, newcomer.pubkey(), UserKind.CONSUMER),
+        "register_meter": registry.register_meter(REGISTRY_ID, owner, "M-2", METER_KEY),
+        "set_meter_status": registry.set_meter_status(REGISTRY_ID, admin, address, MeterStatus.SUSPENDED),
+        "record_settlement": _record(world, address, 1, 10, 0, 10, 10),
+        "set_meter_key": registry.set_meter_key(REGISTRY_ID, admin, address, bytes(32)),
+        "reassign_meter": registry.reassign_meter(REGISTRY_ID, admin, address, owner, other.pubkey(), bytes(32)),
+    }
+    for name, ix in signed.items():
+        result = await world.send(without_signature(ix), payer)
+        assert result.failure is not None, name
+        assert REGISTRY_ERRORS.name(result.failure) == "MissingRequiredSignature", (name, result.logs[-4:])
+    meter = await world.meter("SDM630-000042")
+    assert (meter.owner, meter.status, meter.settlement_count) == (owner, MeterStatus.ACTIVE, 0)
 
 
 # --- RecordSettlement ---------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from program_testkit import TRADING_ID, refused_by, set_unix_time, trading_chain, with_account
+from program_testkit import TRADING_ID, refused_by, set_unix_time, trading_chain, with_account, without_signature
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -230,6 +230,33 @@ async def test_close_order_returns_the_rent_of_finished_orders_only(
     await _created(market, seller, 7, amount=KWH)
     order = await market.order(seller, 7)
     assert order is not None and order.amount == KWH
+
+
+async def test_every_signed_instruction_refuses_a_missing_signature(
+        chain: LiteSVMChain, market: TradingSandbox, seller: Trader, admin: Keypair) -> None:
+    """Each instruction's signer listed without its signature (a third party pays and signs instead):
+    refused by name. InitializeMarket's case is in test_trading_market.py; ExpireOrder has no signer."""
+    buyer = await market.trader(thbc=100 * BAHT)
+    await _created(market, seller, 7)
+    await _created(market, seller, 8, amount=KWH)
+    (await chain.send_transaction([trading.cancel_order(TRADING_ID, seller.pubkey, 8, seller.grid)],
+                                  [seller.key])).raise_for_failure()
+    payer = await market.trader()
+    signed = {
+        "create_order": _create(market, seller, 9),
+        "buy": market.buy_ix(buyer, seller, 7, KWH),
+        "cancel_order": trading.cancel_order(TRADING_ID, seller.pubkey, 7, seller.grid),
+        "close_order": trading.close_order(TRADING_ID, seller.pubkey, 8),
+        "update_market": trading.update_market(TRADING_ID, admin.pubkey(), market.fee_account, 100),
+    }
+    for name, ix in signed.items():
+        result = await chain.send_transaction([without_signature(ix)], [payer.key])
+        assert result.failure is not None, name
+        assert trading.TRADING_ERRORS.name(result.failure) == "MissingRequiredSignature", (name, result.logs[-4:])
+    order = await market.order(seller, 7)
+    assert order is not None and (order.state, order.remaining) == (trading.OrderState.ACTIVE, 5 * KWH)
+    assert await market.order(seller, 8) is not None and await market.order(seller, 9) is None
+    assert (await market.market()).fee_bps == 25
 
 
 async def test_grid_sent_to_a_vault_does_not_block_closing_it(
