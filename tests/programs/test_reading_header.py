@@ -9,7 +9,9 @@ import ctypes
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,8 @@ VECTORS = json.loads((ROOT / "tests" / "vectors" / "reading-v1.json").read_text(
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang-19")
 
 # Status names in the header's enum order, matched to the Python decoder's error codes.
+# parse(reading) -> (status, [seq, timestamp_ms, import_wh, export_wh], flags, meter id bytes)
+Parser = Callable[[bytes], tuple[int, list[int], int, bytes]]
 STATUS_FOR_CODE = {"length": 1, "prefix": 2, "version": 3, "flags": 4, "reserved": 5, "meter_id": 6, "power": 7}
 
 WRAPPER = r"""
@@ -36,7 +40,7 @@ int parse(const uint8_t *d, uint64_t n, uint64_t *out4, uint8_t *flags, uint8_t 
 
 
 @pytest.fixture(scope="module")
-def parser(tmp_path_factory: pytest.TempPathFactory):
+def parser(tmp_path_factory: pytest.TempPathFactory) -> Parser:
     if CC is None:
         pytest.fail("no C compiler found (cc, gcc or clang-19); .ci/setup installs clang-19")
     work = tmp_path_factory.mktemp("hdr")
@@ -63,7 +67,7 @@ def parser(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.parametrize("vec", VECTORS["valid"], ids=lambda v: v["name"])
-def test_header_parses_valid_vectors(parser, vec: dict) -> None:
+def test_header_parses_valid_vectors(parser: Parser, vec: dict[str, Any]) -> None:
     f = vec["fields"]
     status, (seq, ts, imp, exp), flags, ident = parser(bytes.fromhex(vec["bytes_hex"]))
     assert status == (8 if f["meter_error"] else 0)
@@ -73,6 +77,6 @@ def test_header_parses_valid_vectors(parser, vec: dict) -> None:
 
 
 @pytest.mark.parametrize("vec", VECTORS["invalid"], ids=lambda v: v["name"])
-def test_header_refuses_invalid_vectors_with_the_same_cause(parser, vec: dict) -> None:
+def test_header_refuses_invalid_vectors_with_the_same_cause(parser: Parser, vec: dict[str, Any]) -> None:
     status, *_ = parser(bytes.fromhex(vec["bytes_hex"]))
     assert status == STATUS_FOR_CODE[vec["error"]]

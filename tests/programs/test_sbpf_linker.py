@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import pytest
 from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import Section, SymbolTableSection
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
@@ -81,23 +83,33 @@ def test_output_is_an_sbpf_v0_shared_object(compile_c: Compile) -> None:
         if sec["sh_flags"] & 0x2:
             assert sec["sh_addr"] == sec["sh_offset"], sec.name
     assert [seg["p_type"] for seg in elf.iter_segments()] == ["PT_LOAD", "PT_DYNAMIC"]
-    dynsym = {s.name: s for s in elf.get_section_by_name(".dynsym").iter_symbols()}
+    symbols = _section(elf, ".dynsym")
+    assert isinstance(symbols, SymbolTableSection)
+    dynsym = {s.name: s for s in symbols.iter_symbols()}
     assert dynsym["entrypoint"]["st_value"] == elf["e_entry"]
     assert {"sol_log_", "sol_memcpy_"} <= set(dynsym)
     assert "pick" not in dynsym  # internal calls are relative, not dynamic
-    relocs = list(elf.get_section_by_name(".rel.dyn").iter_relocations())
+    rel_dyn = _section(elf, ".rel.dyn")
+    assert isinstance(rel_dyn, RelocationSection)
+    relocs = list(rel_dyn.iter_relocations())
     types = {r["r_info_type"] for r in relocs}
     assert types == {R_BPF_64_RELATIVE, R_BPF_64_32}
-    text = elf.get_section_by_name(".text")
+    text = _section(elf, ".text")
     for r in relocs:
         insn = so[r["r_offset"]]
         assert text["sh_offset"] <= r["r_offset"] < text["sh_offset"] + text["sh_size"]
         assert insn == (0x18 if r["r_info_type"] == R_BPF_64_RELATIVE else 0x85)
     # The pointer table in .rodata was resolved in place to the loaded address of the strings.
-    rodata = elf.get_section_by_name(".rodata")
+    rodata = _section(elf, ".rodata")
     words = struct.unpack_from("<3Q", so, rodata["sh_offset"] + _find_table(so, rodata))
     assert all(0x1_0000_0000 + rodata["sh_offset"] <= w < 0x1_0000_0000 + len(so) for w in words)
     assert so[words[1] - 0x1_0000_0000 : words[1] - 0x1_0000_0000 + 3] == b"one"
+
+
+def _section(elf: ELFFile, name: str) -> Section:
+    section = elf.get_section_by_name(name)
+    assert section is not None, f"no {name} section"
+    return section
 
 
 def _find_table(so: bytes, rodata: object) -> int:
