@@ -21,12 +21,13 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as paho
 from pydantic import Field, field_validator
 
 from gateway.keys import DeviceKey
-from gateway.outbox import Outbox, OutboxRow
+from gateway.outbox import COUNTER_BITS, Outbox, OutboxRow
 from gridtokenx import __version__
 from gridtokenx.batch import (
     TOPIC_ROOT,
@@ -99,8 +100,9 @@ class ReadingPublisher:
     """Owns the MQTT connection of the gateway. :meth:`run` until cancelled; :meth:`notify` after
     new readings were committed."""
 
-    def __init__(self, settings: MqttSettings, outbox: Outbox, key: DeviceKey) -> None:
+    def __init__(self, settings: MqttSettings, outbox: Outbox, key: DeviceKey, epoch_path: Path | None = None) -> None:
         self.settings = settings
+        self.epoch_path = epoch_path
         self.outbox = outbox
         self.key = key
         self.stats = PublisherStats()
@@ -296,11 +298,17 @@ class ReadingPublisher:
             while not self._acks.empty() and len(acks) < 64:
                 acks.append(self._acks.get_nowait())
             keys: list[tuple[str, int]] = []
+            conflict = False
             for ack in acks:
                 for r in ack.results:
                     keys.append((r.meter_id, r.seq))
                     if r.status is AckStatus.REJECTED:
                         self._log_rejection(r.meter_id, r.seq, r.reason or "unspecified")
+                        conflict |= r.reason == "seq_conflict" and r.seq >> COUNTER_BITS == self.outbox.epoch
+            if conflict and self.epoch_path is not None:
+                await self.outbox.new_epoch(
+                    self.epoch_path, "the backend already holds other readings under this epoch's sequence numbers"
+                )
             # Commit first, then free the window: a crash in between only means a resend.
             removed = await self.outbox.remove(keys)
             log.debug("ack of %d readings removed %d from the outbox", len(keys), removed)

@@ -475,6 +475,26 @@ class Outbox:
         rows = await self._db.execute_fetchall("SELECT meter_id, MAX(seq) FROM outbox GROUP BY meter_id")
         return dict(rows)  # type: ignore[arg-type]
 
+    async def new_epoch(self, epoch_path: Path, reason: str) -> int:
+        """Continue in a fresh epoch (counters restart at 0 under a higher high part). Used when the
+        backend reports ``seq_conflict`` for the current epoch: numbers this box believes unused were
+        used before (its epoch file and outbox were both lost), so leave that range for good."""
+        async with self._lock:
+            epoch = max(self.epoch, read_epoch(epoch_path)) + 1
+            write_epoch(epoch_path, epoch)
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                await self._db.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (epoch,))
+                await self._db.execute("DELETE FROM counters")
+                await self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback()
+                raise _translate(exc, self.path, "starting a new epoch") from exc
+            self.epoch = epoch
+            self._counters.clear()
+        log.warning("outbox %s: sequence epoch %d started (%s)", self.path, epoch, reason)
+        return epoch
+
     # -- public, serialised ------------------------------------------------------------------------
 
     async def append(self, samples: Sequence[MeterSample], sign: Callable[[Reading], SignedReading]) -> int:

@@ -95,7 +95,7 @@ class GatewayService:
         epoch_path = self.epoch_path or self.key.path.with_name(self.key.path.name + ".epoch")
         async with await Outbox.open(self.outbox_settings, epoch_path) as outbox:
             self.outbox = outbox
-            publisher = ReadingPublisher(self.mqtt_settings, outbox, self.key)
+            publisher = ReadingPublisher(self.mqtt_settings, outbox, self.key, epoch_path)
             writer = OutboxWriter(outbox, self.key.sign, self.buffer, on_stored=publisher.notify)
             self.publisher, self.writer = publisher, writer
             log.info(

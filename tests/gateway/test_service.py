@@ -63,3 +63,44 @@ def _count(storage: object, n: int = 1000):  # type: ignore[no-untyped-def]
 
 async def _zero(service: GatewayService) -> bool:
     return service.outbox is not None and service.outbox.pending == 0
+
+
+async def test_a_gateway_that_lost_all_its_state_moves_to_a_new_epoch_on_conflict(
+    tmp_path: Path, broker: Mosquitto, pg_url: str
+) -> None:
+    """Epoch file and outbox both lost: the first readings reuse numbers the backend holds. The backend
+    quarantines them as seq_conflict; the gateway leaves that epoch and the rest are stored normally."""
+    key = generate_key(tmp_path / "device.key")
+    async with await open_storage(pg_url) as storage:
+        await storage.add_gateway("gw-1", key.public_key)
+    async with running_backend(pg_url, broker.port) as (storage, _, _):
+        for life, rounds in ((1, 20), (2, 40)):
+            if life == 2:  # wipe the box's state but keep its key
+                for name in ("o.db", "o.db-wal", "o.db-shm", "device.key.epoch"):
+                    (tmp_path / name).unlink(missing_ok=True)
+            service = GatewayService(
+                key=key,
+                mqtt=_mqtt(broker.port),
+                outbox=OutboxSettings(path=tmp_path / "o.db"),
+                samples=samples(meters=1, rounds=rounds, start_ms=1_760_000_000_000 + life * 10**7, period_s=0.02),
+            )
+            task = asyncio.create_task(service.run())
+            await service.ready.wait()
+            await wait_for(lambda s=service, n=rounds: _drained(s, n), 30, f"life {life} drained")
+            service.stop()
+            await task
+        assert service.outbox is not None and service.outbox.epoch == 2
+        conflicts = (await storage.quarantine_counts()).get("seq_conflict", 0)
+        assert 0 < conflicts < 40
+        rows = await storage.readings("gw-1")
+        assert len(rows) == 20 + 40 - conflicts
+        assert sum(1 for r in rows if r.seq >> 40 == 2) == 40 - conflicts
+
+
+async def _drained(service: GatewayService, n: int) -> bool:
+    return (
+        service.writer is not None
+        and service.writer.stored == n
+        and service.outbox is not None
+        and (service.outbox.pending == 0)
+    )
