@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.keys import DeviceKeyError, generate_key
-
 EXIT_USAGE = 2
 
 
@@ -23,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gateway.keys import DeviceKeyError, generate_key  # here: `gateway --help` stays quick
+
     try:
         key = generate_key(args.out)
     except DeviceKeyError as exc:
