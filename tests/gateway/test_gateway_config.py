@@ -39,6 +39,16 @@ def test_shipped_example_is_valid() -> None:
     assert [m.value for m in heatpump.measurements or ()] == ["import_energy", "export_energy", "power_total"]
 
 
+def test_example_delivery_sections_validate_as_the_daemon_reads_them() -> None:
+    from gateway.cli_run import resolve_sections
+
+    sections = resolve_sections(load_config(EXAMPLE))
+    assert sections.mqtt.gateway_id == "gw-bangkok-01"  # taken from [gateway] id
+    assert sections.mqtt.port == 8883 and sections.mqtt.tls is not None
+    assert sections.outbox.max_bytes == 64 * 1024 * 1024
+    assert str(sections.key.path) == "/var/lib/gridtokenx/device.key"
+
+
 def test_defaults() -> None:
     config = parse_config(MINIMAL)
     bus = config.bus[0]
