@@ -266,7 +266,7 @@ class MintingWorker:
             self.stats.chain_retries += 1
             wait = state.next_action.sleep if state.next_action is not None else 0.0
             exc = state.outcome.exception() if state.outcome is not None else None
-            log.warning("minting: chain unreachable (%s): %s; retrying in %.1f s", what, exc, wait)
+            log.warning("minting: chain unreachable (%s): %s; retrying in %.2f s", what, exc, wait)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
