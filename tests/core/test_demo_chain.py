@@ -1,0 +1,85 @@
+"""The demo's chain step over a small backend database of genuinely signed, ingested readings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from nacl.signing import SigningKey
+
+from backend.ingest import Ingest
+from backend.storage import open_storage
+from gridtokenx.batch import AckStatus, encode_batch
+from gridtokenx.demo_chain import PRICE, Balances, settle_and_trade
+from gridtokenx.reading import Reading, sign
+from programs.trading import client as trading
+
+pytestmark = pytest.mark.chain
+
+GW = "gw-demo"
+KEY = SigningKey(b"\x33" * 32)
+T0 = 1_764_072_000_000
+WH = 10**6
+
+
+async def _database(tmp_path: Path, readings: list[Reading]) -> str:
+    url = f"sqlite:///{tmp_path}/backend.db"
+    async with await open_storage(url) as storage:
+        await storage.add_gateway(GW, bytes(KEY.verify_key))
+        ingest = Ingest(storage)
+        ack = await ingest.handle(GW, encode_batch(GW, "b1", 1, [(r, sign(r, KEY)) for r in readings]))
+        ingest.close()
+    assert ack is not None and {r.status for r in ack.results} == {AckStatus.STORED}
+    return url
+
+
+def _series(meter: str, n: int, import_step: int, export_step: int, *,
+            start: tuple[int, int] = (0, 0)) -> list[Reading]:
+    return [Reading(meter, s, T0 + s * 1_000, start[0] + import_step * s, start[1] + export_step * s, power_w=-100)
+            for s in range(1, n + 1)]
+
+
+async def test_surplus_is_minted_sold_and_every_balance_adds_up(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readings = [
+        *_series("house-main", 6, 30, 10, start=(2_000, 100)),  # imports more than it exports
+        *_series("pv-inverter", 6, 1, 700),  # latest: import 6, export 4200
+        *_series("flat-1", 4, 2, 120),  # latest: import 8, export 480
+        Reading("flat-1", 5, T0 + 5_000, 10, 9_999, meter_error=True),  # never credited
+    ]
+    url = await _database(tmp_path, readings)
+    result = await settle_and_trade(url, GW, bytes(KEY.verify_key), ["house-main", "pv-inverter", "flat-1", "flat-2"])
+
+    assert result.minted == {"house-main": 0, "pv-inverter": 4_194 * WH, "flat-1": 472 * WH}
+    assert result.settled_seq == {"house-main": 6, "pv-inverter": 6, "flat-1": 4}
+    assert result.seller_meter == "pv-inverter" and result.offered == 2_097 * WH
+    amount = 2_097 * WH // 2
+    cost = -(-amount * PRICE // 10**9)  # rounded up for the seller
+    fee = cost * 25 // 10_000
+    assert result.trade is not None
+    assert (result.trade.amount, result.trade.price, result.trade.cost, result.trade.fee) == (amount, PRICE, cost, fee)
+    assert (cost, fee) == (3_669_750, 9_174)  # 1.0485 kWh at 3.50 THBC = 3.66975 THBC, 0.25 % of it
+    assert result.balances == Balances(
+        seller_grid=4_194 * WH - 2_097 * WH,
+        seller_thbc=cost - fee,
+        consumer_grid=amount,
+        consumer_thbc=1_000 * 10**6 - cost,
+        fee_thbc=fee,
+        escrow_grid=2_097 * WH - amount,
+    )
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines and all(line.startswith("  chain: ") for line in lines), out
+    assert "pv-inverter  seq      6 settled → 4.194 kWh GRID minted" in out
+    assert "flat-2       no good reading to settle" in out
+    assert "TradeExecuted: 1.048 kWh for 3.669750 THBC (fee 0.009174 THBC)" in out
+    assert result.trade.remaining == 2_097 * WH - amount and result.trade.timestamp > 1_700_000_000
+    assert trading.trade_cost(amount, PRICE) == cost
+
+
+async def test_without_surplus_nothing_is_offered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = await _database(tmp_path, _series("flat-2", 3, 50, 5))
+    result = await settle_and_trade(url, GW, bytes(KEY.verify_key), ["flat-2"])
+    assert result.minted == {"flat-2": 0} and result.settled_seq == {"flat-2": 3}
+    assert (result.seller_meter, result.trade, result.balances) == (None, None, None)
+    assert "nothing to sell" in capsys.readouterr().out
