@@ -110,6 +110,8 @@ class MeterSettlement:
     minted: int  # GRID base units (10**9 per kWh); 0 for already_settled
     signature: str | None  # the transaction, when this worker's one landed
     refusal: str | None = None  # the program's error name, for already_settled
+    net_wh: int = 0  # the reading's lifetime net generation, export - import (GRID is minted above the mark)
+    passed_over: int = 0  # newer readings flagged METER_ERROR that were not sent
 
     @property
     def minted_wh(self) -> int:
@@ -154,6 +156,12 @@ class _Candidate:
     meter_id: str
     seq: int
     signed: SignedReading
+    passed_over: int  # newer readings carrying METER_ERROR
+
+    @property
+    def net_wh(self) -> int:
+        reading = self.signed.reading
+        return reading.export_wh - reading.import_wh
 
 
 class MintingWorker:
@@ -242,7 +250,15 @@ class MintingWorker:
             )
             if rows:
                 seq, data, signature = rows[0]
-                out.append(_Candidate(gateway_id, meter_id, int(seq), SignedReading(bytes(data), bytes(signature))))
+                flagged = await self.storage.fetch(
+                    "SELECT count(*) FROM readings WHERE gateway_id = $1 AND meter_id = $2 AND seq > $3 "
+                    f"AND (flags & {int(Flags.METER_ERROR)}) <> 0",
+                    gateway_id,
+                    meter_id,
+                    int(seq),
+                )
+                out.append(_Candidate(gateway_id, meter_id, int(seq), SignedReading(bytes(data), bytes(signature)),
+                                      int(flagged[0][0])))
         return out
 
     async def _record(self, s: MeterSettlement) -> None:
@@ -316,7 +332,7 @@ class MintingWorker:
                                         lambda: self.chain.send_transaction(ixs, [self.relayer]))
         if result.failure is None:
             settled = MeterSettlement(c.gateway_id, c.meter_id, c.seq, Outcome.MINTED, _minted(result, where),
-                                      str(result.signature))
+                                      str(result.signature), None, c.net_wh, c.passed_over)
             await self._record(settled)
             summary.settled[c.meter_id] = settled
             self.stats.settled += 1
@@ -326,7 +342,8 @@ class MintingWorker:
             return
         name = _failure_name(result.failure)
         if name in _ALREADY_SETTLED:
-            done = MeterSettlement(c.gateway_id, c.meter_id, c.seq, Outcome.ALREADY_SETTLED, 0, None, name)
+            done = MeterSettlement(c.gateway_id, c.meter_id, c.seq, Outcome.ALREADY_SETTLED, 0, None, name, c.net_wh,
+                                   c.passed_over)
             await self._record(done)
             summary.already_settled[c.meter_id] = done
             self.stats.already_settled += 1

@@ -105,7 +105,8 @@ async def settle_and_trade(db_url: str, gateway_id: str, gateway_public_key: byt
 
     seller_meter = max(minted, key=lambda m: (minted[m], m), default=None)
     if seller_meter is None or minted[seller_meter] < 2:
-        _say("no meter exported more than it imported: nothing to sell")
+        _say("no GRID to sell: GRID is minted only for lifetime net generation (export - import) above a "
+             "meter's settled mark, which starts at 0")
         return ChainDemoResult(minted, settled_seq, None, 0, None, None)
     seller, meter = owners[seller_meter]
     trade, offered, balances = await _trade(chain, deployment, seller, meter, minted[seller_meter])
@@ -114,9 +115,11 @@ async def settle_and_trade(db_url: str, gateway_id: str, gateway_public_key: byt
 
 def _report_minting(summary: MintingSummary, meter_ids: Sequence[str]) -> None:
     for meter_id, s in sorted(summary.settled.items()):
-        _say(f"{meter_id:<12} seq {s.seq:>6} settled → {_kwh(s.minted)} GRID minted")
+        flagged = f" ({s.passed_over} newer readings flagged METER_ERROR not credited)" if s.passed_over else ""
+        _say(f"{meter_id:<12} seq {s.seq} settled: export - import {s.net_wh:+} Wh → {_kwh(s.minted)} GRID "
+             f"minted{flagged}")
     for meter_id, s in sorted(summary.already_settled.items()):
-        _say(f"{meter_id:<12} seq {s.seq:>6} already settled ({s.refusal})")
+        _say(f"{meter_id:<12} seq {s.seq} already settled ({s.refusal})")
     for meter_id, name in sorted(summary.refused.items()):
         _say(f"{meter_id:<12} refused by the chain: {name}")
     for meter_id, reason in sorted(summary.skipped.items()):

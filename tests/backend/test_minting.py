@@ -155,6 +155,7 @@ async def test_latest_meter_error_reading_is_passed_over(storage: Storage, world
                   _reading("flaky", 3, 0, 5_000, meter_error=True))
     summary = await _worker(storage, world).run_once()
     assert {m: (s.seq, s.minted) for m, s in summary.settled.items()} == {"flaky": (2, 900 * WH)}
+    assert (summary.settled["flaky"].passed_over, summary.settled["flaky"].net_wh) == (1, 900)
     assert await world.grid(meter) == 900 * WH
     # Only meter-error readings newer than the settlement: nothing to do.
     await _ingest(storage, _reading("flaky", 4, 0, 6_000, meter_error=True))

@@ -70,7 +70,9 @@ async def test_surplus_is_minted_sold_and_every_balance_adds_up(
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.strip()]
     assert lines and all(line.startswith("  chain: ") for line in lines), out
-    assert "pv-inverter  seq      6 settled → 4.194 kWh GRID minted" in out
+    assert "pv-inverter  seq 6 settled: export - import +4194 Wh → 4.194 kWh GRID minted\n" in out
+    assert "flat-1       seq 4 settled: export - import +472 Wh → 0.472 kWh GRID minted (1 newer readings" in out
+    assert "house-main   seq 6 settled: export - import -2020 Wh → 0.000 kWh GRID minted" in out
     assert "flat-2       no good reading to settle" in out
     assert "TradeExecuted: 1.048 kWh for 3.669750 THBC (fee 0.009174 THBC)" in out
     assert result.trade.remaining == 2_097 * WH - amount and result.trade.timestamp > 1_700_000_000
@@ -82,4 +84,4 @@ async def test_without_surplus_nothing_is_offered(tmp_path: Path, capsys: pytest
     result = await settle_and_trade(url, GW, bytes(KEY.verify_key), ["flat-2"])
     assert result.minted == {"flat-2": 0} and result.settled_seq == {"flat-2": 3}
     assert (result.seller_meter, result.trade, result.balances) == (None, None, None)
-    assert "nothing to sell" in capsys.readouterr().out
+    assert "no GRID to sell" in capsys.readouterr().out
