@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,8 +53,10 @@ class StorageError(Exception):
         self.transient = transient
 
 
-@dataclass(frozen=True, slots=True)
-class ReadingRow:
+class ReadingRow(NamedTuple):
+    """One verified reading as stored. A named tuple: ingest makes one per reading on its hot path,
+    and the columns of a batch are a plain ``zip(*rows)``."""
+
     gateway_id: str
     meter_id: str
     seq: int
@@ -337,27 +339,7 @@ class PostgresStorage(Storage):
     async def insert_readings(self, rows: Sequence[ReadingRow]) -> set[tuple[str, int]]:
         if not rows:
             return set()
-        cols = list(
-            zip(
-                *(
-                    (
-                        r.gateway_id,
-                        r.meter_id,
-                        r.seq,
-                        r.timestamp_ms,
-                        r.import_wh,
-                        r.export_wh,
-                        r.power_w,
-                        r.flags,
-                        r.data,
-                        r.signature,
-                        r.received_ms,
-                    )
-                    for r in rows
-                ),
-                strict=True,
-            )
-        )
+        cols = list(zip(*rows, strict=True))  # ReadingRow fields are in _READING_COLUMNS order
         result = await self._run(
             "fetch",
             f"INSERT INTO readings ({_READING_COLUMNS}) "
@@ -448,24 +430,7 @@ class SqliteStorage(Storage):
         await self._guard(self._db.execute("BEGIN IMMEDIATE"))
         try:
             for r in rows:
-                got = await self._guard(
-                    self._db.execute_fetchall(
-                        sql,
-                        (
-                            r.gateway_id,
-                            r.meter_id,
-                            r.seq,
-                            r.timestamp_ms,
-                            r.import_wh,
-                            r.export_wh,
-                            r.power_w,
-                            r.flags,
-                            r.data,
-                            r.signature,
-                            r.received_ms,
-                        ),
-                    )
-                )
+                got = await self._guard(self._db.execute_fetchall(sql, tuple(r)))
                 inserted.update((g[0], g[1]) for g in got)
             await self._guard(self._db.execute("COMMIT"))
         except BaseException:
