@@ -145,7 +145,17 @@ def _wait_port(port: int, name: str, stack: _Stack, timeout: float = 10.0) -> No
     raise DemoError(f"{name} is not listening on port {port}")
 
 
-def _gateway_config(workdir: Path, *, tcp_port: int, serial: str, broker_port: int, interval: float) -> Path:
+def _gateway_config(
+    workdir: Path, *, tcp_port: int, serial: str, broker_port: int, interval: float, speedup: float
+) -> Path:
+    from gateway.models import get_model
+
+    def bound(model: str) -> str:
+        # The simulator compresses time `speedup`-fold, so per wall-clock second its counters rise that
+        # much faster than a real meter's could; the plausibility bound scales with it, or every reading
+        # after the first would be flagged METER_ERROR (and never minted).
+        return f"max_power_w = {int(get_model(model).rated_power_w * max(1.0, speedup))}"
+
     path = workdir / "gateway.toml"
     path.write_text(
         f"""# Written by `gridtokenx demo`; the commented reference is systemd/gateway.example.toml.
@@ -172,6 +182,7 @@ model = "sdm630"
 unit = 1
 bus = "lan"
 interval = {interval}
+{bound("sdm630")}
 
 [[meter]]
 id = "pv-inverter"
@@ -179,6 +190,7 @@ model = "sunspec"
 unit = 2
 bus = "lan"
 interval = {interval}
+{bound("sunspec")}
 
 [[meter]]
 id = "flat-1"
@@ -186,6 +198,7 @@ model = "sdm120"
 unit = 1
 bus = "rs485"
 interval = {interval}
+{bound("sdm120")}
 
 [[meter]]
 id = "flat-2"
@@ -193,6 +206,7 @@ model = "sdm120"
 unit = 2
 bus = "rs485"
 interval = {interval}
+{bound("sdm120")}
 
 # Configured but not on the line: the gateway marks it offline and the others never wait for it.
 [[meter]]
@@ -201,6 +215,7 @@ model = "sdm120"
 unit = 3
 bus = "rs485"
 interval = {interval}
+{bound("sdm120")}
 offline_after = 1
 
 [mqtt]
@@ -218,8 +233,8 @@ path = "{workdir}/gateway/device.key"
     return path
 
 
-async def _report(db_url: str, *, final: bool) -> tuple[dict[str, list[int]], int]:
-    """Per meter: its stored sequence numbers; and how many readings are quarantined."""
+async def _report(db_url: str, *, final: bool) -> tuple[dict[str, list[int]], int, int]:
+    """Per meter: its stored sequence numbers; how many readings are quarantined; how many flagged."""
     from backend.storage import open_storage
     from gridtokenx.reading import decode
 
@@ -232,13 +247,15 @@ async def _report(db_url: str, *, final: bool) -> tuple[dict[str, list[int]], in
     by_meter: dict[str, list[int]] = {}
     latest: dict[str, tuple[int, int, int, int | None]] = {}
     first: dict[str, tuple[int, int]] = {}
+    flagged = 0
     for row in rows:
         reading = decode(row.data)
+        flagged += reading.meter_error
         by_meter.setdefault(reading.meter_id, []).append(reading.seq)
         first.setdefault(reading.meter_id, (reading.import_wh, reading.export_wh))
         latest[reading.meter_id] = (reading.seq, reading.import_wh, reading.export_wh, reading.power_w)
     heading = "final" if final else "so far"
-    print(f"  backend holds {len(rows)} verified readings ({heading}), {quarantined} quarantined")
+    print(f"  backend holds {len(rows)} verified readings ({heading}), {flagged} flagged, {quarantined} quarantined")
     for meter in sorted(by_meter):
         _, imp, exp, power = latest[meter]
         imp0, exp0 = first[meter]
@@ -247,7 +264,7 @@ async def _report(db_url: str, *, final: bool) -> tuple[dict[str, list[int]], in
             f"    {meter:<12} {len(by_meter[meter]):>5} readings  import {imp:>10} Wh (+{imp - imp0})"
             f"  export {exp:>10} Wh (+{exp - exp0})  {power_text}"
         )
-    return by_meter, quarantined
+    return by_meter, quarantined, flagged
 
 
 @contextlib.contextmanager
@@ -303,7 +320,8 @@ def run(args: argparse.Namespace) -> int:
                      "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker_port)),
             )
             config = _gateway_config(
-                workdir, tcp_port=int(tcp.group(1)), serial=gateway_tty, broker_port=broker_port, interval=args.interval
+                workdir, tcp_port=int(tcp.group(1)), serial=gateway_tty, broker_port=broker_port,
+                interval=args.interval, speedup=args.speedup,
             )
             stack.start("gateway", _cli("gateway", "run", "--config", str(config)))
             print(f"demo: gateway running ({config}); logs in {workdir}/*.log\n")
@@ -317,16 +335,16 @@ def run(args: argparse.Namespace) -> int:
             gateway_rc = gateway.stop()
             time.sleep(1.0)
             print("\ndemo: gateway stopped; what the backend holds:")
-            by_meter, quarantined = asyncio.run(_report(db_url, final=True))
+            by_meter, quarantined, flagged = asyncio.run(_report(db_url, final=True))
         except DemoError as exc:
             print(f"demo: {exc}", file=sys.stderr)
             return 1
         finally:
             stack.stop_all()
-    return _verdict(by_meter, quarantined, gateway_rc)
+    return _verdict(by_meter, quarantined, flagged, gateway_rc)
 
 
-def _verdict(by_meter: dict[str, list[int]], quarantined: int, gateway_rc: int) -> int:
+def _verdict(by_meter: dict[str, list[int]], quarantined: int, flagged: int, gateway_rc: int) -> int:
     problems = []
     for meter in ("house-main", "pv-inverter", "flat-1", "flat-2"):
         seqs = by_meter.get(meter, [])
@@ -338,6 +356,8 @@ def _verdict(by_meter: dict[str, list[int]], quarantined: int, gateway_rc: int) 
         problems.append("flat-3 is not on the bus, yet readings arrived for it")
     if quarantined:
         problems.append(f"{quarantined} readings were quarantined")
+    if flagged:
+        problems.append(f"{flagged} readings were flagged implausible (METER_ERROR)")
     if gateway_rc != 0:
         problems.append(f"the gateway exited with {gateway_rc}")
     if problems:
