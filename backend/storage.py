@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -137,6 +137,7 @@ _SCHEMA = [
 _READING_COLUMNS = (
     "gateway_id, meter_id, seq, timestamp_ms, import_wh, export_wh, power_w, flags, data, signature, received_ms"
 )
+_READING_COLUMN_LIST = _READING_COLUMNS.split(", ")  # the order of ReadingRow's fields
 
 
 def _now_ms() -> int:
@@ -311,11 +312,17 @@ class PostgresStorage(Storage):
         return cls(pool, _redact(url))
 
     async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        async def call(conn: Any) -> Any:
+            return await getattr(conn, method)(sql, *args)
+
+        return await self._with_connection(call)
+
+    async def _with_connection(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
         import asyncpg
 
         try:
             async with self._pool.acquire() as conn:
-                return await getattr(conn, method)(sql, *args)
+                return await work(conn)
         except (
             OSError,
             asyncpg.PostgresConnectionError,
@@ -339,16 +346,25 @@ class PostgresStorage(Storage):
     async def insert_readings(self, rows: Sequence[ReadingRow]) -> set[tuple[str, int]]:
         if not rows:
             return set()
-        cols = list(zip(*rows, strict=True))  # ReadingRow fields are in _READING_COLUMNS order
-        result = await self._run(
-            "fetch",
-            f"INSERT INTO readings ({_READING_COLUMNS}) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], "
-            "$7::integer[], $8::integer[], $9::bytea[], $10::bytea[], $11::bigint[]) "
-            "ON CONFLICT DO NOTHING RETURNING meter_id, seq",
-            *cols,
-        )
-        return {(r[0], r[1]) for r in result}
+
+        # COPY into a per-session temporary table, then one INSERT … ON CONFLICT DO NOTHING RETURNING:
+        # asyncpg's binary COPY encodes a batch at a fraction of the cost of eleven array parameters
+        # (whose elements it type-checks one by one), and the conflict handling stays in one statement.
+        async def work(conn: Any) -> set[tuple[str, int]]:
+            async with conn.transaction():
+                await conn.execute(
+                    "SET LOCAL client_min_messages = warning; "
+                    "CREATE TEMP TABLE IF NOT EXISTS incoming_readings (LIKE readings) ON COMMIT DELETE ROWS"
+                )
+                await conn.copy_records_to_table("incoming_readings", records=rows, columns=_READING_COLUMN_LIST)
+                result = await conn.fetch(
+                    f"INSERT INTO readings ({_READING_COLUMNS}) SELECT {_READING_COLUMNS} FROM incoming_readings "
+                    "ON CONFLICT DO NOTHING RETURNING meter_id, seq"
+                )
+            return {(r[0], r[1]) for r in result}
+
+        inserted: set[tuple[str, int]] = await self._with_connection(work)
+        return inserted
 
     async def existing_data(self, gateway_id: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
         if not keys:
