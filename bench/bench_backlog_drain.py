@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -31,6 +32,21 @@ from gateway.service import GatewayService
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import temp_database
 from tests.support.processes import Proc, backend_cmd, write_backend_config
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, over all cores."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(values) / _TICK
+    return total - (values[3] + values[4]) / _TICK, total
 
 
 async def fill(outbox: Outbox, key, meters: int, seconds: int) -> float:  # type: ignore[no-untyped-def]
@@ -85,6 +101,9 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
                 ack_timeout_s=30,
             )
             service = GatewayService(key=key, mqtt=mqtt, outbox=settings)
+            pids = {"backend": backend.proc.pid, "gateway (this process)": os.getpid(), "mosquitto": broker.proc.pid}
+            cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+            busy_before = machine_busy_s()
             start = time.perf_counter()
             task = asyncio.create_task(service.run())
             await service.ready.wait()
@@ -99,6 +118,8 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
                 if time.perf_counter() - start > args.limit_s:
                     raise SystemExit(f"not drained within {args.limit_s} s; see {backend.log_path}")
             elapsed = time.perf_counter() - start
+            cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
+            busy = [after - before for after, before in zip(machine_busy_s(), busy_before, strict=True)]
             service.stop()
             await task
             async with await open_storage(url) as storage:
@@ -107,6 +128,13 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
             print(
                 f"drained: {total} readings in {elapsed:.1f} s = {total / elapsed:,.0f} readings/s end to end "
                 f"(backend stored {stored}; {stats.messages_sent} messages, {stats.readings_resent} resent)"
+            )
+            # Where the CPU went during the drain (PostgreSQL and anything else running on the machine
+            # are the rest of "machine busy"), in microseconds per reading.
+            parts = ", ".join(f"{name} {sec:.1f} s ({sec / total * 1e6:.0f} us/reading)" for name, sec in cpu.items())
+            print(
+                f"CPU during the drain: {parts}; machine busy {busy[0]:.1f} of {busy[1]:.1f} core-seconds "
+                f"({os.cpu_count()} cores)"
             )
             assert stored == total, f"backend holds {stored} of {total}"
         finally:
