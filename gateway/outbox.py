@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, NamedTuple, Self
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
@@ -116,8 +116,9 @@ class OutboxSchemaError(OutboxError):
     """The database was written by a newer version of this software."""
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
+class OutboxRow(NamedTuple):
+    """One stored reading. A named tuple: the publisher reads them by the hundred per message."""
+
     id: int
     meter_id: str
     seq: int
@@ -428,7 +429,7 @@ class Outbox:
             )
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, "reading the backlog") from exc
-        return [OutboxRow(*r) for r in rows]
+        return list(map(OutboxRow._make, rows))
 
     async def _fetch_ids_locked(self, ids: Sequence[int]) -> list[OutboxRow]:
         """The rows with these ids that still exist (acknowledged or thinned ones are gone)."""
@@ -441,7 +442,7 @@ class Outbox:
                     f"WHERE id IN ({','.join('?' * len(chunk))}) ORDER BY id",
                     tuple(chunk),
                 )
-                out.extend(OutboxRow(*r) for r in rows)
+                out.extend(map(OutboxRow._make, rows))
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, "reading the backlog") from exc
         return out
