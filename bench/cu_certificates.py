@@ -3,7 +3,8 @@
     python bench/cu_certificates.py          # prints the table
     await measure()  # {instruction: CU}; bench/bench_compute_units.py runs them all
 
-A meter's settled generation is produced first through the real registry and energy-token programs.
+A meter's settled generation is produced first through the real registry and energy-token programs: its
+baseline reading, then one reading with 10,000 Wh more (only generation above the baseline is certified).
 "Issue (first)" also creates the meter's certification mark; later issues only update it.
 """
 
@@ -51,15 +52,17 @@ async def measure() -> dict[str, int]:
     grid = await bootstrap(chain, admin, REGISTRY_ID, ENERGY_ID, mint=Keypair.from_seed(bytes([4]) * 32))
     meter_key = SigningKey(bytes(range(32)))
     meter = await register_active_meter(chain, grid, admin, owner, "SDM630-000042", bytes(meter_key.verify_key))
-    signed = sign(Reading("SDM630-000042", 1, NOW * 1000, 0, 10_000), meter_key)
-    _units(
-        await chain.send_transaction(
-            energy.settle_transaction(
-                ENERGY_ID, REGISTRY_ID, grid.mint, owner.pubkey(), signed, bytes(meter_key.verify_key)
-            ),
-            [owner],
+    # The baseline (the counters the meter arrived with), then 10,000 Wh generated since: certifiable.
+    for seq, export_wh in ((1, 50_000), (2, 60_000)):
+        signed = sign(Reading("SDM630-000042", seq, NOW * 1000 + seq, 0, export_wh), meter_key)
+        _units(
+            await chain.send_transaction(
+                energy.settle_transaction(
+                    ENERGY_ID, REGISTRY_ID, grid.mint, owner.pubkey(), signed, bytes(meter_key.verify_key)
+                ),
+                [owner],
+            )
         )
-    )
     send = chain.send_transaction
     cert = [certs.certificate_address(CERTS_ID, meter.address, i)[0] for i in range(4)]
     cu = {

@@ -56,7 +56,7 @@ async def measure() -> dict[str, int]:
         export_wh=600,
         settled_net_generation_wh=500,
     )
-    cu["record_settlement (direct)"] = _units(await send([ix], [settler]))
+    cu["record_settlement (direct, baseline)"] = _units(await send([ix], [settler]))
     ix = registry.set_meter_key(REGISTRY_ID, admin.pubkey(), meter, bytes([1]) * 32)
     cu["set_meter_key"] = _units(await send([ix], [admin]))
     # A never-settled meter handed to another registered user.

@@ -10,6 +10,10 @@ Mark        (PDA ["mark", meter], 56):  [0] 0x31, [8..40] meter, [40..48] certif
 Certificate (PDA ["cert", meter, index u64 LE], 128): [0] 0x32, [3] status, [4..6] revoke_reason u16,
             [8..40] meter, [40..72] holder, [72..80] index, [80..88] from_wh, [88..96] to_wh,
             [96..104] issued_at, [104..112] expires_at, [112..120] validated_at, [120..128] closed_at
+
+Positions (certified_up_to_wh, from_wh, to_wh) are Wh of settled net generation above the meter's
+baseline (registry Meter.generation_since_baseline_wh): the counters' history before the meter joined is
+never certifiable.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ Config (PDA ["config"], 104 bytes): [0] 0x20, [1] version, [2] bump, [3] authori
 authority and the registry's settlement authority).
 
 GRID: 9 decimals, 1 kWh = 1 GRID = 10**9 base units, so 1 Wh = 10**6 base units exactly.
+
+A meter's first accepted reading is its baseline: it mints nothing and sets the settled mark to its own
+export - import; later readings mint (export - import) - mark when positive (docs/programs/energy-token.md).
 """
 
 from __future__ import annotations

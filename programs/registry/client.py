@@ -7,12 +7,16 @@ Config  (PDA ["config"], 72 bytes):  [0] 0x10, [1] version, [2] bump, [8..40] au
                                      [40..72] settlement authority
 User    (PDA ["user", wallet], 48):  [0] 0x11, [1] version, [2] bump, [3] kind, [4..8] meter_count u32,
                                      [8..40] wallet, [40..48] registered_at i64
-Meter   (PDA ["meter", id16], 144):  [0] 0x12, [1] version, [2] bump, [3] status, [4] has_reading,
+Meter   (PDA ["meter", id16], 160):  [0] 0x12, [1] version, [2] bump, [3] status, [4] has_reading,
                                      [8..40] owner, [40..72] meter Ed25519 key, [72..88] meter id,
                                      [88..96] last_seq, [96..104] last_timestamp_ms,
                                      [104..112] last_import_wh, [112..120] last_export_wh,
                                      [120..128] settled_net_generation_wh i64, [128..136] registered_at i64,
-                                     [136..144] settlement_count
+                                     [136..144] settlement_count, [144..152] baseline_net_generation_wh i64,
+                                     [152..160] baseline_timestamp_ms
+
+A meter's first accepted reading is its baseline: it sets the settled mark to its own export - import and
+mints nothing (docs/programs/registry.md).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ __all__ = [
 
 CONFIG_SEED, USER_SEED, METER_SEED = b"config", b"user", b"meter"
 DISC_CONFIG, DISC_USER, DISC_METER = 0x10, 0x11, 0x12
-CONFIG_LEN, USER_LEN, METER_LEN = 72, 48, 144
+CONFIG_LEN, USER_LEN, METER_LEN = 72, 48, 160
 METER_ID_LEN = 16
 (IX_INITIALIZE, IX_REGISTER_USER, IX_REGISTER_METER, IX_SET_METER_STATUS, IX_RECORD_SETTLEMENT,
  IX_SET_METER_KEY, IX_REASSIGN_METER) = range(7)
@@ -163,15 +167,28 @@ class Meter:
     last_export_wh: int
     settled_net_generation_wh: int
     registered_at: int
-    settlement_count: int
+    settlement_count: int  # readings accepted, the baseline included
+    baseline_net_generation_wh: int  # export - import of the first accepted reading (never minted)
+    baseline_timestamp_ms: int  # that reading's timestamp; 0 before the baseline
+
+    @property
+    def has_baseline(self) -> bool:
+        """Whether a first reading has been accepted: until then the next one mints nothing."""
+        return self.settlement_count > 0
+
+    @property
+    def generation_since_baseline_wh(self) -> int:
+        """Net generation settled above the baseline: what has been minted (and may be certified)."""
+        return self.settled_net_generation_wh - self.baseline_net_generation_wh
 
     @classmethod
     def decode(cls, data: bytes) -> Meter:
         _check(data, DISC_METER, METER_LEN, "meter")
-        seq, ts, imp, exp, settled, registered, count = struct.unpack_from("<QQQQqqQ", data, 88)
+        seq, ts, imp, exp, settled, registered, count, baseline, baseline_ts = struct.unpack_from(
+            "<QQQQqqQqQ", data, 88)
         return cls(data[1], data[2], MeterStatus(data[3]), bool(data[4]), Pubkey.from_bytes(data[8:40]),
                    bytes(data[40:72]), bytes(data[72:88]).rstrip(b"\0").decode("ascii"), seq, ts, imp, exp,
-                   settled, registered, count)
+                   settled, registered, count, baseline, baseline_ts)
 
 
 async def fetch_meter(chain: Chain, program_id: Pubkey, meter_id: str | bytes) -> Meter | None:

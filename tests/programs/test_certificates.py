@@ -28,6 +28,7 @@ from programs.energy_token.bootstrap import (
     bootstrap,
     register_active_meter,
 )
+from programs.registry import client as registry
 
 pytestmark = pytest.mark.chain
 
@@ -71,13 +72,25 @@ class World:
         return certs.CertMark.decode(bytes(found.data))
 
 
-async def _settled_meter(chain: LiteSVMChain, grid: GridDeployment, admin: Keypair, owner: Keypair, meter_id: str,
-                         import_wh: int, export_wh: int) -> RegisteredMeter:
-    key = SigningKey(meter_id.encode().ljust(32, b"k"))
-    meter = await register_active_meter(chain, grid, admin, owner, meter_id, bytes(key.verify_key))
-    signed = sign(Reading(meter_id, 1, NOW * 1000, import_wh, export_wh), key)
+# A meter joins with years on its counters, more imported than exported: its baseline net is -70,000 Wh.
+LIFETIME_IMPORT_WH, LIFETIME_EXPORT_WH = 250_000, 180_000
+
+
+async def _settle(chain: LiteSVMChain, grid: GridDeployment, owner: Keypair, key: SigningKey, reading: Reading) -> None:
+    signed = sign(reading, key)
     ixs = energy.settle_transaction(ENERGY_ID, REGISTRY_ID, grid.mint, owner.pubkey(), signed, bytes(key.verify_key))
     (await chain.send_transaction(ixs, [owner])).raise_for_failure()
+
+
+async def _settled_meter(chain: LiteSVMChain, grid: GridDeployment, admin: Keypair, owner: Keypair, meter_id: str,
+                         import_wh: int, export_wh: int) -> RegisteredMeter:
+    """A meter whose baseline (its first reading: the lifetime counters) is settled, then a reading with
+    ``import_wh`` / ``export_wh`` more: it has ``export_wh - import_wh`` settled above its baseline."""
+    key = SigningKey(meter_id.encode().ljust(32, b"k"))
+    meter = await register_active_meter(chain, grid, admin, owner, meter_id, bytes(key.verify_key))
+    await _settle(chain, grid, owner, key, Reading(meter_id, 1, NOW * 1000, LIFETIME_IMPORT_WH, LIFETIME_EXPORT_WH))
+    await _settle(chain, grid, owner, key, Reading(meter_id, 2, NOW * 1000 + 60_000, LIFETIME_IMPORT_WH + import_wh,
+                                                   LIFETIME_EXPORT_WH + export_wh))
     return meter
 
 
@@ -147,11 +160,35 @@ async def test_double_certification_is_refused(world: World) -> None:
 
 async def test_issue_beyond_settled_generation_is_refused(world: World) -> None:
     _refused(await world.issue(0, 4_001), "ExceedsSettledGeneration")
-    # A consumer's meter has settled nothing (its net is negative).
+    # A consumer's meter has settled nothing since its baseline (it imported more).
     consumer = await funded(world.chain)
     meter = await _settled_meter(world.chain, world.grid, world.admin, consumer, "CONSUMER-1", 9_000, 1_000)
     ix = certs.issue(CERTS_ID, consumer.pubkey(), meter.address, 0, 1)
     _refused(await world.send(ix, consumer), "ExceedsSettledGeneration")
+
+
+async def test_the_baseline_is_never_certifiable(world: World) -> None:
+    # A meter that joined with 50,000 Wh of lifetime export and has settled only its baseline: its settled
+    # mark is 50,000 but none of it was generated under the registry.
+    key = SigningKey(b"B" * 32)
+    meter = await register_active_meter(world.chain, world.grid, world.admin, world.owner, "BASELINE-ONLY",
+                                        bytes(key.verify_key))
+    await _settle(world.chain, world.grid, world.owner, key, Reading("BASELINE-ONLY", 1, NOW * 1000, 0, 50_000))
+    found = await world.chain.get_account(meter.address)
+    assert found is not None
+    state = registry.Meter.decode(bytes(found.data))
+    assert (state.settled_net_generation_wh, state.baseline_net_generation_wh) == (50_000, 50_000)
+    ix = certs.issue(CERTS_ID, world.owner.pubkey(), meter.address, 0, 1)
+    _refused(await world.send(ix, world.owner), "ExceedsSettledGeneration")
+    # The fixture's meter: a consumer-heavy lifetime (baseline -70,000 Wh), 4,000 Wh generated since. Its
+    # lifetime net is still negative, yet those 4,000 Wh are certifiable; the mark starts at the baseline (0).
+    found = await world.chain.get_account(world.meter.address)
+    assert found is not None
+    state = registry.Meter.decode(bytes(found.data))
+    assert (state.baseline_net_generation_wh, state.settled_net_generation_wh) == (-70_000, -66_000)
+    assert state.generation_since_baseline_wh == 4_000
+    (await world.issue(0, 4_000)).raise_for_failure()
+    assert (await world.certificate(0)).from_wh == 0
 
 
 async def test_issue_refusals_for_signer_owner_and_accounts(world: World) -> None:

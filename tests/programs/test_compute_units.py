@@ -37,13 +37,13 @@ BUDGETS = {
         "register_user": 5_000,
         "register_meter": 6_000,
         "set_meter_status": 1_500,
-        "record_settlement (direct)": 1_000,
+        "record_settlement (direct, baseline)": 1_000,
         "set_meter_key": 1_500,
         "reassign_meter": 2_000,
     },
     "energy_token": {
         "initialize": 8_000,
-        "settle_and_mint (first reading, mints)": 15_000,
+        "settle_and_mint (first reading: baseline, records only)": 15_000,
         "settle_and_mint (later reading, mints)": 15_000,
         "settle_and_mint (net below mark, records only)": 15_000,
     },
@@ -95,10 +95,12 @@ def test_every_instruction_is_measured_within_budget(cu: dict[str, dict[str, int
 
 def test_settle_and_mint_meets_the_15k_aim(rows: list[Any], cu: dict[str, dict[str, int]]) -> None:
     energy = cu["energy_token"]
-    assert energy["settle_and_mint (first reading, mints)"] <= bench.SETTLE_AND_MINT_TARGET
+    assert energy["settle_and_mint (later reading, mints)"] <= bench.SETTLE_AND_MINT_TARGET
     assert bench.settle_and_mint_over_target(rows) == []
-    # Minting is one CPI more than only recording the settlement.
+    # Minting is one CPI more than only recording the settlement (the baseline records only too).
     assert energy["settle_and_mint (net below mark, records only)"] < energy["settle_and_mint (later reading, mints)"]
+    assert energy["settle_and_mint (first reading: baseline, records only)"] < energy[
+        "settle_and_mint (later reading, mints)"]
 
 
 def test_extra_work_costs_more(cu: dict[str, dict[str, int]]) -> None:

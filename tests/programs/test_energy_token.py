@@ -154,46 +154,85 @@ async def test_initialize_refusals() -> None:
 
 # --- SettleAndMint: success ---------------------------------------------------------------------------
 
-async def test_settle_and_mint_credits_net_generation_exactly(world: World) -> None:
-    result = await world.settle(world.reading(1, 12_345, 15_845, power_w=-2450, clock=ClockSource.NTP))
-    result.raise_for_failure()
-    assert await world.balance() == 3_500 * energy.BASE_UNITS_PER_WH  # 3.5 kWh = 3.5 GRID
-    assert result.compute_units <= 15_000
+def _settle_event(seq: int, minted: int, mark: int) -> list[bytes]:
+    return [b"settle", registry.meter_id_bytes(METER_ID), struct.pack("<Q", seq), struct.pack("<Q", minted),
+            struct.pack("<q", mark)]
+
+
+async def test_the_first_reading_is_the_baseline_and_later_ones_mint_the_increase(world: World) -> None:
+    baseline = await world.settle(world.reading(1, 12_345, 15_845, power_w=-2450, clock=ClockSource.NTP))
+    baseline.raise_for_failure()
+    assert await world.balance() == 0
+    assert f"Program {TOKEN_PROGRAM_ID} invoke [2]" not in baseline.logs  # no MintTo at all
     state = await world.meter_state()
     assert (state.last_seq, state.last_import_wh, state.last_export_wh) == (1, 12_345, 15_845)
     assert (state.settled_net_generation_wh, state.settlement_count) == (3_500, 1)
-    assert result.events() == [[b"settle", registry.meter_id_bytes(METER_ID), struct.pack("<Q", 1),
-                                struct.pack("<Q", 3_500 * 10**6), struct.pack("<q", 3_500)]]
-    # A second reading mints only what is new.
-    (await world.settle(world.reading(2, 12_400, 16_000))).raise_for_failure()
+    assert (state.baseline_net_generation_wh, state.baseline_timestamp_ms) == (3_500, T0 + 60_000)
+    assert baseline.events() == [_settle_event(1, 0, 3_500)]
+    # The next reading mints what the meter generated since: 3.5 kWh = 3.5 GRID.
+    result = await world.settle(world.reading(2, 12_400, 19_400))
+    result.raise_for_failure()
+    assert await world.balance() == 3_500 * energy.BASE_UNITS_PER_WH
+    assert result.compute_units <= 15_000
+    assert result.events() == [_settle_event(2, 3_500 * 10**6, 7_000)]
+    # A third mints only what is new.
+    (await world.settle(world.reading(3, 12_450, 19_550))).raise_for_failure()
     assert await world.balance() == 3_600 * 10**6
     mint = await world.chain.get_account(world.grid.mint)
     assert mint is not None and struct.unpack_from("<Q", bytes(mint.data), 36)[0] == 3_600 * 10**6
+    state = await world.meter_state()
+    assert (state.settled_net_generation_wh, state.baseline_net_generation_wh, state.settlement_count) == (
+        7_100, 3_500, 3)
+
+
+async def test_energy_before_registration_is_never_minted(world: World) -> None:
+    # The meter arrives with eight years on its counters: 41.2 MWh exported, 6.8 MWh imported.
+    lifetime_import, lifetime_export = 6_800_000, 41_200_000
+    (await world.settle(world.reading(1, lifetime_import, lifetime_export))).raise_for_failure()
+    assert await world.balance() == 0
+    # Only what it exports after joining is credited.
+    (await world.settle(world.reading(2, lifetime_import + 200, lifetime_export + 1_700))).raise_for_failure()
+    assert await world.balance() == 1_500 * 10**6
+    state = await world.meter_state()
+    assert state.generation_since_baseline_wh == 1_500
+
+
+async def test_a_consumer_heavy_lifetime_does_not_delay_a_new_prosumer(world: World) -> None:
+    # Years of import before the panels went up: lifetime net -8.2 MWh. The baseline absorbs it, so the
+    # first surplus after joining mints at once instead of after 8.2 MWh of catch-up.
+    (await world.settle(world.reading(1, 9_000_000, 800_000))).raise_for_failure()
+    assert (await world.meter_state()).settled_net_generation_wh == -8_200_000
+    (await world.settle(world.reading(2, 9_000_500, 802_500))).raise_for_failure()
+    assert await world.balance() == 2_000 * 10**6
+    assert (await world.meter_state()).settled_net_generation_wh == -8_198_000
 
 
 async def test_net_falling_below_the_mark_mints_nothing_until_it_is_passed(world: World) -> None:
-    (await world.settle(world.reading(1, 1_000, 3_000))).raise_for_failure()  # net 2000
-    (await world.settle(world.reading(2, 2_500, 3_000))).raise_for_failure()  # net 500: nothing
+    (await world.settle(world.reading(1, 1_000, 1_000))).raise_for_failure()  # baseline: net 0
+    (await world.settle(world.reading(2, 1_000, 3_000))).raise_for_failure()  # net 2000: +2000 Wh
+    (await world.settle(world.reading(3, 2_500, 3_000))).raise_for_failure()  # net 500: nothing
     assert await world.balance() == 2_000 * 10**6
     state = await world.meter_state()
-    assert (state.last_seq, state.settled_net_generation_wh) == (2, 2_000)
-    (await world.settle(world.reading(3, 2_500, 4_600))).raise_for_failure()  # net 2100: +100 Wh
+    assert (state.last_seq, state.settled_net_generation_wh) == (3, 2_000)
+    (await world.settle(world.reading(4, 2_500, 4_600))).raise_for_failure()  # net 2100: +100 Wh
     assert await world.balance() == 2_100 * 10**6
 
 
 async def test_a_consumer_mints_nothing_and_its_reading_is_still_recorded(world: World) -> None:
-    result = await world.settle(world.reading(1, 9_000, 1_000))
+    (await world.settle(world.reading(1, 1_000, 500))).raise_for_failure()  # baseline: net -500
+    result = await world.settle(world.reading(2, 9_000, 1_000))
     result.raise_for_failure()
     assert await world.balance() == 0
     assert f"Program {TOKEN_PROGRAM_ID} invoke [2]" not in result.logs  # no MintTo at all
     state = await world.meter_state()
-    assert (state.last_seq, state.settled_net_generation_wh) == (1, 0)
+    assert (state.last_seq, state.settled_net_generation_wh, state.settlement_count) == (2, -500, 2)
 
 
 async def test_anyone_may_relay_a_signed_reading(world: World) -> None:
     relayer = await funded(world.chain)
-    ixs = world.settle_ixs(sign(world.reading(1, 0, 1_000), world.meter_key))
-    (await world.chain.send_transaction(ixs, [relayer])).raise_for_failure()
+    for reading in (world.reading(1, 0, 0), world.reading(2, 0, 1_000)):
+        ixs = world.settle_ixs(sign(reading, world.meter_key))
+        (await world.chain.send_transaction(ixs, [relayer])).raise_for_failure()
     assert await world.balance() == 1_000 * 10**6  # credited to the meter's owner, not the relayer
 
 
@@ -227,10 +266,13 @@ async def test_a_verification_of_other_bytes_or_none_is_refused(world: World) ->
 
 
 async def test_replayed_and_older_readings_are_refused(world: World) -> None:
+    baseline = world.reading(4, 0, 0)
+    (await world.settle(baseline)).raise_for_failure()
+    _refused(await world.settle(baseline), "ReplayedReading")  # even the baseline, which minted nothing
     first = world.reading(5, 0, 1_000)
     (await world.settle(first)).raise_for_failure()
     _refused(await world.settle(first), "ReplayedReading")
-    _refused(await world.settle(world.reading(4, 0, 2_000)), "ReplayedReading")
+    _refused(await world.settle(world.reading(3, 0, 2_000)), "ReplayedReading")
     # A higher sequence number whose timestamp is not newer.
     _refused(await world.settle(replace(world.reading(6, 0, 2_000), timestamp_ms=first.timestamp_ms)),
              "StaleTimestamp")
@@ -238,18 +280,24 @@ async def test_replayed_and_older_readings_are_refused(world: World) -> None:
 
 
 async def test_counter_rollback_is_refused(world: World) -> None:
-    (await world.settle(world.reading(1, 5_000, 9_000))).raise_for_failure()
+    (await world.settle(world.reading(1, 5_000, 9_000))).raise_for_failure()  # baseline
     _refused(await world.settle(world.reading(2, 5_000, 8_999)), "CounterRollback")
     _refused(await world.settle(world.reading(3, 4_999, 9_500)), "CounterRollback")
     assert (await world.meter_state()).last_seq == 1
+    (await world.settle(world.reading(4, 5_000, 9_800))).raise_for_failure()
+    _refused(await world.settle(world.reading(5, 5_000, 9_700)), "CounterRollback")
+    assert ((await world.meter_state()).last_seq, await world.balance()) == (4, 800 * 10**6)
 
 
 async def test_arithmetic_overflow_is_refused(world: World) -> None:
-    # Net generation fits an i64 but not as base units in a u64 (2^62 Wh * 10^6).
-    _refused(await world.settle(world.reading(1, 0, 2**62)), "ArithmeticOverflow")
-    # Counters more than 2^63 Wh apart do not fit a signed net generation.
+    # Counters more than 2^63 Wh apart do not fit a signed net generation, not even as a baseline.
     _refused(await world.settle(world.reading(1, 0, 2**64 - 1)), "ArithmeticOverflow")
     assert not (await world.meter_state()).has_reading
+    (await world.settle(world.reading(1, 0, 0))).raise_for_failure()  # baseline
+    # Net generation fits an i64 but not as base units in a u64 (2^62 Wh * 10^6).
+    _refused(await world.settle(world.reading(2, 0, 2**62)), "ArithmeticOverflow")
+    _refused(await world.settle(world.reading(2, 0, 2**64 - 1)), "ArithmeticOverflow")
+    assert ((await world.meter_state()).last_seq, await world.balance()) == (1, 0)
 
 
 async def test_meter_error_and_malformed_readings_are_refused(world: World) -> None:
@@ -386,11 +434,12 @@ async def test_settlement_under_mainnet_features() -> None:
     key = SigningKey(bytes(range(32)))
     meter = await register_active_meter(chain, grid, admin, owner, METER_ID, bytes(key.verify_key))
     w = World(chain, admin, owner, key, grid, meter)
-    result = await w.settle(w.reading(1, 100, 2_100))
+    (await w.settle(w.reading(1, 100, 100))).raise_for_failure()  # baseline
+    result = await w.settle(w.reading(2, 100, 2_100))
     result.raise_for_failure()
     assert result.compute_units <= 15_000
     assert await w.balance() == 2_000 * 10**6
-    _refused(await w.settle(w.reading(1, 100, 2_100)), "ReplayedReading")
+    _refused(await w.settle(w.reading(2, 100, 2_100)), "ReplayedReading")
 
 
 async def test_after_a_key_rotation_only_the_new_key_settles(world: World) -> None:
@@ -401,10 +450,14 @@ async def test_after_a_key_rotation_only_the_new_key_settles(world: World) -> No
     # The old gateway's key no longer mints, even with a newer reading.
     old = sign(world.reading(2**40 + 8, 1_000, 9_000), world.meter_key)
     _refused(await world.chain.send_transaction(world.settle_ixs(old), [world.owner]), "ReadingNotVerified")
-    # The new gateway numbers from 1; only generation above the mark is minted.
+    # The new gateway numbers from 1; its first reading is no new baseline: what the meter generated above
+    # the mark meanwhile is minted.
     fresh = sign(world.reading(1, 1_000, 3_500), new_key)
     (await world.chain.send_transaction(world.settle_ixs(fresh, new_key), [world.owner])).raise_for_failure()
-    assert await world.balance() == 2_500 * 10**6
+    assert await world.balance() == 500 * 10**6
+    state = await world.meter_state()
+    assert (state.settlement_count, state.baseline_net_generation_wh, state.settled_net_generation_wh) == (
+        2, 2_000, 2_500)
     rollback = sign(world.reading(2, 1_000, 3_400), new_key)
     _refused(await world.chain.send_transaction(world.settle_ixs(rollback, new_key), [world.owner]),
              "CounterRollback")
@@ -414,7 +467,10 @@ async def test_settle_signed_reading_looks_up_owner_and_key(world: World) -> Non
     from programs.energy_token.client import MeterNotRegistered, settle_signed_reading
 
     relayer = await funded(world.chain)
-    signed = sign(world.reading(1, 0, 750), world.meter_key)
+    baseline = sign(world.reading(1, 0, 250), world.meter_key)
+    (await settle_signed_reading(world.chain, ENERGY_ID, REGISTRY_ID, world.grid.mint, baseline, relayer)
+     ).raise_for_failure()
+    signed = sign(world.reading(2, 0, 1_000), world.meter_key)
     result = await settle_signed_reading(world.chain, ENERGY_ID, REGISTRY_ID, world.grid.mint, signed, relayer)
     result.raise_for_failure()
     assert await world.balance() == 750 * 10**6

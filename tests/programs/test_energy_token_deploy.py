@@ -42,10 +42,12 @@ async def test_deploy_all_three_through_the_loader_and_settle() -> None:
                                   [admin])).raise_for_failure()
     meter_key = SigningKey(b"deployed-meter".ljust(32, b"\0"))
     meter = await register_active_meter(chain, grid, admin, owner, "SDM120-7", bytes(meter_key.verify_key))
-    signed = sign(Reading("SDM120-7", 1, 1_764_072_000_000, 250, 1_250), meter_key)
-    result = await chain.send_transaction(
-        energy.settle_transaction(ene, reg, grid.mint, owner.pubkey(), signed, bytes(meter_key.verify_key)), [owner])
-    result.raise_for_failure()
+    for seq, import_wh, export_wh in ((1, 250, 250), (2, 250, 1_250)):  # the baseline, then 1 kWh exported
+        signed = sign(Reading("SDM120-7", seq, 1_764_072_000_000 + seq, import_wh, export_wh), meter_key)
+        result = await chain.send_transaction(
+            energy.settle_transaction(ene, reg, grid.mint, owner.pubkey(), signed, bytes(meter_key.verify_key)),
+            [owner])
+        result.raise_for_failure()
     account = await chain.get_account(meter.grid_account)
     assert account is not None and struct.unpack_from("<Q", bytes(account.data), 64)[0] == 1_000 * 10**6
 

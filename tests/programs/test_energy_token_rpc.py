@@ -31,7 +31,10 @@ async def test_settle_and_replay_over_json_rpc() -> None:
         key = SigningKey(b"rpc-meter".ljust(32, b"\0"))
         meter = await register_active_meter(chain, grid, admin, owner, "SDM630-RPC", bytes(key.verify_key))
 
-        signed = sign(Reading("SDM630-RPC", 1, 1_764_072_000_000, 400, 1_650), key)
+        baseline = sign(Reading("SDM630-RPC", 1, 1_764_072_000_000, 400, 400), key)
+        ixs = energy.settle_transaction(ene, reg, grid.mint, owner.pubkey(), baseline, bytes(key.verify_key))
+        (await chain.send_transaction(ixs, [owner])).raise_for_failure()
+        signed = sign(Reading("SDM630-RPC", 2, 1_764_072_060_000, 400, 1_650), key)
         ixs = energy.settle_transaction(ene, reg, grid.mint, owner.pubkey(), signed, bytes(key.verify_key))
         result = await chain.send_transaction(ixs, [owner])
         result.raise_for_failure()

@@ -282,22 +282,42 @@ def _record(w: World, address: Pubkey, seq: int, ts: int, imp: int, exp: int, se
 
 async def test_record_settlement_stores_the_reading_and_mark(world: World) -> None:
     address = await _registered_meter(world)
+    before = await world.meter("SDM630-000042")
+    assert (before.has_baseline, before.baseline_net_generation_wh, before.baseline_timestamp_ms) == (False, 0, 0)
+    # The first reading is the baseline: the mark becomes its net generation, which is stored as such.
     (await world.send(_record(world, address, 5, 1000, 100, 400, 300), world.settler)).raise_for_failure()
+    meter = await world.meter("SDM630-000042")
+    assert (meter.settled_net_generation_wh, meter.baseline_net_generation_wh, meter.baseline_timestamp_ms) == (
+        300, 300, 1000)
     # Net falls below the mark: the mark stays.
     (await world.send(_record(world, address, 6, 2000, 600, 450, 300), world.settler)).raise_for_failure()
     meter = await world.meter("SDM630-000042")
-    assert meter.has_reading
+    assert meter.has_reading and meter.has_baseline
     assert (meter.last_seq, meter.last_timestamp_ms, meter.last_import_wh, meter.last_export_wh) == (6, 2000, 600, 450)
     assert (meter.settled_net_generation_wh, meter.settlement_count) == (300, 2)
+    # Net passes the mark: the mark rises; the baseline never moves again.
+    (await world.send(_record(world, address, 7, 3000, 600, 1_000, 400), world.settler)).raise_for_failure()
+    meter = await world.meter("SDM630-000042")
+    assert (meter.settled_net_generation_wh, meter.baseline_net_generation_wh, meter.baseline_timestamp_ms) == (
+        400, 300, 1000)
+    assert meter.generation_since_baseline_wh == 100
 
 
 async def test_consumer_marks_may_be_negative(world: World) -> None:
     address = await _registered_meter(world)
-    # A consumer's first reading: net -500 < 0, the mark stays at 0 (nothing was minted).
-    (await world.send(_record(world, address, 1, 10, 900, 400, 0), world.settler)).raise_for_failure()
-    assert (await world.meter("SDM630-000042")).settled_net_generation_wh == 0
-    _refused(await world.send(_record(world, address, 2, 20, 900, 400, -500), world.settler),
+    # A consumer's first reading (its baseline): net -500, and the mark is exactly that, not 0.
+    _refused(await world.send(_record(world, address, 1, 10, 900, 400, 0), world.settler), "SettledMarkMismatch")
+    (await world.send(_record(world, address, 1, 10, 900, 400, -500), world.settler)).raise_for_failure()
+    meter = await world.meter("SDM630-000042")
+    assert (meter.settled_net_generation_wh, meter.baseline_net_generation_wh) == (-500, -500)
+    # More import: the mark never goes down.
+    _refused(await world.send(_record(world, address, 2, 20, 1_100, 400, -700), world.settler),
              "SettledMarkMismatch")
+    (await world.send(_record(world, address, 2, 20, 1_100, 400, -500), world.settler)).raise_for_failure()
+    # Generation above the baseline raises it while the lifetime net is still negative.
+    (await world.send(_record(world, address, 3, 30, 1_100, 900, -200), world.settler)).raise_for_failure()
+    meter = await world.meter("SDM630-000042")
+    assert (meter.settled_net_generation_wh, meter.generation_since_baseline_wh) == (-200, 300)
 
 
 async def test_record_settlement_refusals(world: World) -> None:
@@ -308,6 +328,8 @@ async def test_record_settlement_refusals(world: World) -> None:
     # A key the backend might hold (here the registry authority itself) is not the settlement authority.
     _refused(await world.send(_record(world, address, 1, 10, 0, 10, 10, signer=world.admin), world.admin),
              "NotSettlementAuthority")
+    # A baseline's mark is its own net generation: 0 (nothing settled yet) is not it.
+    _refused(await world.send(_record(world, address, 5, 500, 100, 200, 0), world.settler), "SettledMarkMismatch")
     (await world.send(_record(world, address, 5, 500, 100, 200, 100), world.settler)).raise_for_failure()
     _refused(await world.send(_record(world, address, 5, 600, 100, 300, 200), world.settler), "StaleReading")
     _refused(await world.send(_record(world, address, 4, 600, 100, 300, 200), world.settler), "StaleReading")
@@ -371,7 +393,11 @@ async def test_set_meter_key_rotates_the_key_and_clears_the_sequence_history(wor
     assert (meter.last_import_wh, meter.last_export_wh, meter.settled_net_generation_wh) == (100, 400, 300)
     # The new gateway starts at a low sequence number; counters still may not go back.
     _refused(await world.send(_record(world, address, 1, 10, 99, 400, 300), world.settler), "CounterRollback")
-    (await world.send(_record(world, address, 1, 10, 100, 500, 400), world.settler)).raise_for_failure()
+    # Its first reading is no new baseline: net 250 leaves the old mark (300) where it is.
+    _refused(await world.send(_record(world, address, 1, 10, 200, 450, 250), world.settler), "SettledMarkMismatch")
+    (await world.send(_record(world, address, 1, 10, 200, 450, 300), world.settler)).raise_for_failure()
+    meter = await world.meter("SDM630-000042")
+    assert (meter.settlement_count, meter.baseline_net_generation_wh, meter.baseline_timestamp_ms) == (2, 300, 1000)
 
 
 async def test_set_meter_key_refusals(world: World) -> None:

@@ -14,7 +14,7 @@ enum {
   CERT_ERROR_NOT_METER_OWNER = 6,     /* signer is not the meter's owner */
   CERT_ERROR_MARK_METER_MISMATCH = 7, /* the certification mark belongs to another meter */
   CERT_ERROR_ALREADY_CERTIFIED = 8,   /* to_wh is not above the meter's certified_up_to_wh */
-  CERT_ERROR_EXCEEDS_SETTLED_GENERATION = 9,     /* to_wh is above the meter's settled net generation */
+  CERT_ERROR_EXCEEDS_SETTLED_GENERATION = 9,     /* to_wh is above the settled generation since the baseline */
   CERT_ERROR_INVALID_STATE = 10,      /* the certificate's status does not allow this transition */
   CERT_ERROR_CERTIFICATE_EXPIRED = 11,            /* the certificate's validity has ended */
   CERT_ERROR_NOT_YET_EXPIRED = 12,    /* expire called before expires_at */

@@ -19,6 +19,9 @@
 uint64_t process_initialize(const GtxInput *in);
 
 /* 1 Issue: the meter's owner certifies settled net generation [certified_up_to_wh, to_wh) (Pending).
+ *   Positions are Wh above the meter's baseline (its first accepted reading): to_wh is at most
+ *   settled_net_generation_wh - baseline_net_generation_wh, so what the counters held before the meter
+ *   joined is never certified.
  *   Creates the meter's mark on first use.
  *   accounts: 0 owner [w, s] (pays), 1 config [], 2 meter [] (registry meter), 3 mark [w]
  *             (PDA ["mark", meter]), 4 certificate [w] (PDA ["cert", meter, mark.next_index]),

@@ -79,9 +79,15 @@ uint64_t process_issue(const GtxInput *in) {
     sol_log_64_(to_wh, from_wh, 0, 0, 0);
     return GTX_CUSTOM_ERROR(CERT_ERROR_ALREADY_CERTIFIED);
   }
-  if (m->settled_net_generation_wh < 0 || to_wh > (uint64_t)m->settled_net_generation_wh) {
-    GTX_LOG("issue: to_wh is above the meter's settled net generation");
-    sol_log_64_(to_wh, (uint64_t)m->settled_net_generation_wh, 0, 0, 0);
+  /* Certificates count Wh of settled generation above the meter's baseline (its first accepted reading):
+   * what its counters held before it joined is never certifiable. The mark never falls below the
+   * baseline; both are 0 before the baseline, so nothing is certifiable then. */
+  uint64_t certifiable = 0;
+  if (m->settled_net_generation_wh > m->baseline_net_generation_wh)
+    certifiable = (uint64_t)m->settled_net_generation_wh - (uint64_t)m->baseline_net_generation_wh;
+  if (to_wh > certifiable) {
+    GTX_LOG("issue: to_wh is above the meter's settled generation since its baseline");
+    sol_log_64_(to_wh, certifiable, 0, 0, 0);
     return GTX_CUSTOM_ERROR(CERT_ERROR_EXCEEDS_SETTLED_GENERATION);
   }
   int64_t now;

@@ -30,7 +30,9 @@ typedef struct {
 #define CERT_CONFIG_LEN 80u
 _Static_assert(sizeof(CertConfig) == CERT_CONFIG_LEN, "config layout");
 
-/* Mark: PDA ["mark", meter account]: how far the meter's settled net generation is certified. */
+/* Mark: PDA ["mark", meter account]: how far the meter's settled net generation is certified, in Wh
+ * above the meter's baseline (registry meter baseline_net_generation_wh), so it starts at 0 = the
+ * baseline and the baseline itself is never certifiable. */
 typedef struct {
   uint8_t discriminator;
   uint8_t version;
@@ -60,7 +62,7 @@ typedef struct {
   SolPubkey meter;        /* 8 */
   SolPubkey owner;        /* 40: the holder (the meter's owner at issue) */
   uint64_t index;         /* 72 */
-  uint64_t from_wh;       /* 80: covers settled net generation [from_wh, to_wh) */
+  uint64_t from_wh;       /* 80: covers settled net generation [from_wh, to_wh) above the baseline */
   uint64_t to_wh;         /* 88 */
   int64_t issued_at;      /* 96: Clock unix_timestamp */
   int64_t expires_at;     /* 104: issued_at + validity */

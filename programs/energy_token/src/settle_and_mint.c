@@ -119,16 +119,17 @@ uint64_t process_settle_and_mint(const GtxInput *in) {
     return GTX_CUSTOM_ERROR(ENERGY_ERROR_COUNTER_ROLLBACK);
   }
 
-  /* Mint (export - import) - settled when positive, in base units (1 Wh = 10^6). */
+  /* The meter's first accepted reading is its baseline: the mark becomes its net generation and nothing
+   * is minted (energy counted before the meter joined is never credited). Afterwards mint
+   * (export - import) - mark when positive, in base units (1 Wh = 10^6), and raise the mark. */
   int64_t net;
   GTX_TRY(registry_net_generation(r.import_wh, r.export_wh, &net));
-  int64_t settled = m->settled_net_generation_wh;
+  int64_t settled = registry_next_mark(m, net);
   uint64_t amount = 0;
-  if (net > settled) {
-    /* net > settled, both i64: the difference fits a u64 without wrapping. */
-    uint64_t wh = (uint64_t)net - (uint64_t)settled;
+  if (m->settlement_count != 0 && settled > m->settled_net_generation_wh) {
+    /* settled > previous mark, both i64: the difference fits a u64 without wrapping. */
+    uint64_t wh = (uint64_t)settled - (uint64_t)m->settled_net_generation_wh;
     GTX_TRY(gtx_mul_u64(wh, GRID_BASE_UNITS_PER_WH, &amount));
-    settled = net;
   }
 
   if (!gtx_pubkey_eq(mint->key, &c->mint)) {

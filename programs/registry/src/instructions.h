@@ -38,8 +38,10 @@ uint64_t process_set_meter_status(const GtxInput *in);
 
 /* 4 RecordSettlement: the settlement authority (the energy-token program's PDA, by CPI) stores an
  *   accepted reading and the new settled mark. Re-checks what the caller checked: meter Active,
- *   sequence and timestamp newer, counters not going backwards, and the mark equal to
- *   max(previous mark, export - import): the caller cannot choose it.
+ *   sequence and timestamp newer, counters not going backwards, and the mark: for the meter's first
+ *   accepted reading (settlement_count 0, its baseline) exactly that reading's export - import, which is
+ *   also stored as baseline_net_generation_wh; afterwards max(previous mark, export - import). The
+ *   caller cannot choose it.
  *   accounts: 0 settlement authority [s], 1 config [], 2 meter [w]
  *   data:     [0] disc, [1..9] seq, [9..17] timestamp_ms, [17..25] import_wh, [25..33] export_wh,
  *             [33..41] settled_net_generation_wh (i64) */
@@ -49,8 +51,10 @@ uint64_t process_record_settlement(const GtxInput *in);
 
 /* 5 SetMeterKey: the config authority replaces a meter's Ed25519 key (gateway replaced or key lost).
  *   The new gateway numbers its readings afresh, so the sequence / timestamp history is cleared
- *   (has_reading = 0); the counters and the settled mark stay, so nothing already credited can be
- *   credited again. Readings signed by the old key no longer verify.
+ *   (has_reading = 0); the counters, the settled mark, the baseline and settlement_count stay, so
+ *   nothing already credited can be credited again and the new gateway's first reading is no new
+ *   baseline: it mints what the meter generated above the mark meanwhile. Readings signed by the old
+ *   key no longer verify.
  *   accounts: 0 authority [s], 1 config [], 2 meter [w]
  *   data:     [0] disc, [1..33] new meter key */
 #define REGISTRY_IX_SET_METER_KEY 5

@@ -39,16 +39,20 @@ uint64_t process_record_settlement(const GtxInput *in) {
     GTX_LOG("record_settlement: a counter went backwards");
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_COUNTER_ROLLBACK);
   }
-  /* The mark is derived, not chosen: the highest net generation ever accepted. */
+  /* The mark is derived, not chosen: the baseline's net generation, then the highest ever accepted. */
   int64_t net;
   GTX_TRY(registry_net_generation(import_wh, export_wh, &net));
-  int64_t expected = net > m->settled_net_generation_wh ? net : m->settled_net_generation_wh;
-  if (settled != expected) {
-    GTX_LOG("record_settlement: settled mark is not max(previous mark, export - import)");
+  if (settled != registry_next_mark(m, net)) {
+    GTX_LOG("record_settlement: settled mark is not the baseline's net, nor max(previous mark, export - import)");
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_SETTLED_MARK_MISMATCH);
   }
   uint64_t count;
   GTX_TRY(gtx_add_u64(m->settlement_count, 1, &count));
+  if (m->settlement_count == 0) {
+    /* The baseline: what the counters held when the meter joined is never minted nor certified. */
+    m->baseline_net_generation_wh = net;
+    m->baseline_timestamp_ms = timestamp_ms;
+  }
   m->has_reading = 1;
   m->last_seq = seq;
   m->last_timestamp_ms = timestamp_ms;

@@ -22,7 +22,9 @@ uint64_t process_set_meter_key(const GtxInput *in) {
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_SAME_METER_KEY);
   }
   gtx_memcpy(&m->meter_key, key, GTX_PUBKEY_LEN);
-  m->has_reading = 0; /* the new gateway's sequence numbers start afresh; counters and mark stay */
+  /* The new gateway's sequence numbers start afresh; counters, mark, baseline and settlement count stay
+   * (the same physical meter: its next reading continues from the mark, it is no new baseline). */
+  m->has_reading = 0;
   /* Event: "key", meter id, new key */
   SolBytes event[3] = {{(const uint8_t *)"key", 3}, {m->meter_id, 16}, {key, GTX_PUBKEY_LEN}};
   sol_log_data(event, 3);

@@ -70,14 +70,32 @@ typedef struct {
   uint64_t last_timestamp_ms; /* 96 */
   uint64_t last_import_wh;    /* 104 */
   uint64_t last_export_wh;    /* 112 */
-  int64_t settled_net_generation_wh; /* 120: highest (export - import) already minted; starts at 0 */
+  /* 120: highest (export - import) already accounted for: the baseline's net generation from the first
+   * accepted reading on, then raised (never lowered) by each later one. 0 before the baseline. */
+  int64_t settled_net_generation_wh;
   int64_t registered_at;      /* 128 */
-  uint64_t settlement_count;  /* 136: readings accepted */
+  uint64_t settlement_count;  /* 136: readings accepted, the baseline included */
+  /* 144: net generation (export - import) of the baseline, the first accepted reading: what the meter's
+   * counters held before it joined. Never minted, never certified; 0 before the baseline. */
+  int64_t baseline_net_generation_wh;
+  uint64_t baseline_timestamp_ms; /* 152: the baseline reading's timestamp; 0 before the baseline */
 } Meter;
-#define METER_LEN 144u
+#define METER_LEN 160u
 _Static_assert(sizeof(Meter) == METER_LEN, "meter layout");
 _Static_assert(offsetof(Meter, last_seq) == 88, "meter layout");
 _Static_assert(offsetof(Meter, settled_net_generation_wh) == 120, "meter layout");
+_Static_assert(offsetof(Meter, baseline_net_generation_wh) == 144, "meter layout");
+
+/* The settled mark a reading of net generation `net` leaves behind: the first accepted reading is the
+ * meter's baseline and sets the mark to its own net generation (a real meter arrives with years of
+ * cumulative counters, none of it produced under this registry); every later reading raises the mark to
+ * `net` when above it. Shared by RecordSettlement and the energy-token program, so both compute the same
+ * mark and no caller chooses it. */
+static inline int64_t registry_next_mark(const Meter *m, int64_t net) {
+  if (m->settlement_count == 0)
+    return net;
+  return net > m->settled_net_generation_wh ? net : m->settled_net_generation_wh;
+}
 
 /* The one instruction other programs call (by CPI, from the settlement authority); see instructions.h. */
 #define REGISTRY_IX_RECORD_SETTLEMENT 4
