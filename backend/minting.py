@@ -7,6 +7,11 @@ the meter's registered key, then SettleAndMint over the same bytes. Counters are
 reading carries everything the older ones would have; the program mints ``(export - import) - settled``
 (1 Wh = 10**6 base units) and moves the meter's settled mark, so nothing can be minted twice.
 
+A meter's first accepted reading on chain is its baseline: it mints nothing and sets the mark to its own
+``export - import`` (energy counted before the meter joined is never credited). So for a meter the chain
+has never settled (``settlement_count == 0``), the worker first settles the EARLIEST good reading it holds
+as the baseline, then the latest: what the meter generated between the two is minted in the same pass.
+
 The worker keeps its own ``settlements`` table (created here, same SQL on PostgreSQL and SQLite):
 
 - ``minted``: the chain accepted the reading; the transaction signature and minted base units are kept;
@@ -112,6 +117,7 @@ class MeterSettlement:
     refusal: str | None = None  # the program's error name, for already_settled
     net_wh: int = 0  # the reading's lifetime net generation, export - import (GRID is minted above the mark)
     passed_over: int = 0  # newer readings flagged METER_ERROR that were not sent
+    baseline: bool = False  # the meter's first reading on chain: it set the mark, minted nothing
 
     @property
     def minted_wh(self) -> int:
@@ -122,7 +128,10 @@ class MeterSettlement:
 class MintingSummary:
     """What one :meth:`MintingWorker.run_once` did, by meter id."""
 
-    settled: dict[str, MeterSettlement] = field(default_factory=dict)  # minted (possibly 0: no new surplus)
+    # The latest reading settled per meter: minted (possibly 0: no new surplus, or it is the baseline).
+    settled: dict[str, MeterSettlement] = field(default_factory=dict)
+    # Baselines settled in this pass: the meter's first reading on chain (possibly the same as settled's).
+    baselines: dict[str, MeterSettlement] = field(default_factory=dict)
     already_settled: dict[str, MeterSettlement] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # meter → program error name
     skipped: dict[str, str] = field(default_factory=dict)  # meter → why (not registered, not active, ...)
@@ -141,7 +150,8 @@ class MintingStats:
     """Counters since the worker started (they start at zero)."""
 
     runs: int = 0
-    settled: int = 0
+    settled: int = 0  # readings the chain accepted, baselines included
+    baselines: int = 0
     minted_base_units: int = 0
     already_settled: int = 0
     refused: Counter[str] = field(default_factory=Counter)
@@ -157,6 +167,9 @@ class _Candidate:
     seq: int
     signed: SignedReading
     passed_over: int  # newer readings carrying METER_ERROR
+    # The earliest good reading above the last settlement, when older than ``signed``: the baseline to
+    # settle first if the chain has never settled this meter.
+    earliest: _Candidate | None = None
 
     @property
     def net_wh(self) -> int:
@@ -231,7 +244,8 @@ class MintingWorker:
         ]
 
     async def _candidates(self, gateway_id: str) -> list[_Candidate]:
-        """Per meter: its latest good reading newer than its last settlement (if any)."""
+        """Per meter: its latest good reading newer than its last settlement (if any), with the earliest
+        such reading when there are several (the baseline, should the chain hold none yet)."""
         meters = await self.storage.fetch(
             "SELECT m.meter_id, (SELECT max(s.seq) FROM settlements s "
             "WHERE s.gateway_id = m.gateway_id AND s.meter_id = m.meter_id) "
@@ -257,8 +271,20 @@ class MintingWorker:
                     meter_id,
                     int(seq),
                 )
+                first = await self.storage.fetch(
+                    "SELECT seq, data, signature FROM readings WHERE gateway_id = $1 AND meter_id = $2 AND seq > $3 "
+                    f"AND (flags & {int(Flags.METER_ERROR)}) = 0 ORDER BY seq LIMIT 1",
+                    gateway_id,
+                    meter_id,
+                    -1 if last is None else int(last),
+                )
+                first_seq, first_data, first_signature = first[0]
+                earliest = None
+                if int(first_seq) < int(seq):
+                    earliest = _Candidate(gateway_id, meter_id, int(first_seq),
+                                          SignedReading(bytes(first_data), bytes(first_signature)), 0)
                 out.append(_Candidate(gateway_id, meter_id, int(seq), SignedReading(bytes(data), bytes(signature)),
-                                      int(flagged[0][0])))
+                                      int(flagged[0][0]), earliest))
         return out
 
     async def _record(self, s: MeterSettlement) -> None:
@@ -319,12 +345,26 @@ class MintingWorker:
             return
         try:
             # The program checks this too; checking first costs nothing and names the problem.
-            verify(c.signed.data, c.signed.signature, meter.meter_key)
+            for reading in (c.signed, *((c.earliest.signed,) if c.earliest is not None else ())):
+                verify(reading.data, reading.signature, meter.meter_key)
         except (SignatureError, ReadingFormatError) as exc:
             self._skip(c, summary, "key_mismatch", f"{where}: the reading does not verify with the meter's "
                        f"registered key {meter.meter_key.hex()[:16]}…: {exc}")
             return
 
+        if meter.settlement_count == 0 and c.earliest is not None:
+            # The chain's first reading of this meter is its baseline and mints nothing: make it the
+            # earliest one held, so the generation between it and the latest is credited now.
+            if not await self._send(c.earliest, meter, summary, baseline=True, latest=False):
+                return
+        await self._send(c, meter, summary, baseline=meter.settlement_count == 0 and c.earliest is None, latest=True)
+
+    async def _send(self, c: _Candidate, meter: registry.Meter, summary: MintingSummary, *, baseline: bool,
+                    latest: bool) -> bool:
+        """One [Ed25519 check, SettleAndMint] transaction; the outcome recorded and counted. True if the
+        chain now holds this reading (accepted now or already). ``latest``: the meter's reading of this
+        pass (False for a baseline settled before it)."""
+        where = f"gateway {c.gateway_id} meter {c.meter_id} seq {c.seq}"
         d = self.deployment
         ixs = energy.settle_transaction(d.energy_program, d.registry_program, d.mint, meter.owner, c.signed,
                                         meter.meter_key)
@@ -332,27 +372,36 @@ class MintingWorker:
                                         lambda: self.chain.send_transaction(ixs, [self.relayer]))
         if result.failure is None:
             settled = MeterSettlement(c.gateway_id, c.meter_id, c.seq, Outcome.MINTED, _minted(result, where),
-                                      str(result.signature), None, c.net_wh, c.passed_over)
+                                      str(result.signature), None, c.net_wh, c.passed_over, baseline)
             await self._record(settled)
-            summary.settled[c.meter_id] = settled
+            if baseline:
+                summary.baselines[c.meter_id] = settled
+            if latest:
+                summary.settled[c.meter_id] = settled
             self.stats.settled += 1
+            self.stats.baselines += baseline
             self.stats.minted_base_units += settled.minted
             self._recovered(c)
-            log.info("minting: %s settled: %d Wh minted (tx %s)", where, settled.minted_wh, settled.signature)
-            return
+            if baseline:
+                log.info("minting: %s settled as the meter's baseline: export - import %+d Wh, nothing minted "
+                         "(tx %s)", where, c.net_wh, settled.signature)
+            else:
+                log.info("minting: %s settled: %d Wh minted (tx %s)", where, settled.minted_wh, settled.signature)
+            return True
         name = _failure_name(result.failure)
         if name in _ALREADY_SETTLED:
             done = MeterSettlement(c.gateway_id, c.meter_id, c.seq, Outcome.ALREADY_SETTLED, 0, None, name, c.net_wh,
-                                   c.passed_over)
+                                   c.passed_over, baseline)
             await self._record(done)
             summary.already_settled[c.meter_id] = done
             self.stats.already_settled += 1
             log.info("minting: %s already settled on chain (%s); recorded, not retried", where, name)
-            return
+            return True
         summary.refused[c.meter_id] = name
         self.stats.refused[name] += 1
         self._note(c, f"refused:{name}", f"minting: {where} refused by the chain: {name} "
                    f"({' | '.join(result.logs[-3:])})")
+        return False
 
     # -- failing quietly, visibly ----------------------------------------------------------------
 

@@ -129,24 +129,47 @@ async def test_mints_net_surplus_then_only_the_new_surplus(storage: Storage, wor
     worker = _worker(storage, world)
 
     first = await worker.run_once()
-    # Only the latest reading is settled: (export - import) of seq 4, in base units.
-    assert first.minted == {"pv-roof": (5_000 - 1_040) * WH, "house": 0}  # the house imports more: no GRID
-    assert {m: s.seq for m, s in first.settled.items()} == {"pv-roof": 4, "house": 2}
-    assert await world.grid(pv) == 3_960 * WH and await world.grid(house) == 0
-    assert (await world.on_chain(pv)).settled_net_generation_wh == 3_960
+    # A fresh meter: its earliest reading is settled as the baseline (its lifetime counters, never
+    # credited), then the latest mints what was generated between them: net 3,960 - 3,000 Wh.
+    assert {m: (s.seq, s.minted, s.net_wh) for m, s in first.baselines.items()} == {
+        "pv-roof": (0, 0, 3_000), "house": (0, 0, -8_500)}
+    assert first.minted == {"pv-roof": (3_960 - 3_000) * WH, "house": 0}  # the house imports more: no GRID
+    assert {m: (s.seq, s.baseline) for m, s in first.settled.items()} == {"pv-roof": (4, False), "house": (2, False)}
+    assert await world.grid(pv) == 960 * WH and await world.grid(house) == 0
+    on_chain = await world.on_chain(pv)
+    assert (on_chain.settled_net_generation_wh, on_chain.baseline_net_generation_wh) == (3_960, 3_000)
     assert await _settlements(storage) == [
+        ("house", 0, "minted", None, True, 0),
         ("house", 2, "minted", None, True, 0),
-        ("pv-roof", 4, "minted", None, True, 3_960 * WH),
+        ("pv-roof", 0, "minted", None, True, 0),
+        ("pv-roof", 4, "minted", None, True, 960 * WH),
     ]
 
     await _ingest(storage, *(_reading("pv-roof", s, 1_000 + 10 * s, 4_000 + 250 * s) for s in range(5, 8)))
     second = await worker.run_once()
+    # The chain holds a baseline now: only the latest is sent, and only the new surplus is minted.
+    assert second.baselines == {}
     assert second.minted == {"pv-roof": (5_750 - 1_070 - 3_960) * WH}  # 720 Wh more, nothing twice
-    assert await world.grid(pv) == (5_750 - 1_070) * WH
+    assert await world.grid(pv) == (5_750 - 1_070 - 3_000) * WH
     third = await worker.run_once()  # nothing new: nothing sent
     assert (third.settled, third.already_settled, third.refused) == ({}, {}, {})
-    assert (worker.stats.settled, worker.stats.minted_base_units) == (3, 4_680 * WH)
+    assert (worker.stats.settled, worker.stats.baselines, worker.stats.minted_base_units) == (5, 2, 1_680 * WH)
     assert str(second.settled["pv-roof"].signature) != str(first.settled["pv-roof"].signature)
+
+
+async def test_energy_before_registration_is_never_minted(storage: Storage, world: World) -> None:
+    # A meter that joins with 12 MWh of lifetime export; its only reading so far becomes its baseline.
+    meter = await world.meter("veteran")
+    await _ingest(storage, _reading("veteran", 1, 2_000_000, 14_000_000))
+    worker = _worker(storage, world)
+    summary = await worker.run_once()
+    assert summary.minted == {"veteran": 0} and summary.settled["veteran"].baseline
+    assert summary.baselines["veteran"].net_wh == 12_000_000
+    assert await world.grid(meter) == 0
+    # What it exports afterwards is credited, and only that.
+    await _ingest(storage, _reading("veteran", 2, 2_000_100, 14_000_900))
+    assert (await worker.run_once()).minted == {"veteran": 800 * WH}
+    assert await world.grid(meter) == 800 * WH
 
 
 async def test_latest_meter_error_reading_is_passed_over(storage: Storage, world: World) -> None:
@@ -154,9 +177,11 @@ async def test_latest_meter_error_reading_is_passed_over(storage: Storage, world
     await _ingest(storage, _reading("flaky", 1, 0, 300), _reading("flaky", 2, 0, 900),
                   _reading("flaky", 3, 0, 5_000, meter_error=True))
     summary = await _worker(storage, world).run_once()
-    assert {m: (s.seq, s.minted) for m, s in summary.settled.items()} == {"flaky": (2, 900 * WH)}
+    # seq 1 is the baseline (net 300); seq 2 mints what came after it; seq 3 is never sent.
+    assert {m: s.seq for m, s in summary.baselines.items()} == {"flaky": 1}
+    assert {m: (s.seq, s.minted) for m, s in summary.settled.items()} == {"flaky": (2, 600 * WH)}
     assert (summary.settled["flaky"].passed_over, summary.settled["flaky"].net_wh) == (1, 900)
-    assert await world.grid(meter) == 900 * WH
+    assert await world.grid(meter) == 600 * WH
     # Only meter-error readings newer than the settlement: nothing to do.
     await _ingest(storage, _reading("flaky", 4, 0, 6_000, meter_error=True))
     again = await _worker(storage, world).run_once()
@@ -168,12 +193,14 @@ async def test_a_reading_settled_by_someone_else_is_recorded_and_not_retried(
     meter = await world.meter("relayed")
     readings = [_reading("relayed", s, 0, 100 * s) for s in range(1, 4)]
     await _ingest(storage, *readings)
-    # The owner (anyone) relays seq 3 first: the program is trustless, the backend is not the only door.
+    # The owner (anyone) relays seq 1 (the baseline) and seq 3 first: the program is trustless, the backend
+    # is not the only door.
     g = world.deployment.grid
-    other = await world.chain.send_transaction(
-        energy.settle_transaction(g.energy_program, g.registry_program, g.mint, meter.owner,
-                                  sign(readings[2], GATEWAY_KEY), bytes(GATEWAY_KEY.verify_key)), [world.relayer])
-    other.raise_for_failure()
+    for reading in (readings[0], readings[2]):
+        other = await world.chain.send_transaction(
+            energy.settle_transaction(g.energy_program, g.registry_program, g.mint, meter.owner,
+                                      sign(reading, GATEWAY_KEY), bytes(GATEWAY_KEY.verify_key)), [world.relayer])
+        other.raise_for_failure()
 
     worker = _worker(storage, world)
     summary = await worker.run_once()
@@ -182,13 +209,13 @@ async def test_a_reading_settled_by_someone_else_is_recorded_and_not_retried(
     assert await _settlements(storage) == [("relayed", 3, "already_settled", "ReplayedReading", False, 0)]
     again = await worker.run_once()
     assert (again.settled, again.already_settled, again.refused) == ({}, {}, {})
-    assert worker.stats.already_settled == 1 and await world.grid(meter) == 300 * WH
+    assert worker.stats.already_settled == 1 and await world.grid(meter) == 200 * WH
 
 
 async def test_other_refusals_are_named_counted_and_tried_with_the_next_reading(
         storage: Storage, world: World) -> None:
     meter = await world.meter("swapped")
-    await _ingest(storage, _reading("swapped", 1, 0, 800))
+    await _ingest(storage, _reading("swapped", 0, 0, 0), _reading("swapped", 1, 0, 800))
     worker = _worker(storage, world)
     assert (await worker.run_once()).minted == {"swapped": 800 * WH}
     # A replaced meter whose export register restarted: the chain refuses the rollback by name.
@@ -197,7 +224,7 @@ async def test_other_refusals_are_named_counted_and_tried_with_the_next_reading(
         summary = await worker.run_once()
         assert summary.refused == {"swapped": "CounterRollback"} and summary.settled == {}
     assert worker.stats.refused == {"CounterRollback": 2}
-    assert [r[:3] for r in await _settlements(storage)] == [("swapped", 1, "minted")]
+    assert [r[:3] for r in await _settlements(storage)] == [("swapped", 0, "minted"), ("swapped", 1, "minted")]
     # Counters past the settled ones again: the next reading settles and mints only the new surplus.
     await _ingest(storage, _reading("swapped", 3, 0, 1_000))
     assert (await worker.run_once()).minted == {"swapped": 200 * WH}
@@ -209,7 +236,7 @@ async def test_unregistered_and_wrongly_keyed_meters_are_skipped_with_one_log_li
     await world.meter("other-key", bytes(SigningKey(b"\x22" * 32).verify_key))
     await world.meter("good")
     await _ingest(storage, _reading("ghost", 1, 0, 500), _reading("other-key", 1, 0, 500),
-                  _reading("good", 1, 0, 500))
+                  _reading("good", 1, 0, 0), _reading("good", 2, 0, 500))
     worker = _worker(storage, world)
     with caplog.at_level(logging.DEBUG, logger="backend.minting"):
         first = await worker.run_once()
@@ -220,7 +247,7 @@ async def test_unregistered_and_wrongly_keyed_meters_are_skipped_with_one_log_li
     assert len(warnings) == 2, warnings  # once per meter, then DEBUG
     assert any("ghost" in w and "not registered on chain" in w for w in warnings)
     assert worker.stats.skipped == {"not_registered": 2, "key_mismatch": 2}
-    assert [r[0] for r in await _settlements(storage)] == ["good"]
+    assert [r[:2] for r in await _settlements(storage)] == [("good", 1), ("good", 2)]
 
 
 class Link:
@@ -287,7 +314,7 @@ async def test_a_chain_outage_is_backed_off_and_the_loop_carries_on(tmp_path: Pa
         await storage.add_gateway(GW, bytes(GATEWAY_KEY.verify_key))
         world = await _world(LiteSVMChain(server.svm))  # set up in-process; the worker goes over the link
         meter = await world.meter("remote")
-        await _ingest(storage, _reading("remote", 1, 0, 1_500))
+        await _ingest(storage, _reading("remote", 1, 0, 0), _reading("remote", 2, 0, 1_500))
         port = int(server.url.rsplit(":", 1)[1])
         async with Link(port) as link, RpcChain(link.url, poll_interval=0.02, timeout=5) as rpc:
             retry = ChainRetry(attempts=3, first_wait=0.02, max_wait=0.05)
@@ -301,10 +328,11 @@ async def test_a_chain_outage_is_backed_off_and_the_loop_carries_on(tmp_path: Pa
             try:
                 await _until(lambda: worker.stats.chain_outages >= 2)  # the loop survives an outage
                 link.up = True
-                await _until(lambda: worker.stats.settled >= 1)
+                await _until(lambda: worker.stats.settled >= 2)  # the baseline, then the reading that mints
             finally:
                 loop.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
         assert await world.grid(meter) == 1_500 * WH
-        assert await _settlements(storage) == [("remote", 1, "minted", None, True, 1_500 * WH)]
+        assert await _settlements(storage) == [("remote", 1, "minted", None, True, 0),
+                                               ("remote", 2, "minted", None, True, 1_500 * WH)]
