@@ -4,11 +4,15 @@
     meter-sim (RTU on a pty pair: 2 x SDM120, unit 3 configured but dead)
                                         ├─► gridtokenx gateway run ─► Mosquitto ─► gridtokenx backend run
     gridtokenx gateway keygen ──────────┘        (signs, outbox)      (private)     (verify, store, ack)
+                                                                                          │ SQLite
+    embedded LiteSVM: registry, energy_token, trading ◄── minting worker (baseline, then surplus)
+                      GRID minted → sell order in escrow → consumer buys with THBC → TradeExecuted
 
 Everything runs on embedded defaults: a private Mosquitto on a free port, the backend on SQLite in the
 work directory. Each part is a real process started with the real command line, so what the demo shows
-is what a deployment does. At the end the backend's database is checked: every reading verified, and
-per meter a gap-free run of sequence numbers.
+is what a deployment does. At the end the backend's database is checked (every reading verified, per
+meter a gap-free run of sequence numbers, none flagged), then the backend's minting worker settles the
+signed readings on an embedded chain and the biggest producer's surplus is sold to a consumer.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GATEWAY_ID = "demo-gw"
+LIVE_METERS = ("house-main", "pv-inverter", "flat-1", "flat-2")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -308,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
             match = re.search(r"public key:\s+([0-9a-f]{64})", keygen.stdout)
             if keygen.returncode != 0 or match is None:
                 raise DemoError(f"gateway keygen failed: {keygen.stderr or keygen.stdout}")
+            gateway_key = bytes.fromhex(match.group(1))
             subprocess.run(
                 _cli("backend", "add-gateway", "--id", GATEWAY_ID, "--public-key", match.group(1),
                      "--database", db_url),
@@ -341,12 +348,26 @@ def run(args: argparse.Namespace) -> int:
             return 1
         finally:
             stack.stop_all()
-    return _verdict(by_meter, quarantined, flagged, gateway_rc)
+        # The backend has stopped: the minting worker is now the database's only writer.
+        from gridtokenx.demo_chain import ChainDemoError, settle_and_trade
+
+        print("\ndemo: settling on an embedded chain (LiteSVM) and trading the surplus:")
+        # The chain step prints its own summary; the worker's per-transaction lines are for the logs.
+        if logging.getLogger().getEffectiveLevel() >= logging.INFO:
+            logging.getLogger("backend.minting").setLevel(logging.WARNING)
+        try:
+            chain = asyncio.run(settle_and_trade(db_url, GATEWAY_ID, gateway_key, LIVE_METERS))
+        except ChainDemoError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 1
+    return _verdict(by_meter, quarantined, flagged, gateway_rc, traded=chain.trade is not None)
 
 
-def _verdict(by_meter: dict[str, list[int]], quarantined: int, flagged: int, gateway_rc: int) -> int:
+def _verdict(
+    by_meter: dict[str, list[int]], quarantined: int, flagged: int, gateway_rc: int, *, traded: bool
+) -> int:
     problems = []
-    for meter in ("house-main", "pv-inverter", "flat-1", "flat-2"):
+    for meter in LIVE_METERS:
         seqs = by_meter.get(meter, [])
         if not seqs:
             problems.append(f"no readings from {meter}")
@@ -360,8 +381,11 @@ def _verdict(by_meter: dict[str, list[int]], quarantined: int, flagged: int, gat
         problems.append(f"{flagged} readings were flagged implausible (METER_ERROR)")
     if gateway_rc != 0:
         problems.append(f"the gateway exited with {gateway_rc}")
+    if not traded:
+        problems.append("no surplus was minted and traded")
     if problems:
         print("demo: FAILED: " + "; ".join(problems), file=sys.stderr)
         return 1
-    print("demo: OK — every reading signed, delivered once, verified; sequence numbers gap-free per meter")
+    print("demo: OK — every reading signed, delivered once, verified; sequence numbers gap-free per meter; "
+          "surplus minted as GRID and traded for THBC")
     return 0

@@ -2,9 +2,10 @@
 
 On an embedded LiteSVM chain (backend.chain_setup): every demo meter is registered to its own prosumer
 with the gateway's public key as the meter key (the gateway signs for all its meters); the backend's
-minting worker settles each meter's latest signed reading from the backend database, minting GRID for
-its net export; the owner of the meter with the most surplus offers half of its GRID at 3.5 THBC/kWh for
-an hour; a consumer, funded with THBC by the payment gateway, buys half of that offer. The TradeExecuted
+minting worker settles each meter from the backend database — its earliest good reading as the baseline
+(energy from before registration is never credited), then its latest, minting GRID for the net export in
+between; the owner of the meter with the most surplus offers half of its GRID at 3.5 THBC/kWh for an
+hour; a consumer, funded with THBC by the payment gateway, buys half of that offer. The TradeExecuted
 event is decoded and every balance is checked against what the trade says should have moved.
 """
 
@@ -105,8 +106,8 @@ async def settle_and_trade(db_url: str, gateway_id: str, gateway_public_key: byt
 
     seller_meter = max(minted, key=lambda m: (minted[m], m), default=None)
     if seller_meter is None or minted[seller_meter] < 2:
-        _say("no GRID to sell: GRID is minted only for lifetime net generation (export - import) above a "
-             "meter's settled mark, which starts at 0")
+        _say("no GRID to sell: GRID is minted only for net generation (export - import) above a meter's "
+             "settled mark, which starts at its first settled reading (its baseline)")
         return ChainDemoResult(minted, settled_seq, None, 0, None, None)
     seller, meter = owners[seller_meter]
     trade, offered, balances = await _trade(chain, deployment, seller, meter, minted[seller_meter])
@@ -114,6 +115,8 @@ async def settle_and_trade(db_url: str, gateway_id: str, gateway_public_key: byt
 
 
 def _report_minting(summary: MintingSummary, meter_ids: Sequence[str]) -> None:
+    for meter_id, b in sorted(summary.baselines.items()):
+        _say(f"{meter_id:<12} seq {b.seq} is its baseline: export - import {b.net_wh:+} Wh, never credited")
     for meter_id, s in sorted(summary.settled.items()):
         flagged = f" ({s.passed_over} newer readings flagged METER_ERROR not credited)" if s.passed_over else ""
         _say(f"{meter_id:<12} seq {s.seq} settled: export - import {s.net_wh:+} Wh → {_kwh(s.minted)} GRID "

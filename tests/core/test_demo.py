@@ -23,6 +23,10 @@ def test_demo_delivers_every_meter_and_skips_the_dead_one(tmp_path: Path) -> Non
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "demo: OK" in proc.stdout
+    # The chain step minted GRID from the signed readings and a consumer bought some of it.
+    minted = [float(m) for m in re.findall(r"→ ([\d.]+) kWh GRID minted", proc.stdout)]
+    assert len(minted) == 4 and max(minted) > 0, proc.stdout
+    assert re.search(r"TradeExecuted: [\d.]+ kWh for [\d.]+ THBC", proc.stdout), proc.stdout
     # Check the backend's database ourselves rather than trusting the demo's own verdict.
     with sqlite3.connect(tmp_path / "backend.db") as db:
         blobs = [row[0] for row in db.execute("SELECT data FROM readings")]
