@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GATEWAY_ID = "demo-gw"
-LIVE_METERS = ("house-main", "pv-inverter", "flat-1", "flat-2")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -151,18 +150,36 @@ def _wait_port(port: int, name: str, stack: _Stack, timeout: float = 10.0) -> No
     raise DemoError(f"{name} is not listening on port {port}")
 
 
+# (meter id, model, unit, bus). flat-3 is configured but not on the line: the gateway marks it offline
+# and the others never wait for it.
+DEMO_METERS = (
+    ("house-main", "sdm630", 1, "lan"),
+    ("pv-inverter", "sunspec", 2, "lan"),
+    ("flat-1", "sdm120", 1, "rs485"),
+    ("flat-2", "sdm120", 2, "rs485"),
+    ("flat-3", "sdm120", 3, "rs485"),
+)
+LIVE_METERS = tuple(meter_id for meter_id, *_ in DEMO_METERS if meter_id != "flat-3")
+
+
 def _gateway_config(
     workdir: Path, *, tcp_port: int, serial: str, broker_port: int, interval: float, speedup: float
 ) -> Path:
     from gateway.models import get_model
 
-    def bound(model: str) -> str:
+    def meter_block(meter_id: str, model: str, unit: int, bus: str) -> str:
         # The simulator compresses time `speedup`-fold, so per wall-clock second its counters rise that
         # much faster than a real meter's could; the plausibility bound scales with it, or every reading
         # after the first would be flagged METER_ERROR (and never minted).
-        return f"max_power_w = {int(get_model(model).rated_power_w * max(1.0, speedup))}"
+        bound = int(get_model(model).rated_power_w * max(1.0, speedup))
+        return (
+            f'[[meter]]\nid = "{meter_id}"\nmodel = "{model}"\nunit = {unit}\nbus = "{bus}"\n'
+            f"interval = {interval}\nmax_power_w = {bound}\n"
+            + ("offline_after = 1\n" if meter_id not in LIVE_METERS else "")
+        )
 
     path = workdir / "gateway.toml"
+    meters = "\n".join(meter_block(*meter) for meter in DEMO_METERS)
     path.write_text(
         f"""# Written by `gridtokenx demo`; the commented reference is systemd/gateway.example.toml.
 [gateway]
@@ -182,48 +199,7 @@ device = "{serial}"
 baudrate = 9600
 timeout = 0.3
 
-[[meter]]
-id = "house-main"
-model = "sdm630"
-unit = 1
-bus = "lan"
-interval = {interval}
-{bound("sdm630")}
-
-[[meter]]
-id = "pv-inverter"
-model = "sunspec"
-unit = 2
-bus = "lan"
-interval = {interval}
-{bound("sunspec")}
-
-[[meter]]
-id = "flat-1"
-model = "sdm120"
-unit = 1
-bus = "rs485"
-interval = {interval}
-{bound("sdm120")}
-
-[[meter]]
-id = "flat-2"
-model = "sdm120"
-unit = 2
-bus = "rs485"
-interval = {interval}
-{bound("sdm120")}
-
-# Configured but not on the line: the gateway marks it offline and the others never wait for it.
-[[meter]]
-id = "flat-3"
-model = "sdm120"
-unit = 3
-bus = "rs485"
-interval = {interval}
-{bound("sdm120")}
-offline_after = 1
-
+{meters}
 [mqtt]
 host = "127.0.0.1"
 port = {broker_port}
