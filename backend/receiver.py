@@ -25,6 +25,9 @@ __all__ = ["BackendMqttSettings", "Receiver"]
 
 log = logging.getLogger(__name__)
 
+# A message and the task verifying it (its Prepared, or None for anything but a readings message).
+_Verifying = tuple[paho.MQTTMessage, "asyncio.Future[Prepared | None]"]
+
 
 class BackendMqttSettings(BrokerSettings):
     client_id: str = "gridtokenx-backend"
@@ -58,40 +61,56 @@ class Receiver:
         return [(f"{share}{root}/+/readings", 1), (f"{root}/+/status", 1)]
 
     async def run(self) -> None:
-        """Two stages in order: verify message N+1 (CPU, worker threads) while message N is stored
-        and acknowledged (database and network). The hand-over queue is small, so at most a few
-        verified messages wait in memory; the broker's in-flight limit bounds the rest."""
+        """Two stages in order: verify the next messages (CPU, worker threads) while the oldest one is
+        stored and acknowledged (database and network). Up to three messages are verified at once, so
+        the worker threads always have a batch to work on while the loop parses the next message or
+        stores the previous one; they are stored and acknowledged strictly in arrival order. The
+        hand-over queue is small, so at most a few verified messages wait in memory; the broker's
+        in-flight limit bounds the rest."""
         conn = self.connection
-        verified: asyncio.Queue[tuple[paho.MQTTMessage, Prepared | None]] = asyncio.Queue(maxsize=2)
-        async with conn, asyncio.TaskGroup() as tg:
-            tg.create_task(self._verify_stage(verified), name="backend-verify")
-            tg.create_task(self._store_stage(conn, verified), name="backend-store")
+        verified: asyncio.Queue[_Verifying] = asyncio.Queue(maxsize=2)
+        try:
+            async with conn, asyncio.TaskGroup() as tg:
+                tg.create_task(self._verify_stage(verified), name="backend-verify")
+                tg.create_task(self._store_stage(conn, verified), name="backend-store")
+        finally:
+            while not verified.empty():
+                verified.get_nowait()[1].cancel()
 
-    async def _verify_stage(self, out: asyncio.Queue[tuple[paho.MQTTMessage, Prepared | None]]) -> None:
+    async def _verify_stage(self, out: asyncio.Queue[_Verifying]) -> None:
         while True:
             message = await self._queue.get()
-            prepared: Prepared | None = None
+            task = asyncio.ensure_future(self._prepare(message))
             try:
-                gateway_id, kind = parse_topic(message.topic, self.settings.topic_root)
-            except BatchFormatError:
-                kind = ""
-            if kind == "readings":
-                delay = 0.5
-                while True:
-                    try:
-                        prepared = await self.ingest.prepare(gateway_id, bytes(message.payload))
-                        break
-                    except StorageError as exc:  # looking up the gateway's key failed
-                        log.error("verifying %s failed (%s): retrying in %.1f s", message.topic, exc, delay)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 30.0)
-            await out.put((message, prepared))
+                await out.put((message, task))
+            except BaseException:
+                task.cancel()
+                raise
 
-    async def _store_stage(
-        self, conn: MqttConnection, verified: asyncio.Queue[tuple[paho.MQTTMessage, Prepared | None]]
-    ) -> None:
+    async def _prepare(self, message: paho.MQTTMessage) -> Prepared | None:
+        try:
+            gateway_id, kind = parse_topic(message.topic, self.settings.topic_root)
+        except BatchFormatError:
+            return None
+        if kind != "readings":
+            return None
+        delay = 0.5
         while True:
-            message, prepared = await verified.get()
+            try:
+                return await self.ingest.prepare(gateway_id, bytes(message.payload))
+            except StorageError as exc:  # looking up the gateway's key failed
+                log.error("verifying %s failed (%s): retrying in %.1f s", message.topic, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _store_stage(self, conn: MqttConnection, verified: asyncio.Queue[_Verifying]) -> None:
+        while True:
+            message, task = await verified.get()
+            try:
+                prepared = await task
+            except BaseException:
+                task.cancel()
+                raise
             await self._process(conn, message, prepared)
 
     async def _process(self, conn: MqttConnection, message: paho.MQTTMessage, prepared: Prepared | None) -> None:
