@@ -4,7 +4,9 @@ A 10-minute outage of 100 meters polled every second leaves 60,000 signed readin
 This script builds exactly that backlog through the real signer and outbox, then starts a real
 Mosquitto, the real backend (``gridtokenx backend run``, a separate process, PostgreSQL by default)
 and the real gateway service, and times until the backend has stored every reading and the gateway
-has deleted every acknowledged row.
+has deleted every acknowledged row. It also prints the CPU seconds the backend, the gateway (this
+process) and Mosquitto used during the drain, per reading, and how busy the whole machine was: on a
+shared machine a readings/s figure alone does not say whether other work took the cores.
 
     python bench/bench_backlog_drain.py                      # 100 meters x 600 s, PostgreSQL
     python bench/bench_backlog_drain.py --sqlite             # the embedded backend database

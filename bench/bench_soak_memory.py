@@ -35,6 +35,16 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def rss_split_mb(pid: int) -> tuple[float, float]:
+    """(mapped files — shared libraries and extension modules —, anonymous memory — the Python heap,
+    objects and malloc —) of the RSS, in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0]) / 1024
+    return fields["Rss"] - fields["Anonymous"], fields["Anonymous"]
+
+
 async def add_gateway(url: str, public_key: bytes) -> None:
     async with await open_storage(url) as storage:
         await storage.add_gateway("gw-soak", public_key)
@@ -76,6 +86,7 @@ def soak(args: argparse.Namespace, url: str, work: Path) -> None:
             gateway_cmd("run", "--config", str(config)), work / "gateway.log", env={"GRIDTOKENX_LOG_LEVEL": "WARNING"}
         )
         samples: list[tuple[float, float, int]] = []
+        split = (0.0, 0.0)
         start = time.monotonic()
         outage_at = args.duration / 3 if args.outage else None
         outage_done = False
@@ -93,6 +104,7 @@ def soak(args: argparse.Namespace, url: str, work: Path) -> None:
                     print(f"  {elapsed:6.0f} s: broker back")
                 stored = asyncio.run(count(url))
                 samples.append((elapsed, rss_mb(gateway.proc.pid), stored))
+                split = rss_split_mb(gateway.proc.pid)
                 print(f"  {elapsed:6.0f} s: gateway RSS {samples[-1][1]:5.1f} MB, backend holds {stored} readings")
         finally:
             gateway.terminate()
@@ -109,6 +121,7 @@ def soak(args: argparse.Namespace, url: str, work: Path) -> None:
         f"second half {min(half):.1f}-{max(half):.1f} MB (growth {half[-1] - half[0]:+.1f} MB); "
         f"{samples[-1][2]} readings delivered from {args.meters} meters"
     )
+    print(f"last RSS: {split[0]:.1f} MB mapped files (libraries, extension modules), {split[1]:.1f} MB anonymous")
 
 
 def main() -> None:
