@@ -111,10 +111,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: GatewayConfig, settings: DaemonSettings, key: DeviceKey) -> None:
+    from gateway.clock import SystemClockSource
     from gateway.poller import Poller
     from gateway.service import GatewayService
 
-    async with Poller.from_config(config) as poller:
+    async with Poller.from_config(config, clock_source=SystemClockSource()) as poller:
         service = GatewayService(
             key=key,
             mqtt=settings.mqtt,

@@ -200,12 +200,15 @@ class MeterPoller:
         spec: MeterSpec,
         bus: Bus,
         *,
-        clock_source: ClockSource = ClockSource.UNSYNCED,
+        clock_source: ClockSource | Callable[[], ClockSource] = ClockSource.UNSYNCED,
         now_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.spec = spec
         self.bus = bus
-        self.clock_source = clock_source
+        # A callable (gateway.clock.SystemClockSource) is asked at every poll: NTP may sync after boot.
+        self.clock_source: Callable[[], ClockSource] = (
+            clock_source if callable(clock_source) else lambda: clock_source
+        )
         self.now_ms = now_ms
         self.checker = PlausibilityChecker(rated_power_w=spec.rated_power_w or spec.model.rated_power_w)
         self._counters = _Counters()
@@ -267,7 +270,7 @@ class MeterPoller:
             import_wh=verdict.import_wh,
             export_wh=verdict.export_wh,
             power_w=verdict.power_w,
-            clock=self.clock_source,
+            clock=self.clock_source(),
             meter_error=not verdict.ok,
             problems=verdict.problems,
             values=as_floats(values),
@@ -425,7 +428,7 @@ class Poller:
         buses: Sequence[Bus],
         meters: Sequence[MeterSpec],
         *,
-        clock_source: ClockSource = ClockSource.UNSYNCED,
+        clock_source: ClockSource | Callable[[], ClockSource] = ClockSource.UNSYNCED,
         now_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         by_name = {b.name: _BusGroup(b) for b in buses}
@@ -447,7 +450,7 @@ class Poller:
 
     @classmethod
     def from_config(
-        cls, config: GatewayConfig, *, clock_source: ClockSource = ClockSource.UNSYNCED
+        cls, config: GatewayConfig, *, clock_source: ClockSource | Callable[[], ClockSource] = ClockSource.UNSYNCED
     ) -> Poller:
         buses = [build_bus(b) for b in config.bus]
         meters = [MeterSpec.from_config(m, config.bus_by_name(m.bus)) for m in config.meter]
