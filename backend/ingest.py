@@ -232,9 +232,9 @@ class Ingest:
         rows: list[ReadingRow] = []
         quarantined: list[QuarantineRow] = []
         results: list[AckResult] = []
-        for entry, (key, row, why) in zip(batch.entries, checked, strict=True):
-            if row is not None:
-                rows.append(row)
+        for entry, (key, good, why) in zip(batch.entries, checked, strict=True):
+            if good is not None:
+                rows.append(good)
                 continue
             assert why is not None
             quarantined.append(

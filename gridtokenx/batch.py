@@ -217,7 +217,7 @@ def decode_batch(payload: bytes | str) -> Batch:
         raise BatchFormatError("sent_ms", "sent_ms must be a non-negative integer")
     if not isinstance(items, list):
         raise BatchFormatError("readings", "readings must be a list")
-    entries = []
+    entries: list[BatchEntry] = []
     append = entries.append
     fromhex = bytes.fromhex
     for i, item in enumerate(items):
@@ -292,7 +292,7 @@ def decode_ack(payload: bytes | str) -> Ack:
     batch_id, items = obj.get("batch"), obj.get("results")
     if not isinstance(batch_id, str) or not isinstance(items, list):
         raise BatchFormatError("ack", "ack needs a string 'batch' and a list 'results'")
-    results = []
+    results: list[AckResult] = []
     append = results.append
     statuses = _ACK_STATUSES
     for i, item in enumerate(items):
