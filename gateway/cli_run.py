@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from gateway.config import GatewayConfig
     from gateway.keys import DeviceKey, KeySettings
     from gateway.mqtt_publisher import MqttSettings
     from gateway.outbox import OutboxSettings
+    from gateway.status_page import StatusSettings
 
 __all__ = ["DaemonSettings", "add_arguments", "main", "resolve_sections", "run"]
 
@@ -41,10 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class DaemonSettings:
-    """The validated ``[mqtt]``, ``[outbox]`` and ``[key]`` sections."""
+    """The validated ``[mqtt]``, ``[outbox]``, ``[key]`` and (optional) ``[status]`` sections."""
 
-    def __init__(self, mqtt: MqttSettings, outbox: OutboxSettings, key: KeySettings) -> None:
-        self.mqtt, self.outbox, self.key = mqtt, outbox, key
+    def __init__(
+        self, mqtt: MqttSettings, outbox: OutboxSettings, key: KeySettings, status: StatusSettings | None = None
+    ) -> None:
+        self.mqtt, self.outbox, self.key, self.status = mqtt, outbox, key, status
 
 
 def resolve_sections(config: GatewayConfig, source: str = "<config>") -> DaemonSettings:
@@ -56,11 +61,17 @@ def resolve_sections(config: GatewayConfig, source: str = "<config>") -> DaemonS
     from gateway.keys import KeySettings
     from gateway.mqtt_publisher import MqttSettings
     from gateway.outbox import OutboxSettings
+    from gateway.status_page import StatusSettings
     from gridtokenx.batch import BatchFormatError, check_gateway_id
 
     problems: list[str] = []
     parsed: dict[str, Any] = {}
-    for name, model in (("mqtt", MqttSettings), ("outbox", OutboxSettings), ("key", KeySettings)):
+    sections: list[tuple[str, type[BaseModel]]] = [
+        ("mqtt", MqttSettings), ("outbox", OutboxSettings), ("key", KeySettings)
+    ]
+    if config.status is not None:  # the status page is off unless configured
+        sections.append(("status", StatusSettings))
+    for name, model in sections:
         try:
             parsed[name] = model.model_validate(getattr(config, name) or {})
         except ValidationError as exc:
@@ -126,7 +137,23 @@ async def _serve(config: GatewayConfig, settings: DaemonSettings, key: DeviceKey
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stop)
-        await service.run()
+        if settings.status is None:
+            await service.run()
+            return
+        from gateway.status_page import StatusPage, utc_now
+
+        def snapshot() -> dict[str, Any]:
+            return {
+                "gateway_id": config.gateway.id,
+                "key_fingerprint": key.fingerprint,
+                "time_utc": utc_now(),
+                "meters": poller.status(),
+                # None until the outbox is open: the page may be asked before the service is up.
+                "service": service.stats() if service.outbox is not None else None,
+            }
+
+        async with StatusPage(settings.status, snapshot):
+            await service.run()
 
 
 def main(argv: list[str] | None = None) -> int:
