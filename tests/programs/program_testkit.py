@@ -7,8 +7,11 @@ unique in the tree. Fixtures stay in each test module so that a reader sees what
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 
+import pytest
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -19,12 +22,20 @@ __all__ = [
     "FUNDS",
     "TRADING_ID",
     "funded",
+    "needs_clang",
     "refused_by",
     "set_unix_time",
     "trading_chain",
     "with_account",
     "without_signature",
 ]
+
+# The rebuild and compile tests need clang-19. A developer machine without it skips them; under CI
+# (CI=true), where .ci/setup installs it, a missing compiler is a broken set-up and must fail instead.
+needs_clang = pytest.mark.skipif(
+    shutil.which("clang-19") is None and not os.environ.get("CI"),
+    reason="clang-19 is not installed (bash .ci/setup installs it)",
+)
 
 FUNDS = 10 * 10**9  # lamports: enough for every account a test creates
 TRADING_ID = Pubkey.from_string("Trading111111111111111111111111111111111111")

@@ -4,11 +4,11 @@ the transaction that ran it."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from program_testkit import needs_clang
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -21,7 +21,7 @@ from programs.toolchain.linker import link
 pytestmark = [
     pytest.mark.chain,
     pytest.mark.tool,
-    pytest.mark.skipif(shutil.which("clang-19") is None, reason="clang-19 is not installed"),
+    needs_clang,
 ]
 
 # Logs: num_instructions, current_index; then per instruction: index, num_accounts, data_len, first data

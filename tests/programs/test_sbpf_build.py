@@ -6,12 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from program_testkit import needs_clang
 
 from programs import cli
 from programs.toolchain import build
 from programs.toolchain.build import BuildError
 
-needs_clang = pytest.mark.skipif(shutil.which("clang-19") is None, reason="clang-19 is not installed")
 pytestmark = pytest.mark.tool
 
 

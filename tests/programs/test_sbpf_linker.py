@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import struct
 from collections.abc import Callable
 
@@ -11,6 +10,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import Section, SymbolTableSection
+from program_testkit import needs_clang
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
@@ -23,7 +23,7 @@ from programs.toolchain.linker import R_BPF_64_32, R_BPF_64_RELATIVE, LinkError,
 pytestmark = [
     pytest.mark.chain,
     pytest.mark.tool,
-    pytest.mark.skipif(shutil.which("clang-19") is None, reason="clang-19 is not installed"),
+    needs_clang,
 ]
 
 Compile = Callable[..., bytes]
