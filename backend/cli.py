@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backend.ingest import Ingest
-from backend.receiver import BackendSettings, Receiver
+from backend.ingest.pipeline import Ingest
+from backend.ingest.receiver import BackendSettings, Receiver
 from backend.storage import Storage, StorageError, open_storage
 from gridtokenx.batch import BatchFormatError, check_gateway_id
 from gridtokenx.identity import fingerprint

@@ -330,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
         print("\ndemo: settling on an embedded chain (LiteSVM) and trading the surplus:")
         # The chain step prints its own summary; the worker's per-transaction lines are for the logs.
         if logging.getLogger().getEffectiveLevel() >= logging.INFO:
-            logging.getLogger("backend.minting").setLevel(logging.WARNING)
+            logging.getLogger("backend.minting.worker").setLevel(logging.WARNING)
         try:
             chain = asyncio.run(settle_and_trade(db_url, GATEWAY_ID, gateway_key, LIVE_METERS))
         except ChainDemoError as exc:

@@ -1,6 +1,6 @@
 """The chain step of ``gridtokenx demo``: settle what the backend holds, then trade the surplus.
 
-On an embedded LiteSVM chain (backend.chain_setup): every demo meter is registered to its own prosumer
+On an embedded LiteSVM chain (backend.chain.embedded): every demo meter is registered to its own prosumer
 with the gateway's public key as the meter key (the gateway signs for all its meters); the backend's
 minting worker settles each meter from the backend database — its earliest good reading as the baseline
 (energy from before registration is never credited), then its latest, minting GRID for the net export in
@@ -18,7 +18,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from spl.token.instructions import create_associated_token_account, get_associated_token_address
 
-from backend.chain_setup import EmbeddedDeployment, embedded_deployment
+from backend.chain.embedded import EmbeddedDeployment, embedded_deployment
 from backend.minting import MintingSummary, MintingWorker
 from backend.storage import open_storage
 from programs.client.chain import Chain, LiteSVMChain

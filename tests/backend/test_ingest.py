@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from backend.ingest import Ingest
+from backend.ingest.pipeline import Ingest
 from backend.storage import Storage, StorageError, open_storage
 from gridtokenx.batch import AckStatus, encode_batch
 from gridtokenx.reading import Reading, encode, sign

@@ -8,7 +8,7 @@ import random
 
 from nacl.signing import SigningKey
 
-from backend.ingest import _check_entries
+from backend.ingest.pipeline import _check_entries
 from backend.storage import I64_MAX
 from gridtokenx.batch import BatchEntry, BatchFormatError, check_claims, decode_batch, encode_batch, reading_fields
 from gridtokenx.reading import ClockSource, Reading, ReadingFormatError, SignatureError, decode, sign, verify

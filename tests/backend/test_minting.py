@@ -1,6 +1,6 @@
 """The minting worker over real ingest storage (PostgreSQL and SQLite) and real LiteSVM transactions.
 
-Readings are signed with the gateway's key and stored through backend.ingest.Ingest, exactly as the
+Readings are signed with the gateway's key and stored through backend.ingest.pipeline.Ingest, exactly as the
 backend receives them; the worker settles them with [Ed25519 check, SettleAndMint] and the chain decides.
 """
 
@@ -20,8 +20,8 @@ import pytest
 from nacl.signing import SigningKey
 from solders.keypair import Keypair
 
-from backend.chain_setup import EmbeddedDeployment, embedded_deployment
-from backend.ingest import Ingest
+from backend.chain.embedded import EmbeddedDeployment, embedded_deployment
+from backend.ingest.pipeline import Ingest
 from backend.minting import ChainRetry, ChainUnavailable, MintingWorker, Outcome
 from backend.storage import Storage, open_storage
 from gridtokenx.batch import AckStatus, encode_batch
@@ -238,7 +238,7 @@ async def test_unregistered_and_wrongly_keyed_meters_are_skipped_with_one_log_li
     await _ingest(storage, _reading("ghost", 1, 0, 500), _reading("other-key", 1, 0, 500),
                   _reading("good", 1, 0, 0), _reading("good", 2, 0, 500))
     worker = _worker(storage, world)
-    with caplog.at_level(logging.DEBUG, logger="backend.minting"):
+    with caplog.at_level(logging.DEBUG, logger="backend.minting.worker"):
         first = await worker.run_once()
         second = await worker.run_once()
     assert first.skipped == second.skipped == {"ghost": "not_registered", "other-key": "key_mismatch"}

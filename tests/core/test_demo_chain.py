@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from backend.ingest import Ingest
+from backend.ingest.pipeline import Ingest
 from backend.storage import open_storage
 from gridtokenx.batch import AckStatus, encode_batch
 from gridtokenx.demo_chain import PRICE, Balances, settle_and_trade

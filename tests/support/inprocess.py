@@ -12,8 +12,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from backend.ingest import Ingest
-from backend.receiver import BackendMqttSettings, Receiver
+from backend.ingest.pipeline import Ingest
+from backend.ingest.receiver import BackendMqttSettings, Receiver
 from backend.storage import Storage, open_storage
 from gateway.outbox import COUNTER_BITS
 from gateway.sample import MeterSample

@@ -16,7 +16,7 @@ import logging
 import paho.mqtt.client as paho
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.ingest import Ingest, Prepared
+from backend.ingest.pipeline import Ingest, Prepared
 from backend.storage import QuarantineRow, StorageError
 from gridtokenx.batch import TOPIC_ROOT, BatchFormatError, ack_topic, decode_status, encode_ack, parse_topic
 from gridtokenx.mqtt import BrokerSettings, MqttConnection, MqttError

@@ -11,7 +11,7 @@ For every readings message the result is an :class:`~gridtokenx.batch.Ack` namin
   bytes under a (meter, seq) already stored — e.g. a gateway whose epoch file was lost).
 
 The ack is produced only after the database has committed, so an ack always means "the backend holds it".
-A storage failure raises :class:`~backend.storage.StorageError` and produces no ack: the gateway resends.
+A storage failure raises :class:`~backend.storage.database.StorageError` and produces no ack: the gateway resends.
 
 Signature checks run in worker threads: libsodium releases the GIL, so several cores verify at once.
 """

@@ -1,0 +1,1 @@
+"""Which chain the backend talks to and what is deployed on it (embedded LiteSVM, or a cluster over JSON-RPC)."""
