@@ -1,8 +1,11 @@
 """``gridtokenx gateway read --config FILE [--json]``: the technician's check.
 
 Polls every configured meter once (with its timeout and retries) and prints one line -- or one JSON
-object per line with ``--json`` -- per meter.  Exit status: 0 when every meter gave a good reading,
-1 when any meter did not answer or gave implausible values, 2 when the configuration is invalid.
+object per line with ``--json`` -- per meter. Each meter is first asked what it is (as ``scan`` does);
+a device reporting another model than configured is refused (``identify = "refuse"``, the default) or
+its reading flagged (``identify = "flag"``). Exit status: 0 when every meter gave a good reading, 1 when
+any meter did not answer, was refused, or gave implausible or flagged values, 2 when the configuration
+is invalid.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def _as_json(result: PollResult) -> dict[str, Any]:
         "problems": [] if s is None else list(s.problems),
         "timestamp_ms": None if s is None else s.timestamp_ms,
         "error": None if result.error is None else str(result.error),
+        "identity": None if result.identity is None else result.identity.describe(),
+        "identity_problem": result.identity_problem,
         # JSON has no NaN: a non-finite value (already listed in problems) shows as null.
         "values": {} if s is None else {k: (v if math.isfinite(v) else None) for k, v in s.values.items()},
     }
@@ -50,7 +55,8 @@ def _as_text(result: PollResult) -> str:
     s = result.sample
     head = f"{result.meter_id:<16} {result.model:<8}"
     if s is None:
-        return f"{head} offline  error: {result.error}"
+        state = "refused" if result.identity_problem is not None else "offline"
+        return f"{head} {state:<8} error: {result.error}"
     power = "-" if s.power_w is None else f"{s.power_w} W"
     problems = "; ".join(s.problems) if s.problems else "ok"
     return f"{head} online   import {s.import_wh} Wh  export {s.export_wh} Wh  power {power}  {problems}"
@@ -68,6 +74,7 @@ async def _read(config: Any, only: list[str] | None) -> list[PollResult]:
 def run(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.errors import ConfigError
+    from gateway.logs import quiet_libraries
 
     try:
         config = load_config(args.config)
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             print(f"gridtokenx gateway read: no meter {', '.join(unknown)} in {args.config}", file=sys.stderr)
             return 2
+    quiet_libraries()
     results = asyncio.run(_read(config, args.meter))
     for result in results:
         print(json.dumps(_as_json(result)) if args.json else _as_text(result), flush=True)

@@ -4,7 +4,7 @@ Unknown keys are rejected, and every problem -- field errors and cross-reference
 naming a bus that does not exist -- is gathered into one :class:`~gateway.errors.ConfigError` whose
 message names the entry and key, one problem per line.  See ``systemd/gateway.example.toml``.
 
-The ``[mqtt]``, ``[outbox]``, ``[key]`` and ``[status]`` sections belong to other parts of the daemon;
+The ``[mqtt]``, ``[outbox]``, ``[key]``, ``[status]`` and ``[telemetry]`` sections belong to other parts of the daemon;
 they are accepted here as plain tables and validated by their owners.
 """
 
@@ -69,6 +69,10 @@ class TcpBusConfig(_Section):
     port: int = Field(default=502, ge=1, le=65535)
     timeout: float = Field(default=1.0, gt=0, le=30)
     connect_timeout: float = Field(default=3.0, gt=0, le=60)
+    # One endpoint, shared by its meters: many Modbus TCP <-> RS-485 converters accept 1-4 connections.
+    max_connections: int = Field(default=1, ge=1, le=16)
+    # Requests outstanding at once per connection (matched by transaction id); 1 = one at a time.
+    pipeline: int = Field(default=1, ge=1, le=256)
 
 
 BusConfig = Annotated[RtuBusConfig | TcpBusConfig, Field(discriminator="type")]
@@ -86,6 +90,9 @@ class MeterConfig(_Section):
     offline_interval: float | None = Field(default=None, ge=0.05, le=86400)  # probe period when offline
     measurements: tuple[str, ...] | None = None  # poll only these (saves bus time); default: all
     max_power_w: int | None = Field(default=None, gt=0)  # plausibility bound; default: model rating
+    # At first contact the meter is asked what it is (gateway.identify). A device that reports another
+    # model is not read ("refuse"), read with every reading flagged meter_error ("flag"), or not asked.
+    identify: Literal["refuse", "flag", "off"] = "refuse"
 
     @field_validator("model")
     @classmethod
@@ -127,6 +134,7 @@ class GatewayConfig(_Section):
     outbox: dict[str, Any] | None = None
     key: dict[str, Any] | None = None
     status: dict[str, Any] | None = None
+    telemetry: dict[str, Any] | None = None
 
     def bus_by_name(self, name: str) -> RtuBusConfig | TcpBusConfig:
         for b in self.bus:

@@ -9,7 +9,8 @@ id and the register address involved.
         ├── MeterTimeout            no (valid) answer within the meter's timeout
         ├── MeterExceptionResponse  the meter answered with a Modbus exception code
         ├── BadResponse             an answer of the wrong shape (register count, function)
-        └── DiscoveryError          SunSpec marker or a supported meter model was not found
+        ├── DiscoveryError          SunSpec marker or a supported meter model was not found
+        └── ModelMismatch           the device reports another model than the configuration names
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "MeterError",
     "MeterExceptionResponse",
     "MeterTimeout",
+    "ModelMismatch",
 ]
 
 
@@ -79,4 +81,11 @@ class BadResponse(MeterError):
 
 
 class DiscoveryError(MeterError):
+    transient = False
+
+
+class ModelMismatch(MeterError):
+    """The device says it is another model than configured; with ``identify = "refuse"`` it is not read
+    (its values would be decoded with the wrong register table and signed)."""
+
     transient = False

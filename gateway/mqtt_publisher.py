@@ -20,6 +20,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import paho.mqtt.client as paho
 from pydantic import Field, field_validator
 
 from gateway.keys import DeviceKey
-from gateway.outbox import COUNTER_BITS, Outbox, OutboxRow
+from gateway.outbox import COUNTER_BITS, Outbox, OutboxError, OutboxRow
 from gridtokenx import __version__
 from gridtokenx.batch import (
     TOPIC_ROOT,
@@ -94,6 +95,9 @@ class PublisherStats:
     readings_rejected: int = 0
     ack_timeouts: int = 0
     bad_acks: int = 0
+    # The link to the broker in the words of the gateway's status message: "online" or "offline".
+    mqtt: str = "offline"
+    acked_not_deleted: int = 0  # acknowledged, waiting for room on the disk to be deleted
 
 
 class ReadingPublisher:
@@ -123,9 +127,16 @@ class ReadingPublisher:
         self._timeouts_in_a_row = 0
         self._conn: MqttConnection | None = None
         self._rejections_logged: set[str] = set()
+        self._undeleted: list[tuple[str, int]] = []  # acknowledged keys a full disk kept us from deleting
+        self.on_connect_hooks: list[Callable[[], None]] = []
 
     def notify(self) -> None:
         self._wake.set()
+
+    @property
+    def connection(self) -> MqttConnection | None:
+        """The gateway's one MQTT connection (telemetry publishes through it too), while running."""
+        return self._conn
 
     @property
     def inflight(self) -> int:
@@ -161,6 +172,7 @@ class ReadingPublisher:
             # Last Will: the broker marks us offline (retained) if we vanish without a goodbye.
             will=(status, self._status(online=False), 1, True),
             on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
             on_message=self._on_message,
             # The window bounds what we hand paho; its own queue limit is only a backstop.
             max_inflight=s.inflight_batches + 4,
@@ -182,11 +194,17 @@ class ReadingPublisher:
     def _on_connect(self) -> None:
         # Acks for anything in flight may have gone to the old session: send it all again (the backend
         # deduplicates), now rather than after the ack timeout.
+        self.stats.mqtt = "online"
         self._requeue_all()
         assert self._conn is not None
         with contextlib.suppress(MqttError):
             self._conn.publish(status_topic(self._gw, self.settings.topic_root), self._status(True), 1, True)
+        for hook in self.on_connect_hooks:
+            hook()
         self._wake.set()
+
+    def _on_disconnect(self) -> None:
+        self.stats.mqtt = "offline"
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
         try:
@@ -253,9 +271,11 @@ class ReadingPublisher:
         return rows, False
 
     async def _wait(self, seconds: float | None) -> None:
-        """Sleep until notified (new readings, an ack, a reconnect) or for ``seconds``."""
+        """Sleep until notified (new readings, an ack, a reconnect) or for ``seconds``. (asyncio.timeout,
+        not wait_for: on Python 3.11 wait_for can swallow the cancellation that stops the gateway.)"""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _send_loop(self, conn: MqttConnection) -> None:
         while True:
@@ -292,9 +312,19 @@ class ReadingPublisher:
 
     # -- acknowledgements ------------------------------------------------------------------------
 
+    async def _next_acks(self) -> list[Ack]:
+        """Wait for acks; while acknowledged readings wait to be deleted, wake every 2 s to retry."""
+        if not self._undeleted:
+            return [await self._acks.get()]
+        try:
+            async with asyncio.timeout(2.0):
+                return [await self._acks.get()]
+        except TimeoutError:
+            return []
+
     async def _ack_loop(self) -> None:
         while True:
-            acks = [await self._acks.get()]
+            acks = await self._next_acks()
             while not self._acks.empty() and len(acks) < 64:
                 acks.append(self._acks.get_nowait())
             keys: list[tuple[str, int]] = []
@@ -310,9 +340,22 @@ class ReadingPublisher:
                     self.epoch_path, "the backend already holds other readings under this epoch's sequence numbers"
                 )
             # Commit first, then free the window: a crash in between only means a resend.
-            removed = await self.outbox.remove(keys)
-            log.debug("ack of %d readings removed %d from the outbox", len(keys), removed)
             self.stats.readings_acked += len(keys)
+            keys = self._undeleted + keys
+            try:
+                removed = await self.outbox.remove(keys)
+            except OutboxError as exc:
+                # A full disk: the rows stay until there is room (a restart would resend them, and the
+                # backend answers "duplicate"). Never lose the ack, never stop the publisher for it.
+                if not self._undeleted:
+                    log.error("%d acknowledged readings cannot be deleted yet (%s): retrying every 2 s", len(keys), exc)
+                self._undeleted = keys
+            else:
+                if self._undeleted:
+                    log.warning("the %d acknowledged readings that waited for room are deleted", len(self._undeleted))
+                self._undeleted = []
+                log.debug("ack of %d readings removed %d from the outbox", len(keys), removed)
+            self.stats.acked_not_deleted = len(self._undeleted)
             if keys:
                 self._timeouts_in_a_row = 0
             acked = set(keys)

@@ -14,6 +14,11 @@ The size is bounded by ``max_bytes``: when the backlog outgrows it, :meth:`Outbo
 other reading of each meter from the oldest part of the backlog, never a meter's first or latest
 reading. The counters are cumulative, so energy totals survive thinning; only time resolution of the
 oldest backlog is lost, and the count of thinned readings is kept (and reported in the status message).
+
+The disk bounds it too (:mod:`gateway.disk`): the database may only grow while the WAL keeps room for
+deletes and checkpoints, and a reserve file is given back when the filesystem itself fills up, so a full
+disk is a state the outbox gets out of (:meth:`Outbox.make_room`) rather than one that wedges it.
+Deletes and thinning run in small transactions, each followed by a checkpoint while space is short.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any, Literal, NamedTuple, Self
 import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.disk import DiskGuard, DiskState, mib
 from gateway.sample import MeterSample
 from gridtokenx.batch import entry_prefix, join_entry
 from gridtokenx.reading import Reading, ReadingFormatError, SignedReading, decode
@@ -45,6 +51,7 @@ __all__ = [
     "OutboxCorruptError",
     "OutboxError",
     "OutboxFullError",
+    "OutboxPathError",
     "OutboxRow",
     "OutboxSettings",
     "OutboxStats",
@@ -62,6 +69,8 @@ MAX_EPOCH = (1 << 23) - 1
 # up: max_bytes // ROW_BYTES is the backlog capacity in readings.
 ROW_BYTES = 384
 FIXED_BYTES = 64 * 1024
+# Rows per delete transaction (acks, thinning): small, so a delete's WAL pages fit the WAL's allowance.
+_DELETE_CHUNK = 256
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -89,10 +98,20 @@ class OutboxSettings(BaseModel):
     # FULL fsyncs every commit: a power cut never loses a committed reading nor rolls a sequence
     # number back. NORMAL is faster on slow SD cards but can lose the last commits on power loss.
     synchronous: Literal["full", "normal"] = "full"
-    # Readings per write transaction (polls arriving together are committed together).
-    write_batch: int = Field(default=2000, ge=1, le=100_000)
-    # Samples waiting in memory for the writer (disk stalls, disk full) before the oldest are dropped.
+    # Readings per write transaction (polls arriving together are committed together). Small enough
+    # that one transaction's WAL pages fit wal_allowance_bytes.
+    write_batch: int = Field(default=256, ge=1, le=100_000)
+    # The writer commits at most this often: polls arriving within it share one transaction (and one
+    # fsync), which is most of a reading's cost at 1 Hz otherwise. A reading waits at most this long.
+    commit_interval_s: float = Field(default=0.2, ge=0, le=5)
+    # Samples waiting in memory for the writer (disk stalls, disk full) before the oldest are dropped:
+    # at most this many, and at most memory_bytes of them.
     memory_queue: int = Field(default=20_000, ge=10)
+    memory_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    # Room kept on the disk for getting out of a full disk (deletes, checkpoints, thinning).
+    reserve_bytes: int = Field(default=256 * 1024, ge=0)
+    # Room the WAL may take; the database only grows while this much stays free (gateway.disk).
+    wal_allowance_bytes: int = Field(default=512 * 1024, ge=64 * 1024)
 
     @property
     def capacity_rows(self) -> int:
@@ -106,6 +125,10 @@ class OutboxError(Exception):
 
 class OutboxFullError(OutboxError):
     """The disk (or the database's page limit) is full: thin the backlog and retry later."""
+
+
+class OutboxPathError(OutboxError):
+    """The outbox's directory or file cannot be created or opened: a configuration problem."""
 
 
 class OutboxCorruptError(OutboxError):
@@ -144,6 +167,7 @@ class OutboxStats:
     used_bytes: int
     capacity_rows: int
     salvaged: int
+    disk: DiskState | None = None
 
 
 # --- the boot epoch file -----------------------------------------------------------------------
@@ -214,6 +238,11 @@ class Outbox:
         self._rows = 0
         self._thinned_total = 0
         self.salvaged = 0
+        self.disk = DiskGuard(
+            settings.path, reserve_bytes=settings.reserve_bytes, wal_allowance=settings.wal_allowance_bytes
+        )
+        self._page_size = 4096
+        self._page_limit_cap: int | None = None
         # One connection shared by the writer, the publisher and the ack handler: every use is
         # serialised, so no task ever sees (and publishes) another's uncommitted rows, and
         # transactions never interleave.
@@ -230,7 +259,15 @@ class Outbox:
         read is copied into a fresh database (it keeps its sequence number), and a new epoch begins.
         """
         path = settings.path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise OutboxPathError(
+                f"outbox directory {path.parent} cannot be created: {exc.strerror or exc} (check [outbox] path "
+                "and the permissions of its parent directories)"
+            ) from None
+        if path.is_dir():
+            raise OutboxPathError(f"outbox path {path} is a directory: [outbox] path names the database file")
         salvage: list[tuple[str, int, bytes, bytes, bytes]] = []
         if path.exists():
             problem = await _check_file(path)
@@ -246,6 +283,8 @@ class Outbox:
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN:
+                raise OutboxPathError(f"outbox {path} cannot be opened: {exc}") from None
             raise _translate(exc, path, "opening") from exc
         try:
             outbox = await cls._settle(db, settings, epoch_path)
@@ -262,7 +301,11 @@ class Outbox:
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={settings.synchronous.upper()}")
-            await db.execute("PRAGMA journal_size_limit=8388608")
+            # The WAL is checkpointed and truncated well within its allowance (gateway.disk).
+            half = settings.wal_allowance_bytes // 2
+            page_size = int((await db.execute_fetchall("PRAGMA page_size"))[0][0])  # type: ignore[index]
+            await db.execute(f"PRAGMA journal_size_limit={half}")
+            await db.execute(f"PRAGMA wal_autocheckpoint={max(16, half // page_size)}")
             await db.execute("PRAGMA busy_timeout=5000")
             # 1 MiB of page cache (SQLite's default is 2 MiB): the access pattern is append at the
             # end, read near the start; the OS page cache does the rest, and the daemon stays small.
@@ -320,6 +363,9 @@ class Outbox:
                 await db.execute_fetchall("SELECT meter_id, next_counter FROM counters")  # type: ignore[arg-type]
             )
             outbox._rows = (await db.execute_fetchall("SELECT count(*) FROM outbox"))[0][0]  # type: ignore[index]
+            outbox._page_size = page_size
+            await outbox._apply_page_limit()
+            outbox.disk.ensure_reserve()
             return outbox
         except sqlite3.Error as exc:
             raise _translate(exc, path, "opening") from exc
@@ -403,10 +449,24 @@ class Outbox:
             pass  # SQLite may already have rolled back (e.g. on SQLITE_FULL)
 
     async def _remove_locked(self, keys: Iterable[tuple[str, int]]) -> int:
-        """Delete acknowledged readings by (meter_id, seq); unknown keys are ignored."""
+        """Delete acknowledged readings by (meter_id, seq); unknown keys are ignored. In small
+        transactions; on a full disk the reserve is given back and the WAL checkpointed first, so an
+        acknowledgement can always free what it acknowledges."""
         keys = list(keys)
-        if not keys:
-            return 0
+        removed = 0
+        for start in range(0, len(keys), _DELETE_CHUNK):
+            chunk = keys[start : start + _DELETE_CHUNK]
+            try:
+                removed += await self._delete_chunk(chunk)
+            except OutboxFullError:
+                await self._no_space("deleting acknowledged readings")
+                removed += await self._delete_chunk(chunk)  # raises again only if nothing at all is left
+                await self._checkpoint()
+        if removed and self.disk.state != "ok":
+            await self._checkpoint()
+        return removed
+
+    async def _delete_chunk(self, keys: list[tuple[str, int]]) -> int:
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -419,6 +479,105 @@ class Outbox:
             raise _translate(exc, self.path, f"removing {len(keys)} acknowledged readings") from exc
         self._rows -= cur.rowcount
         return cur.rowcount
+
+    # -- the disk ----------------------------------------------------------------------------------
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (frees the WAL's disk space)."""
+        try:
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.debug("outbox %s: checkpoint failed: %s", self.path, exc)
+
+    async def _apply_page_limit(self, *, quiet: bool = False) -> None:
+        """Let the database grow only while the WAL keeps its allowance free (gateway.disk)."""
+        disk_limit = self.disk.page_limit_for(self._page_size)
+        limit = disk_limit if self._page_limit_cap is None else min(disk_limit, self._page_limit_cap)
+        current = self.disk.page_limit
+        if current is None or abs(limit - current) >= 8:
+            try:
+                rows = await self._db.execute_fetchall(f"PRAGMA max_page_count={int(limit)}")
+            except sqlite3.Error as exc:
+                log.debug("outbox %s: cannot set the page limit: %s", self.path, exc)
+                return
+            self.disk.page_limit = int(rows[0][0]) if rows else limit  # type: ignore[index]
+        if self.disk.state not in ("ok", "limited"):
+            return  # full / no_space: left by writable_again()
+        state = "limited" if disk_limit * self._page_size < self.settings.max_bytes else "ok"
+        if state != self.disk.state and not quiet:
+            if state == "limited":
+                log.warning(
+                    "outbox %s: the disk, not max_bytes (%s), now bounds the backlog: at most %s of database "
+                    "(%s); the oldest backlog is thinned when it is reached",
+                    self.path, mib(self.settings.max_bytes), mib(disk_limit * self._page_size),
+                    self.disk.describe(),
+                )
+            else:
+                log.info("outbox %s: the disk has room for max_bytes (%s) again", self.path,
+                         mib(self.settings.max_bytes))
+        self.disk.state = state
+
+    async def _no_space(self, doing: str) -> None:
+        """The filesystem itself is full: give the reserve back and checkpoint, so deletes can run."""
+        released = self.disk.release()
+        if self.disk.state != "no_space":
+            log.error(
+                "outbox %s: no space left on the disk while %s: gave back the %s reserve; %s; %d readings pending",
+                self.path, doing, mib(released), self.disk.describe(), self._rows,
+            )
+        self.disk.state = "no_space"
+        await self._checkpoint()
+
+    async def make_room(self) -> int:
+        """After a write failed for want of room: free pages by thinning the oldest backlog, a fifth at a
+        time, in small transactions with checkpoints between, until SQLite has free pages to reuse (a
+        thinned page is only freed once few rows are left on it). Returns how many readings were thinned."""
+        async with self._lock:
+            free, _ = self.disk.free_and_total()
+            if free < self.settings.wal_allowance_bytes // 2:
+                await self._no_space("storing new readings")
+            elif self.disk.state in ("ok", "limited"):
+                log.error(
+                    "outbox %s is full (%s; %d readings pending): thinning the oldest backlog",
+                    self.path, self.disk.describe(), self._rows,
+                )
+                self.disk.state = "full"
+            await self._checkpoint()
+            before, removed = self._thinned_total, 0
+            wanted = max(8, await self._page_count_locked() // 20)  # free pages worth a few commits
+            while True:
+                target = max(0, min(self._rows - 1, int(self._rows * 0.8)))
+                step = await self._thin_locked(target, compact=False, why=None, quiet=True)
+                removed += step
+                await self._checkpoint()
+                if step == 0 or await self._freelist_locked() >= wanted:
+                    break
+            self.disk.page_limit = None  # measure afresh
+            await self._apply_page_limit(quiet=True)
+            if removed:
+                log.warning(
+                    "outbox %s: thinned %d old readings to make room (%d thinned in total, %d pending, %d free pages)",
+                    self.path, self._thinned_total - before, self._thinned_total, self._rows,
+                    await self._freelist_locked(),
+                )
+            return removed
+
+    async def _page_count_locked(self) -> int:
+        return int((await self._db.execute_fetchall("PRAGMA page_count"))[0][0])  # type: ignore[index]
+
+    async def _freelist_locked(self) -> int:
+        return int((await self._db.execute_fetchall("PRAGMA freelist_count"))[0][0])  # type: ignore[index]
+
+    async def writable_again(self) -> None:
+        """A write succeeded after :meth:`make_room`: say so, and take the reserve back if there is room."""
+        if self.disk.state in ("full", "no_space"):
+            self.disk.ensure_reserve()
+            self.disk.state = "ok"
+            self.disk.page_limit = None
+            async with self._lock:
+                await self._apply_page_limit(quiet=True)
+            log.warning("outbox %s writable again (%s): %d readings pending, %d thinned in total; %s",
+                        self.path, self.disk.state, self._rows, self._thinned_total, self.disk.describe())
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -471,6 +630,7 @@ class Outbox:
             used_bytes=await self.used_bytes(),
             capacity_rows=self.settings.capacity_rows,
             salvaged=self.salvaged,
+            disk=self.disk.snapshot(),
         )
 
     async def _latest_seqs_locked(self) -> dict[str, int]:
@@ -507,6 +667,7 @@ class Outbox:
         meter id and skipped; it never takes a sequence number. On error nothing is stored and no
         counter moves, so the same samples can be retried."""
         async with self._lock:
+            await self._apply_page_limit()
             return await self._append_locked(samples, sign)
 
     async def remove(self, keys: Iterable[tuple[str, int]]) -> int:
@@ -547,7 +708,9 @@ class Outbox:
     def over_capacity(self) -> bool:
         return self._rows > self.settings.capacity_rows
 
-    async def _thin_locked(self, target_rows: int | None = None) -> int:
+    async def _thin_locked(
+        self, target_rows: int | None = None, *, compact: bool = True, why: str | None = None, quiet: bool = False
+    ) -> int:
         """Thin the oldest backlog until at most ``target_rows`` remain (default 80 % of capacity).
 
         Each pass looks at the oldest rows and drops every other reading of each meter there, keeping
@@ -585,34 +748,42 @@ class Outbox:
                         break
                 if not doomed:
                     break  # only first/latest readings left: nothing may go
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = await self._db.executemany("DELETE FROM outbox WHERE id = ?", doomed)
-                    await self._db.execute(
-                        "UPDATE meta SET value = value + ? WHERE key = 'thinned_total'", (cur.rowcount,)
-                    )
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    await self._rollback()
-                    raise
-                self._rows -= cur.rowcount
-                self._thinned_total += cur.rowcount
-                removed_total += cur.rowcount
+                # Small transactions (each one's WAL pages fit the allowance), checkpointed between
+                # while the disk is short, so thinning itself never needs more room than it frees.
+                for start in range(0, len(doomed), _DELETE_CHUNK):
+                    chunk = doomed[start : start + _DELETE_CHUNK]
+                    await self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        cur = await self._db.executemany("DELETE FROM outbox WHERE id = ?", chunk)
+                        await self._db.execute(
+                            "UPDATE meta SET value = value + ? WHERE key = 'thinned_total'", (cur.rowcount,)
+                        )
+                        await self._db.execute("COMMIT")
+                    except BaseException:
+                        await self._rollback()
+                        raise
+                    self._rows -= cur.rowcount
+                    self._thinned_total += cur.rowcount
+                    removed_total += cur.rowcount
+                    if self.disk.state != "ok":
+                        await self._checkpoint()
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, "thinning the backlog") from exc
-        if removed_total and await self._used_bytes_locked() > self.settings.max_bytes:
+        if compact and removed_total and await self._used_bytes_locked() > self.settings.max_bytes:
             # Thinning leaves pages half empty, and rows only ever append at the end of the table,
             # so that slack is not reused: compact. This runs only after an outage long enough to
             # fill the outbox, at most once per 20 % of capacity written.
-            try:
-                await self._db.execute("VACUUM")
-            except sqlite3.Error as exc:  # e.g. no room for the copy VACUUM makes: keep going
-                log.warning("outbox %s: could not compact after thinning: %s", self.path, exc)
-        if removed_total:
+            free, _ = self.disk.free_and_total()
+            if free > 2 * self.disk.snapshot().database_bytes + self.settings.wal_allowance_bytes:
+                try:
+                    await self._db.execute("VACUUM")
+                except sqlite3.Error as exc:  # e.g. no room for the copy VACUUM makes: keep going
+                    log.warning("outbox %s: could not compact after thinning: %s", self.path, exc)
+        if removed_total and not quiet:
             log.warning(
-                "outbox %s over its %d-byte bound: thinned %d old readings (%d in total); %d pending",
+                "outbox %s %s: thinned %d old readings (%d in total); %d pending",
                 self.path,
-                self.settings.max_bytes,
+                why or f"over its {self.settings.max_bytes}-byte bound",
                 removed_total,
                 self._thinned_total,
                 self._rows,
@@ -620,8 +791,12 @@ class Outbox:
         return removed_total
 
     async def set_page_limit(self, pages: int) -> None:
-        """Cap the file at ``pages`` pages (SQLite then reports 'full'); for tests of the disk-full path."""
-        await self._db.execute(f"PRAGMA max_page_count={int(pages)}")
+        """Cap the file at ``pages`` pages (SQLite then reports 'full'); for tests of the disk-full path.
+        Kept as an upper bound on the page limit the disk allows."""
+        self._page_limit_cap = int(pages)
+        self.disk.page_limit = None
+        async with self._lock:
+            await self._apply_page_limit()
 
     async def page_count(self) -> int:
         return int((await self._db.execute_fetchall("PRAGMA page_count"))[0][0])  # type: ignore[index]

@@ -29,6 +29,8 @@ __all__ = ["Counters", "PlausibilityChecker", "Verdict"]
 
 _I32_MAX = (1 << 31) - 1
 _COUNTERS = (Measurement.IMPORT_ENERGY, Measurement.EXPORT_ENERGY)
+_ENERGY_NAMES = frozenset(m.value for m in ENERGY_COUNTERS)
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class PlausibilityChecker:
         self.rated_power_w = rated_power_w
         self.margin = margin
         self.rebaseline_after = rebaseline_after
+        self._power_limit = Decimal(rated_power_w * margin)
         self.last_good: Counters | None = None
         self._candidate: Counters | None = None
         self._streak = 0
@@ -94,6 +97,7 @@ class PlausibilityChecker:
         return problems
 
     def check(self, values: Mapping[Measurement, Decimal], timestamp_ms: int) -> Verdict:
+        """Check exact decoded values (see :func:`gateway.decode.decode_table`)."""
         absolute: list[str] = []
         for m, v in values.items():
             if v.is_nan():
@@ -102,11 +106,27 @@ class PlausibilityChecker:
                 absolute.append(f"{m.value} is infinite")
             elif m in ENERGY_COUNTERS and v < 0:
                 absolute.append(f"{m.value} is negative ({v:f})")
+        return self._judge(absolute, values, timestamp_ms)
 
+    def check_decoded(
+        self, values: Mapping[str, float], exact: Mapping[Measurement, Decimal], timestamp_ms: int
+    ) -> Verdict:
+        """The same check on :class:`gateway.decode.TableDecoder` output: every value as a float by
+        name, and the exact Decimals of the counters and total power."""
+        absolute: list[str] = []
+        for name, v in values.items():
+            if v - v != 0:  # NaN or infinite (inf - inf is NaN), in one comparison
+                absolute.append(f"{name} is NaN" if v != v else f"{name} is infinite")
+            elif v < 0 and name in _ENERGY_NAMES:
+                exact_value = exact.get(Measurement.by_name(name))
+                absolute.append(f"{name} is negative ({exact_value if exact_value is not None else v:f})")
+        return self._judge(absolute, exact, timestamp_ms)
+
+    def _judge(self, absolute: list[str], values: Mapping[Measurement, Decimal], timestamp_ms: int) -> Verdict:
         fallback = self.last_good
         counters: dict[Measurement, int] = {}
         for m in _COUNTERS:
-            v = values.get(m, Decimal(0))  # absent (e.g. SunSpec acc32 0): nothing counted yet
+            v = values.get(m, _ZERO)  # absent (e.g. SunSpec acc32 0): nothing counted yet
             if v.is_finite() and v >= 0:
                 counters[m] = to_wh(v)
             elif fallback is not None:
@@ -118,7 +138,7 @@ class PlausibilityChecker:
         power_w = None
         power = values.get(Measurement.POWER_TOTAL)
         if power is not None and power.is_finite():
-            if abs(power) > Decimal(self.rated_power_w * self.margin):
+            if abs(power) > self._power_limit:
                 absolute.append(f"power_total {power:.0f} W is beyond the meter's {self.rated_power_w} W rating")
             else:
                 power_w = int(power.to_integral_value(rounding=ROUND_HALF_EVEN))

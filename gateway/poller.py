@@ -22,6 +22,11 @@ visible in :meth:`Poller.status` for a status page.
 
 Offline meters produce no samples (there is nothing to sign).  Implausible values produce samples
 with ``meter_error=True`` and ``problems`` (see :mod:`gateway.plausibility`).
+
+Stopping is defined whatever a transport does: :meth:`Poller.shutdown` sets a stop flag that every
+loop checks, cancels every meter task (again and again, since ``asyncio.wait_for`` inside a library may
+swallow one cancellation on Python 3.11, CPython gh-86296) and closes the buses, so requests in flight
+fail at once; it returns within its deadline either way and says what did not stop.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -42,15 +48,16 @@ from tenacity.stop import stop_base
 
 from gateway.blocks import plan_table
 from gateway.config import GatewayConfig, MeterConfig, RtuBusConfig, TcpBusConfig
-from gateway.decode import RegisterImage, as_floats, decode_table
-from gateway.errors import MeterError
+from gateway.decode import TableDecoder
+from gateway.errors import BusUnavailable, DiscoveryError, MeterError, ModelMismatch
+from gateway.identify import Identity, compare, identify, sunspec_identity
 from gateway.measurements import Measurement
 from gateway.models import get_model
 from gateway.plausibility import PlausibilityChecker
 from gateway.register_map import MeterModel, RegisterMap, RegisterRange
 from gateway.sample import MeterSample
 from gateway.sunspec_discovery import ReadFn, SunSpecDevice, discover
-from gateway.transport import Bus, RtuBus, TcpBus, is_transient
+from gateway.transport import Bus, RtuBus, TcpBus, is_transient, words
 from gridtokenx.reading import ClockSource
 
 __all__ = [
@@ -73,10 +80,20 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _next_slot(previous: float, period: float, now: float, *, aligned: bool) -> float:
+    """When the cycle after the one due at ``previous`` is due: one period later, or -- ``aligned`` --
+    at the next multiple of ``period`` on the loop clock (so meters with the same interval start
+    together; the first gap after start-up or an overrun is then shorter). ``now`` when that has
+    already passed: an overrun cycle starts the next at once, never a burst of catch-up polls."""
+    due = (math.floor(previous / period + 1e-9) + 1) * period if aligned else previous + period
+    return due if due > now else now
+
+
 class MeterState(enum.Enum):
     UNKNOWN = "unknown"  # not polled yet
     ONLINE = "online"
     OFFLINE = "offline"
+    REFUSED = "refused"  # the device reports another model than configured (identify = "refuse")
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,7 @@ class MeterSpec:
     offline_interval: float = 30.0
     measurements: tuple[Measurement, ...] | None = None
     rated_power_w: int | None = None
+    identify: str = "refuse"  # "refuse", "flag" or "off" (see gateway.config.MeterConfig)
 
     @classmethod
     def from_config(cls, meter: MeterConfig, bus: RtuBusConfig | TcpBusConfig) -> MeterSpec:
@@ -111,6 +129,7 @@ class MeterSpec:
                 None if meter.measurements is None else tuple(Measurement.by_name(m) for m in meter.measurements)
             ),
             rated_power_w=meter.max_power_w,
+            identify=meter.identify,
         )
 
 
@@ -134,6 +153,8 @@ class MeterStatus:
     last_sample: MeterSample | None
     requests_per_cycle: int | None
     sunspec_models: tuple[int, ...] | None
+    identity: Identity | None = None  # what the device said it is, at the last contact
+    identity_problem: str | None = None  # why that contradicts the configuration (refused or flagged)
 
 
 @dataclass(frozen=True)
@@ -144,6 +165,8 @@ class PollResult:
     model: str
     sample: MeterSample | None
     error: MeterError | None
+    identity: Identity | None = None
+    identity_problem: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -163,7 +186,14 @@ def build_bus(config: RtuBusConfig | TcpBusConfig) -> Bus:
             echo=config.echo,
             connect_timeout=config.connect_timeout,
         )
-    return TcpBus(config.name, config.host, config.port, connect_timeout=config.connect_timeout)
+    return TcpBus(
+        config.name,
+        config.host,
+        config.port,
+        connect_timeout=config.connect_timeout,
+        max_connections=config.max_connections,
+        pipeline=config.pipeline,
+    )
 
 
 class _stop_at_deadline(stop_base):  # lower case like tenacity's own stop conditions
@@ -175,6 +205,16 @@ class _stop_at_deadline(stop_base):  # lower case like tenacity's own stop condi
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return asyncio.get_running_loop().time() + self.attempt_time > self.deadline
+
+
+class _stop_when(stop_base):
+    """Stop retrying once the gateway is stopping."""
+
+    def __init__(self, stopping: Callable[[], bool]) -> None:
+        self.stopping = stopping
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.stopping()
 
 
 @dataclass
@@ -192,8 +232,8 @@ class _Counters:
 
 
 class MeterPoller:
-    """One meter: its table (resolved by discovery for SunSpec), read plan, plausibility state and
-    counters.  :meth:`poll` is one cycle; :meth:`run` is the interval loop."""
+    """One meter: its identity, table (resolved by discovery for SunSpec), read plan, plausibility
+    state and counters.  :meth:`poll` is one cycle; :meth:`run` is the interval loop."""
 
     def __init__(
         self,
@@ -202,6 +242,8 @@ class MeterPoller:
         *,
         clock_source: ClockSource | Callable[[], ClockSource] = ClockSource.UNSYNCED,
         now_ms: Callable[[], int] = wall_clock_ms,
+        stopping: Callable[[], bool] = lambda: False,
+        claim_serial: Callable[[MeterPoller, str], str | None] = lambda meter, serial: None,
     ) -> None:
         self.spec = spec
         self.bus = bus
@@ -210,11 +252,18 @@ class MeterPoller:
             clock_source if callable(clock_source) else lambda: clock_source
         )
         self.now_ms = now_ms
+        self._stopping = stopping
+        self._claim_serial = claim_serial
         self.checker = PlausibilityChecker(rated_power_w=spec.rated_power_w or spec.model.rated_power_w)
         self._counters = _Counters()
         self._table: RegisterMap | None = None
         self._plan: list[RegisterRange] | None = None
+        self._decoder: TableDecoder | None = None
         self._sunspec: SunSpecDevice | None = None
+        self._identity: Identity | None = None
+        self._identity_problem: str | None = None
+        self._identified = spec.identify == "off"
+        self._identity_logged: str | None = None
         if spec.model.table is not None:
             self._set_table(spec.model.table)
 
@@ -226,44 +275,88 @@ class MeterPoller:
             table = table.select(wanted)
         self._table = table
         self._plan = plan_table(table)
+        self._decoder = TableDecoder(table, self._plan)
 
-    async def _read(self, request: RegisterRange, *, attempts: int, deadline: float) -> list[int]:
-        """One request with retries and backoff, never past ``deadline`` (loop time)."""
+    async def _read_bytes(
+        self, request: RegisterRange, *, attempts: int, deadline: float, failed: MeterError | None = None
+    ) -> bytes:
+        """One request with retries and backoff, never past ``deadline`` (loop time) and never once
+        the gateway is stopping. The first attempt is the common case and costs no retry machinery;
+        ``failed`` is a first attempt that was already made (and failed) elsewhere."""
         timeout = self.spec.response_timeout
+        if failed is None:
+            # A meter that is failing (or retrying) waits behind healthy ones on a shared line or connection.
+            try:
+                return await self.bus.read_bytes(
+                    self.spec.unit,
+                    request,
+                    response_timeout=timeout,
+                    priority=1 if self._counters.consecutive_failures else 0,
+                )
+            except MeterError as exc:
+                failed = exc
+        loop = asyncio.get_running_loop()
+        if (
+            attempts <= 1
+            or not failed.transient
+            or self._stopping()
+            or loop.time() + _BACKOFF_FIRST + timeout > deadline
+        ):
+            raise failed
+        await asyncio.sleep(_BACKOFF_FIRST)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(attempts) | _stop_at_deadline(deadline, timeout),
-            wait=wait_exponential(multiplier=_BACKOFF_FIRST, min=_BACKOFF_FIRST, max=_BACKOFF_MAX),
+            stop=stop_after_attempt(attempts - 1) | _stop_at_deadline(deadline, timeout) | _stop_when(self._stopping),
+            wait=wait_exponential(multiplier=2 * _BACKOFF_FIRST, min=2 * _BACKOFF_FIRST, max=_BACKOFF_MAX),
             retry=retry_if_exception(is_transient),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                # A meter that is failing (or retrying) waits behind healthy ones for a shared line.
-                suspect = self._counters.consecutive_failures > 0 or attempt.retry_state.attempt_number > 1
-                return await self.bus.read(
-                    self.spec.unit, request, response_timeout=timeout, priority=1 if suspect else 0
-                )
+                return await self.bus.read_bytes(self.spec.unit, request, response_timeout=timeout, priority=1)
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
+    async def _read_plan(self, plan: list[RegisterRange], *, attempts: int, deadline: float) -> list[bytes]:
+        """Every request of a cycle (all in flight at once where the bus pipelines), each failed one
+        retried as :meth:`_read_bytes` would."""
+        results = await self.bus.read_many_bytes(
+            self.spec.unit,
+            plan,
+            response_timeout=self.spec.response_timeout,
+            priority=1 if self._counters.consecutive_failures else 0,
+        )
+        payloads: list[bytes] = []
+        for request, result in zip(plan, results, strict=True):
+            if isinstance(result, bytes):
+                payloads.append(result)
+            else:
+                payloads.append(await self._read_bytes(request, attempts=attempts, deadline=deadline, failed=result))
+        return payloads
+
+    def _reader(self, *, attempts: int, deadline: float) -> ReadFn:
+        async def read(request: RegisterRange) -> list[int]:
+            return words(await self._read_bytes(request, attempts=attempts, deadline=deadline))
+
+        return read
+
     async def poll(self, *, attempts: int | None = None, budget: float | None = None) -> MeterSample:
-        """One full cycle: every planned request, decoded and checked.  Raises :class:`MeterError`."""
+        """One full cycle: identity (at first contact), every planned request, decoded and checked.
+        Raises :class:`MeterError`."""
         loop = asyncio.get_running_loop()
         attempts = self.spec.retries + 1 if attempts is None else attempts
         deadline = loop.time() + (self.spec.interval if budget is None else budget)
-
-        async def read(request: RegisterRange) -> list[int]:
-            return await self._read(request, attempts=attempts, deadline=deadline)
-
+        if not self._identified:
+            await self._identify(self._reader(attempts=attempts, deadline=deadline))
         if self._table is None:
-            await self._discover(read)
-        assert self._table is not None and self._plan is not None
-        image = RegisterImage()
-        for request in self._plan:
-            image.add(request, await read(request))
+            await self._discover(self._reader(attempts=attempts, deadline=deadline))
+        assert self._plan is not None and self._decoder is not None
+        payloads = await self._read_plan(self._plan, attempts=attempts, deadline=deadline)
         # The reading's time is when its last block arrived (a cycle spans well under a second).
         timestamp_ms = self.now_ms()
-        values = decode_table(self._table, image)
-        verdict = self.checker.check(values, timestamp_ms)
+        values, exact = self._decoder.decode(payloads)
+        verdict = self.checker.check_decoded(values, exact, timestamp_ms)
+        problems = verdict.problems
+        if self._identity_problem is not None:  # identify = "flag": read, but never minted from
+            problems = (f"model mismatch: {self._identity_problem}", *problems)
         return MeterSample(
             meter_id=self.spec.meter_id,
             timestamp_ms=timestamp_ms,
@@ -271,10 +364,57 @@ class MeterPoller:
             export_wh=verdict.export_wh,
             power_w=verdict.power_w,
             clock=self.clock_source(),
-            meter_error=not verdict.ok,
-            problems=verdict.problems,
-            values=as_floats(values),
+            meter_error=bool(problems),
+            problems=problems,
+            values=values,
         )
+
+    async def _identify(self, read: ReadFn) -> None:
+        spec = self.spec
+        if spec.model.needs_discovery:
+            # Discovery walks the model chain anyway; the common model in it says who made the device.
+            try:
+                if self._sunspec is None:
+                    await self._discover(read)
+                assert self._sunspec is not None
+                found = await sunspec_identity(read, self._sunspec.models)
+            except DiscoveryError as failed:
+                found = await identify(read, bus=self.bus.name, unit=spec.unit)
+                if compare(spec.model.key, found) is None:
+                    raise failed from None  # not a contradiction, just no SunSpec meter: say that
+        else:
+            found = await identify(read, bus=self.bus.name, unit=spec.unit)
+        problem = compare(spec.model.key, found)
+        if problem is None and found.serial:
+            other = self._claim_serial(self, found.serial)
+            if other is not None:
+                problem = (
+                    f"the device reports serial {found.serial}, like meter {other} on the same bus: this endpoint "
+                    "answers every unit id (it ignores the unit id), so both are the same device"
+                )
+        self._identity, self._identity_problem, self._identified = found, problem, True
+        where = f"meter {spec.meter_id} (bus {spec.bus} unit {spec.unit})"
+        if problem is None:
+            if found.kind == "unknown":
+                if self._identity_logged != "unconfirmed":
+                    log.warning("%s: %s; reading it as %s, unconfirmed", where, found.describe(), spec.model.key)
+                self._identity_logged = "unconfirmed"
+            else:
+                log.info("%s: %s", where, found.describe())
+                self._identity_logged = None
+            return
+        if self._identity_logged != problem:
+            action = (
+                'not reading it (identify = "refuse"); correct the model, or set identify = "flag" to read it '
+                "with every reading flagged"
+                if spec.identify == "refuse"
+                else 'reading it with every reading flagged meter_error (identify = "flag")'
+            )
+            log.error("%s: %s: %s", where, problem, action)
+            self._identity_logged = problem
+        if spec.identify == "refuse":
+            self._identified = False  # ask again at the next probe: the meter may be replaced
+            raise ModelMismatch(problem, bus=self.bus.name, unit=spec.unit)
 
     async def _discover(self, read: ReadFn) -> None:
         device = await discover(read, bus=self.bus.name, unit=self.spec.unit)
@@ -290,17 +430,20 @@ class MeterPoller:
         )
 
     async def probe(self) -> None:
-        """One cheap request, no retries: does the meter answer at all?  (For offline meters.)"""
+        """One cheap request, no retries: does the meter answer at all?  (For offline meters.)  A refused
+        meter is asked again what it is."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.spec.response_timeout * 2
-
-        async def read_once(request: RegisterRange) -> list[int]:
-            return await self._read(request, attempts=1, deadline=deadline)
-
+        read_once = self._reader(attempts=1, deadline=loop.time() + self.spec.response_timeout * 2)
         if self.spec.model.needs_discovery:
             # It may have been replaced or reconfigured while away: discover afresh (marker first).
-            self._table = self._plan = self._sunspec = None
-            await self._discover(read_once)
+            self._table = self._plan = self._decoder = self._sunspec = None
+            if not self._identified:
+                await self._identify(read_once)  # discovers, and reads the common model
+            else:
+                await self._discover(read_once)
+            return
+        if not self._identified:
+            await self._identify(read_once)  # its first request answered: that was the probe
             return
         await read_once(self.spec.model.probe.registers)
 
@@ -316,6 +459,9 @@ class MeterPoller:
                 self.spec.unit,
                 c.consecutive_failures,
             )
+        elif c.state is MeterState.REFUSED:
+            log.info("meter %s: the device now reports the configured model %s", self.spec.meter_id,
+                     self.spec.model.key)
         c.state = MeterState.ONLINE
         c.polls += 1
         c.successes += 1
@@ -324,7 +470,8 @@ class MeterPoller:
         c.last_sample = sample
         if sample.meter_error:
             c.flagged += 1
-            log.warning("meter %s: implausible values: %s", self.spec.meter_id, "; ".join(sample.problems))
+            if self._identity_problem is None or len(sample.problems) > 1:
+                log.warning("meter %s: implausible values: %s", self.spec.meter_id, "; ".join(sample.problems))
 
     def record_failure(self, exc: MeterError) -> None:
         c = self._counters
@@ -333,10 +480,14 @@ class MeterPoller:
         c.consecutive_failures += 1
         c.last_error = str(exc)
         c.last_failure_ms = self.now_ms()
-        if c.state is MeterState.OFFLINE:
+        if isinstance(exc, ModelMismatch):
+            c.state = MeterState.REFUSED  # logged once by _identify
+        elif c.state is MeterState.OFFLINE:
             log.debug("meter %s still offline: %s", self.spec.meter_id, exc)
         elif c.consecutive_failures >= self.spec.offline_after:
             c.state = MeterState.OFFLINE
+            if self.spec.identify != "off":
+                self._identified = False  # whatever answers when it is back may be another device
             log.error(
                 "meter %s is offline after %d failed polls (probing every %g s): %s",
                 self.spec.meter_id,
@@ -344,12 +495,22 @@ class MeterPoller:
                 self.spec.offline_interval,
                 exc,
             )
+        elif isinstance(exc, BusUnavailable) and not exc.transient:
+            log.debug("meter %s: poll failed: %s", self.spec.meter_id, exc)  # the bus has said so, once
         else:
             log.warning("meter %s: poll failed: %s", self.spec.meter_id, exc)
 
     @property
     def state(self) -> MeterState:
         return self._counters.state
+
+    @property
+    def identity(self) -> Identity | None:
+        return self._identity
+
+    @property
+    def identity_problem(self) -> str | None:
+        return self._identity_problem
 
     def status(self) -> MeterStatus:
         c = self._counters
@@ -370,42 +531,54 @@ class MeterPoller:
             last_sample=c.last_sample,
             requests_per_cycle=None if self._plan is None else len(self._plan),
             sunspec_models=None if self._sunspec is None else self._sunspec.model_ids,
+            identity=self._identity,
+            identity_problem=self._identity_problem,
         )
 
     # -- the loop ----------------------------------------------------------------------------------
 
     async def poll_and_record(self) -> MeterSample | None:
         try:
-            if self.state is MeterState.OFFLINE:
+            if self.state in (MeterState.OFFLINE, MeterState.REFUSED):
                 await self.probe()
             sample = await self.poll()
         except MeterError as exc:
+            if self._stopping():
+                return None  # the bus was closed under us: not the meter's failure
             self.record_failure(exc)
             return None
         self.record_success(sample)
         return sample
 
-    async def run(self, sink: asyncio.Queue[MeterSample]) -> None:
-        """Poll every ``interval`` (every ``offline_interval`` while offline) until cancelled.
-        Slots are fixed-rate; a cycle that overran its slot starts the next one at once (never a
-        burst of catch-up polls) and the rate continues from there."""
+    async def run(self, sink: asyncio.Queue[MeterSample] | Callable[[MeterSample], None]) -> None:
+        """Poll every ``interval`` (every ``offline_interval`` while offline or refused) until cancelled
+        or the poller stops, handing each sample to ``sink`` (a queue, or a function called at once).
+
+        Slots are fixed-rate. On a TCP bus they are also aligned to multiples of the period on the loop's
+        clock, so every meter with the same interval starts its cycle in the same instant: one timer
+        wake-up for all of them instead of one each (a wake-up costs a small machine far more than the
+        work it wakes for). On an RS-485 line they are not: meters starting together would only queue
+        for the line, and the readings' spacing would jitter. A cycle that overran its slot starts the
+        next one at once (never a burst of catch-up polls)."""
         loop = asyncio.get_running_loop()
-        next_due = loop.time()
-        while True:
-            delay = next_due - loop.time()
+        deliver = sink if callable(sink) else None
+        queue = None if callable(sink) else sink
+        due = loop.time()  # the first poll at once
+        while not self._stopping():
+            delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+                if self._stopping():
+                    return
             sample = await self.poll_and_record()
             if sample is not None:
-                await sink.put(sample)
-            period = self.spec.offline_interval if self.state is MeterState.OFFLINE else self.spec.interval
-            next_due = max(next_due + period, loop.time())
-
-
-@dataclass
-class _BusGroup:
-    bus: Bus
-    meters: list[MeterPoller] = field(default_factory=list)
+                if deliver is not None:
+                    deliver(sample)
+                elif queue is not None:
+                    await queue.put(sample)
+            waiting = self.state in (MeterState.OFFLINE, MeterState.REFUSED)
+            period = self.spec.offline_interval if waiting else self.spec.interval
+            due = _next_slot(due, period, loop.time(), aligned=self.bus.aligned_slots)
 
 
 class Poller:
@@ -414,13 +587,11 @@ class Poller:
     Typical use (the daemon)::
 
         config = load_config(path)
-        queue: asyncio.Queue[MeterSample] = asyncio.Queue()
         async with Poller.from_config(config) as poller:
-            task = asyncio.create_task(poller.run(queue))   # cancel to stop
-            while True:
-                sample = await queue.get()
+            async for sample in poller.samples():   # closing the iterator stops polling, within a deadline
+                ...
 
-    or ``async for sample in poller.samples(): ...``.
+    or ``task = asyncio.create_task(poller.run(queue))`` and :meth:`shutdown` to stop.
     """
 
     def __init__(
@@ -430,21 +601,31 @@ class Poller:
         *,
         clock_source: ClockSource | Callable[[], ClockSource] = ClockSource.UNSYNCED,
         now_ms: Callable[[], int] = wall_clock_ms,
+        stop_within_s: float = 3.0,
     ) -> None:
-        by_name = {b.name: _BusGroup(b) for b in buses}
+        by_name = {b.name: b for b in buses}
         if len(by_name) != len(buses):
             raise ValueError("bus names must be unique")
+        self._buses = list(buses)
         self._meters: dict[str, MeterPoller] = {}
+        self._serials: dict[tuple[str, str], str] = {}
+        self._stop = False
+        self.stop_within_s = stop_within_s
         for spec in meters:
             if spec.meter_id in self._meters:
                 raise ValueError(f"meter id {spec.meter_id!r} appears twice")
-            group = by_name.get(spec.bus)
-            if group is None:
+            bus = by_name.get(spec.bus)
+            if bus is None:
                 raise ValueError(f"meter {spec.meter_id}: no bus named {spec.bus!r}")
-            poller = MeterPoller(spec, group.bus, clock_source=clock_source, now_ms=now_ms)
-            group.meters.append(poller)
-            self._meters[spec.meter_id] = poller
-        self._groups = [g for g in by_name.values()]
+            self._meters[spec.meter_id] = MeterPoller(
+                spec,
+                bus,
+                clock_source=clock_source,
+                now_ms=now_ms,
+                stopping=self.stopping,
+                claim_serial=self._claim_serial,
+            )
+        self._tasks: set[asyncio.Task[None]] = set()
         self._stack: AsyncExitStack | None = None
         self._running = False
 
@@ -458,8 +639,8 @@ class Poller:
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
-            for group in self._groups:
-                await stack.enter_async_context(group.bus)
+            for bus in self._buses:
+                await stack.enter_async_context(bus)
             self._stack = stack.pop_all()
         return self
 
@@ -470,9 +651,15 @@ class Poller:
             await self._stack.aclose()
             self._stack = None
 
+    def _claim_serial(self, meter: MeterPoller, serial: str) -> str | None:
+        """Register ``serial`` for ``meter``; the meter that already holds it on the same bus, if any."""
+        key = (meter.spec.bus, serial)
+        holder = self._serials.setdefault(key, meter.spec.meter_id)
+        return None if holder == meter.spec.meter_id else holder
+
     @property
     def buses(self) -> list[Bus]:
-        return [g.bus for g in self._groups]
+        return list(self._buses)
 
     def meter(self, meter_id: str) -> MeterPoller:
         return self._meters[meter_id]
@@ -480,32 +667,74 @@ class Poller:
     def status(self) -> list[MeterStatus]:
         return [m.status() for m in self._meters.values()]
 
-    async def run(self, sink: asyncio.Queue[MeterSample]) -> None:
-        """Poll until cancelled, putting samples into the caller's ``sink``.  A bounded sink slows
-        polling of a meter whose samples are not taken (backpressure, no loss)."""
+    def stopping(self) -> bool:
+        return self._stop
+
+    def stop(self) -> None:
+        """Ask every meter loop to end (idempotent; call again to cancel again)."""
+        self._stop = True
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def shutdown(self, runner: asyncio.Task[None] | None = None, *, within: float | None = None) -> bool:
+        """Stop polling within ``within`` seconds (default ``stop_within_s``): stop flag, cancellation
+        repeated every 0.2 s, buses closed so requests in flight end at once. True when every poll task
+        has ended; otherwise the stragglers are logged and left behind (the caller exits anyway)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.stop_within_s if within is None else within)
+        self.stop()
+        if runner is not None:
+            runner.cancel()
+        for bus in self._buses:
+            with contextlib.suppress(Exception):
+                await bus.close()
+        while True:
+            alive = [t for t in self._tasks if not t.done()]
+            if runner is not None and not runner.done():
+                alive.append(runner)
+            remaining = deadline - loop.time()
+            if not alive or remaining <= 0:
+                break
+            await asyncio.wait(alive, timeout=min(0.2, remaining))
+            self.stop()  # again: a cancellation may have been swallowed on its way in
+            if runner is not None and not runner.done() and not self._tasks:
+                runner.cancel()
+        if alive:
+            log.error(
+                "polling did not stop within %g s (%s still running); going on without it",
+                self.stop_within_s if within is None else within,
+                ", ".join(sorted(t.get_name() for t in alive)),
+            )
+            return False
+        return True
+
+    async def run(self, sink: asyncio.Queue[MeterSample] | Callable[[MeterSample], None]) -> None:
+        """Poll until cancelled or stopped, putting samples into the caller's ``sink``: a queue (a
+        bounded one slows polling of a meter whose samples are not taken: backpressure, no loss) or a
+        function that takes each sample at once and never blocks (the daemon's service)."""
         if self._running:
             raise RuntimeError("Poller.run is already running")
         self._running = True
         try:
             async with asyncio.TaskGroup() as tg:
-                for group in self._groups:
-                    tg.create_task(self._run_bus(group, sink), name=f"gateway-bus:{group.bus.name}")
+                for meter in self._meters.values():
+                    task = tg.create_task(meter.run(sink), name=f"gateway-meter:{meter.spec.meter_id}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
         finally:
             self._running = False
 
-    async def _run_bus(self, group: _BusGroup, sink: asyncio.Queue[MeterSample]) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for meter in group.meters:
-                tg.create_task(meter.run(sink), name=f"gateway-meter:{meter.spec.meter_id}")
-
     async def samples(self, maxsize: int = 0) -> AsyncIterator[MeterSample]:
         """Run the poller and yield its samples (an ``AsyncIterable`` for consumers that iterate).
-        Cancelling the consumer, or closing the iterator (``contextlib.aclosing``), stops polling; an
-        unexpected error in the poller is raised here."""
+        Cancelling the consumer, or closing the iterator (``contextlib.aclosing``), stops polling within
+        :attr:`stop_within_s`; an unexpected error in the poller is raised here."""
         queue: asyncio.Queue[MeterSample] = asyncio.Queue(maxsize)
         runner = asyncio.create_task(self.run(queue), name="gateway-poller")
         try:
             while True:
+                if not queue.empty():
+                    yield queue.get_nowait()
+                    continue
                 getter = asyncio.create_task(queue.get())
                 try:
                     await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
@@ -517,9 +746,7 @@ class Poller:
                     runner.result()  # raises what stopped the poller
                     return
         finally:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            await self.shutdown(runner)
 
     async def poll_once(self) -> list[PollResult]:
         """Every meter once (with its retries), concurrently where the buses allow; results in
@@ -530,9 +757,11 @@ class Poller:
                 sample = await meter.poll()
             except MeterError as exc:
                 meter.record_failure(exc)
-                return PollResult(meter.spec.meter_id, meter.spec.model.key, None, exc)
+                return PollResult(meter.spec.meter_id, meter.spec.model.key, None, exc, meter.identity,
+                                  meter.identity_problem)
             meter.record_success(sample)
-            return PollResult(meter.spec.meter_id, meter.spec.model.key, sample, None)
+            return PollResult(meter.spec.meter_id, meter.spec.model.key, sample, None, meter.identity,
+                              meter.identity_problem)
 
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(one(m)) for m in self._meters.values()]

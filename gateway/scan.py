@@ -1,32 +1,35 @@
-"""Find meters on a bus: which unit ids answer, and as what model.
+"""Find meters on a bus: which unit ids answer, and what each device says it is.
 
-Each unit costs one timeout when nobody is there: the first probe tells presence, and only units that
-answered get the further probes.  Probes that expect particular values (SunSpec's "SunS" marker, the
-SDM630's system-type register) are tried before the ones that accept any answer, so the most specific
-model wins.  A SunSpec hit is followed by discovery to report which meter model it carries.
+Each unit costs one timeout when nobody is there: the first request (the Eastron identity block,
+:mod:`gateway.identify`) tells presence, and only units that answered are asked further. A device is
+named by what it reports about itself -- an Eastron meter code, a SunSpec common model -- or reported as
+an "unknown Modbus device"; it is never labelled a meter because some register happened to answer.
+
+A Modbus TCP server that ignores the unit id answers every unit id alike; :func:`same_device` finds the
+units that report one serial number, and :func:`answers_everything` says when every probed unit answered.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.decode import decode_raw
 from gateway.errors import BusUnavailable, MeterError, MeterExceptionResponse, MeterTimeout
-from gateway.models import MODELS
-from gateway.register_map import DataType, MeterModel, RegisterRange
+from gateway.identify import Identity, identify
+from gateway.register_map import RegisterRange
 from gateway.sunspec_discovery import discover
-from gateway.transport import Bus, TcpBus
+from gateway.transport import Bus
 
-__all__ = ["ScanHit", "identify", "parse_units", "scan"]
+__all__ = ["ScanHit", "answers_everything", "format_units", "identify_unit", "parse_units", "same_device", "scan"]
 
 
 @dataclass(frozen=True)
 class ScanHit:
     unit: int
-    model: str | None  # None: something answers, but no known model's probe matched
+    model: str | None  # our model key when the device reports one we can read, else None
     detail: str
+    identity: Identity | None = None
 
 
 def parse_units(text: str) -> list[int]:
@@ -50,73 +53,64 @@ def parse_units(text: str) -> list[int]:
     return units
 
 
-def _probe_order(models: Mapping[str, MeterModel]) -> list[MeterModel]:
-    return sorted(models.values(), key=lambda m: (m.probe.expect is None, m.key))
+def format_units(units: Iterable[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out: list[str] = []
+    ordered = sorted(set(units))
+    start = prev = None
+    for u in [*ordered, None]:
+        if start is not None and (u is None or u != prev + 1):  # type: ignore[operator]
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if u is not None and start is None:
+            start = u
+        prev = u
+    return ", ".join(out)
 
 
-async def identify(
-    bus: Bus, unit: int, *, response_timeout: float, models: Mapping[str, MeterModel] = MODELS
-) -> ScanHit | None:
-    """None when the unit does not answer at all; otherwise what it looks like."""
+async def identify_unit(bus: Bus, unit: int, *, response_timeout: float) -> ScanHit | None:
+    """None when the unit does not answer at all; otherwise what the device says it is."""
     answered = False
-    for model in _probe_order(models):
+
+    async def read(request: RegisterRange) -> list[int]:
+        nonlocal answered
         try:
-            registers = await bus.read(unit, model.probe.registers, response_timeout=response_timeout)
-        except MeterTimeout:
-            if not answered:
-                return None  # nobody there: do not spend more timeouts on this unit
-            continue
+            registers = await bus.read(unit, request, response_timeout=response_timeout)
         except MeterExceptionResponse:
             answered = True
-            continue
+            raise
         answered = True
-        if not model.probe.matches(registers):
-            continue
-        return ScanHit(unit, model.key, await _describe(bus, unit, model, registers, response_timeout))
-    return ScanHit(unit, None, "answers, but matches no known model") if answered else None
+        return registers
 
-
-async def _describe(
-    bus: Bus, unit: int, model: MeterModel, registers: list[int], response_timeout: float
-) -> str:
-    if model.needs_discovery:
-
-        async def read(request: RegisterRange) -> list[int]:
-            return await bus.read(unit, request, response_timeout=response_timeout)
-
+    try:
+        found = await identify(read, bus=bus.name, unit=unit)
+    except BusUnavailable:
+        raise
+    except MeterTimeout:
+        return ScanHit(unit, None, "answers at first, then stops answering") if answered else None
+    except MeterError as exc:
+        return ScanHit(unit, None, f"answers, but its replies are unusable: {exc.detail}")
+    detail = found.describe()
+    if found.kind == "sunspec" and found.model is not None:
         try:
             device = await discover(read, bus=bus.name, unit=unit)
+            detail += f"; meter model {device.meter.model_id} at {device.meter.address}"
         except MeterError as exc:
-            return f"SunSpec marker found, but {exc.detail}"
-        return (
-            f"SunSpec base {device.base}, models {', '.join(map(str, device.model_ids))}; "
-            f"meter model {device.meter.model_id} at {device.meter.address}"
-        )
-    if model.probe.registers.count == 2 and model.probe.expect is None:
-        value = decode_raw(registers, DataType.FLOAT32)
-        return f"{model.description}; register {model.probe.registers.address} reads {value:.6g}"
-    return model.description
+            detail += f"; {exc.detail}"
+    return ScanHit(unit, found.model, detail, found)
 
 
 async def scan(
     bus: Bus, units: Iterable[int], *, response_timeout: float, concurrency: int = 1
 ) -> list[ScanHit]:
-    """Probe ``units`` on ``bus``.  On TCP up to ``concurrency`` units are probed at once (one
-    connection each, closed after); on a serial line the bus serialises them anyway.  Raises
-    :class:`BusUnavailable` when the port or host cannot be used at all."""
-    semaphore = asyncio.Semaphore(max(1, concurrency if isinstance(bus, TcpBus) else 1))
+    """Probe ``units`` on ``bus``, ``concurrency`` at a time (on TCP the requests share the bus's one
+    connection; on a serial line the bus serialises them anyway). Raises :class:`BusUnavailable` when
+    the port or host cannot be used at all."""
+    semaphore = asyncio.Semaphore(max(1, concurrency))
 
     async def one(unit: int) -> ScanHit | None:
         async with semaphore:
-            try:
-                return await identify(bus, unit, response_timeout=response_timeout)
-            except BusUnavailable:
-                raise  # the port or host itself is unusable: no point probing further units
-            except MeterError:
-                return ScanHit(unit, None, "answers, but its replies are unusable")
-            finally:
-                if isinstance(bus, TcpBus):
-                    await bus.release(unit)
+            return await identify_unit(bus, unit, response_timeout=response_timeout)
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -128,3 +122,18 @@ async def scan(
             raise first if isinstance(first, BusUnavailable) else unavailable from None
         raise
     return [hit for t in tasks if (hit := t.result()) is not None]
+
+
+def same_device(hits: Sequence[ScanHit]) -> dict[str, list[int]]:
+    """Serial number -> the units reporting it, for serials reported by more than one unit: one device
+    answering several unit ids (it ignores the unit id)."""
+    by_serial: dict[str, list[int]] = {}
+    for hit in hits:
+        if hit.identity is not None and hit.identity.serial:
+            by_serial.setdefault(hit.identity.serial, []).append(hit.unit)
+    return {serial: units for serial, units in by_serial.items() if len(units) > 1}
+
+
+def answers_everything(hits: Sequence[ScanHit], units: Sequence[int]) -> bool:
+    """Every probed unit id answered (and there were several): a server that ignores the unit id."""
+    return len(units) >= 3 and len(hits) == len(units)

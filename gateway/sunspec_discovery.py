@@ -17,7 +17,7 @@ from gateway.errors import DiscoveryError, MeterExceptionResponse
 from gateway.models.sunspec import BASE_ADDRESSES, END_MODEL_ID, METER_MODELS, SUNS_MARKER
 from gateway.register_map import READ_HOLDING, RegisterMap, RegisterRange
 
-__all__ = ["ModelBlock", "ReadFn", "SunSpecDevice", "discover"]
+__all__ = ["ModelBlock", "ReadFn", "SunSpecDevice", "discover", "locate", "walk"]
 
 ReadFn = Callable[[RegisterRange], Awaitable[list[int]]]
 
@@ -51,30 +51,21 @@ def _table_extent(table: RegisterMap) -> int:
     return max(ends)
 
 
-async def discover(
-    read: ReadFn,
-    *,
-    bus: str,
-    unit: int,
-    bases: Sequence[int] = BASE_ADDRESSES,
-    tables: Mapping[int, RegisterMap] = METER_MODELS,
-) -> SunSpecDevice:
-    """Locate the marker, walk the models, resolve the preferred meter table.  ``read`` performs one
-    holding-register request (the poller passes its retrying reader)."""
-    base = None
+async def locate(read: ReadFn, *, bases: Sequence[int] = BASE_ADDRESSES) -> int | None:
+    """The base address holding the "SunS" marker, or None. An exception answer at a base means "not
+    here"; a timeout is passed on (a silent device is not a non-SunSpec one)."""
     for candidate in bases:
         try:
             marker = await read(RegisterRange(READ_HOLDING, candidate, 2))
         except MeterExceptionResponse:
             continue  # nothing mapped here: try the next customary base
         if tuple(marker) == SUNS_MARKER:
-            base = candidate
-            break
-    if base is None:
-        raise DiscoveryError(
-            f"no SunSpec marker at {', '.join(map(str, bases))}", bus=bus, unit=unit
-        )
+            return candidate
+    return None
 
+
+async def walk(read: ReadFn, base: int, *, bus: str, unit: int) -> list[ModelBlock]:
+    """The chain of models after the marker at ``base`` (headers only: two registers per model)."""
     models: list[ModelBlock] = []
     address = base + 2
     while True:
@@ -90,6 +81,25 @@ async def discover(
             break
         models.append(ModelBlock(model_id, address, length))
         address += 2 + length
+    return models
+
+
+async def discover(
+    read: ReadFn,
+    *,
+    bus: str,
+    unit: int,
+    bases: Sequence[int] = BASE_ADDRESSES,
+    tables: Mapping[int, RegisterMap] = METER_MODELS,
+) -> SunSpecDevice:
+    """Locate the marker, walk the models, resolve the preferred meter table.  ``read`` performs one
+    holding-register request (the poller passes its retrying reader)."""
+    base = await locate(read, bases=bases)
+    if base is None:
+        raise DiscoveryError(
+            f"no SunSpec marker at {', '.join(map(str, bases))}", bus=bus, unit=unit
+        )
+    models = await walk(read, base, bus=bus, unit=unit)
 
     for model_id, table in tables.items():
         block = next((m for m in models if m.model_id == model_id), None)

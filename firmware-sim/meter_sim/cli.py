@@ -30,7 +30,10 @@ from meter_sim.server import RtuServer, TcpServer, serve_rtu, serve_tcp
 
 log = logging.getLogger("meter_sim")
 
-FAULT_KINDS = ("no-response", "exception", "slow", "corrupt", "counter-reset")
+PLAUSIBILITY_MARGIN = 1.5
+"""gateway.plausibility's default margin over max_power_w (energy may grow at rated power x 1.5)."""
+
+FAULT_KINDS = ("no-response", "exception", "slow", "corrupt", "unsolicited", "counter-reset")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class SimConfig:
     delay_s: float = 1.0
     fault_after_s: float = 0.0
     fault_for_s: float = 0.0
+    max_connections: int | None = None
+    answer_any_unit: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_argument_group("transport (one of)").add_mutually_exclusive_group(required=True)
     where.add_argument("--tcp", metavar="HOST:PORT", help="Modbus TCP; port 0 picks a free port")
     where.add_argument("--serial", metavar="DEVICE", help="Modbus RTU on a serial device or pty")
+    where_tcp = parser.add_argument_group("TCP")
+    where_tcp.add_argument("--max-connections", type=int, default=None, metavar="N",
+                           help="accept at most N client connections and close any beyond (as many Modbus "
+                                "TCP <-> RS-485 converters do); default: no limit")
+    parser.add_argument("--answer-any-unit", action="store_true",
+                        help="the first meter also answers every unit id nobody has (a device that ignores "
+                             "the unit id)")
     rtu = parser.add_argument_group("RTU")
     rtu.add_argument("--baud", type=int, default=9600, help="baud rate (default 9600)")
     rtu.add_argument("--parity", choices=("N", "E", "O"), default="N")
@@ -81,7 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="answer at once instead of after the RS-485 wire time (for a real serial line)")
     sim = parser.add_argument_group("simulation")
     sim.add_argument("--speedup", type=float, default=1.0,
-                     help="simulated seconds per real second (default 1; 0 freezes the meters)")
+                     help="simulated seconds per real second (default 1; 0 freezes the meters). Energy counters "
+                          "then grow SPEEDUP times faster than the power the meter shows, so a gateway polling "
+                          "them needs max_power_w raised to match, or its plausibility check flags the "
+                          "readings METER_ERROR; the simulator prints the value to configure at start")
     sim.add_argument("--seed", type=int, default=0, help="profile seed (default 0)")
     sim.add_argument("--start-hour", type=float, default=DEFAULT_START_HOUR,
                      help=f"simulated local time at start, hours (default {DEFAULT_START_HOUR})")
@@ -157,6 +172,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     _finite("--fault-for", args.fault_for, errors)
     if not 0 <= args.start_hour < 8760:
         errors.append(f"--start-hour must be in 0..8760, not {args.start_hour}")
+    if args.max_connections is not None and args.max_connections < 1:
+        errors.append(f"--max-connections must be at least 1, not {args.max_connections}")
+    if args.max_connections is not None and args.tcp is None:
+        errors.append("--max-connections applies to --tcp")
     if not 1 <= args.exception_code <= 255:
         errors.append(f"--exception-code must be 1..255, not {args.exception_code}")
     if args.sunspec_float and not any(model == "sunspec" for model, _ in meters):
@@ -184,7 +203,25 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         start_hour=args.start_hour, sunspec_float=args.sunspec_float,
         sunspec_energy_sf=args.sunspec_energy_sf, faults=faults, exception_code=args.exception_code,
         delay_s=args.delay, fault_after_s=args.fault_after, fault_for_s=args.fault_for,
+        max_connections=args.max_connections, answer_any_unit=args.answer_any_unit,
     )
+
+
+def speedup_note(meters: list[SimMeter]) -> str | None:
+    """What a gateway polling these meters must configure when time runs faster than real time: its
+    plausibility check allows energy to grow at most max_power_w x 1.5 (gateway.plausibility), but here
+    it grows SPEEDUP times faster than the power the meter shows."""
+    needs: dict[str, int] = {}
+    for m in meters:
+        if m.speedup > 1:
+            bound = math.ceil(m.speedup * m.max_abs_power_w / PLAUSIBILITY_MARGIN)
+            needs[m.model] = max(needs.get(m.model, 0), bound)
+    if not needs:
+        return None
+    parts = ", ".join(f"max_power_w = {bound} for {model}" for model, bound in sorted(needs.items()))
+    return (f"meter-sim note: --speedup {max(m.speedup for m in meters):g} makes the energy counters grow that "
+            f"much faster than real power; configure {parts} in the gateway's [[meter]] entries, or its "
+            "plausibility check flags most readings METER_ERROR")
 
 
 def build_meters(cfg: SimConfig) -> list[SimMeter]:
@@ -204,6 +241,8 @@ def apply_fault(meter: SimMeter, kind: str, cfg: SimConfig) -> None:
         meter.faults.delay_s = cfg.delay_s
     elif kind == "corrupt":
         meter.faults.corrupt = True
+    elif kind == "unsolicited":
+        meter.faults.unsolicited = True
     elif kind == "counter-reset":
         meter.reset_counters()
     else:
@@ -241,17 +280,21 @@ async def serve(cfg: SimConfig) -> int:
     loop.add_signal_handler(signal.SIGUSR1, reset_all)
     server: TcpServer | RtuServer
     if cfg.tcp is not None:
-        server = serve_tcp(meters, cfg.tcp[0], cfg.tcp[1])
+        server = serve_tcp(meters, cfg.tcp[0], cfg.tcp[1], max_connections=cfg.max_connections,
+                           answer_any_unit=cfg.answer_any_unit)
     else:
         assert cfg.serial is not None
         server = serve_rtu(meters, cfg.serial, cfg.baud, cfg.wire_time, parity=cfg.parity,
-                           stopbits=cfg.stopbits)
+                           stopbits=cfg.stopbits, answer_any_unit=cfg.answer_any_unit)
     units = ",".join(str(m.unit) for m in meters)
     try:
         async with server:
             where = (f"tcp {server.host}:{server.port}" if isinstance(server, TcpServer)
                      else f"rtu {server.device}")
             print(f"meter-sim ready: {where} units {units}", flush=True)
+            note = speedup_note(meters)
+            if note:
+                print(note, flush=True)
             for m in meters:
                 log.info("%s unit %d: seed %d, speedup %g, %s", m.model, m.unit, m.seed, m.speedup,
                          m.spec.description)

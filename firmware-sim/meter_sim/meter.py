@@ -40,12 +40,15 @@ class Faults:
     - ``exception_code``: every request gets this Modbus exception code (1..255) instead of data.
     - ``delay_s``: every answer is sent this much later (a slow meter).
     - ``corrupt``: answers are damaged on the wire (bad CRC on RTU, garbled PDU on TCP).
+    - ``unsolicited``: after each answer the meter sends another frame nobody asked for (on TCP with a
+      transaction id no request used; on RTU a second copy of the answer), as confused converters do.
     """
 
     no_response: bool = False
     exception_code: int | None = None
     delay_s: float = 0.0
     corrupt: bool = False
+    unsolicited: bool = False
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Validate on every flip, not only at construction: tests set these on a live meter.
@@ -65,7 +68,8 @@ class Faults:
 
     @property
     def any(self) -> bool:
-        return self.no_response or self.exception_code is not None or self.delay_s > 0 or self.corrupt
+        return (self.no_response or self.exception_code is not None or self.delay_s > 0 or self.corrupt
+                or self.unsolicited)
 
 
 class SimClock:
@@ -176,6 +180,11 @@ class SimMeter:
     @property
     def speedup(self) -> float:
         return self.clock.speedup
+
+    @property
+    def max_abs_power_w(self) -> float:
+        """The most net power (import or export) this meter's site profile can show."""
+        return self.profile.site.max_abs_net_w
 
     def pause(self) -> None:
         """Hold the simulated clock: counters and power stay put until :meth:`resume`."""

@@ -83,6 +83,15 @@ class SiteProfile:
         if not 0.0 <= self.cloudiness_min <= self.cloudiness_max <= 1.0:
             raise ValueError("cloudiness must satisfy 0 <= min <= max <= 1")
 
+    @property
+    def max_abs_net_w(self) -> float:
+        """An upper bound on |load - solar|: every load bump at its peak with full jitter and an appliance
+        on, or full sun with no load."""
+        peak_load = (self.base_load_w + self.morning_peak_w + self.midday_load_w + self.evening_peak_w) * (
+            1.0 + self.load_jitter
+        ) + self.appliance_w
+        return max(peak_load, self.peak_solar_w)
+
 
 SMALL_SITE = SiteProfile(
     peak_solar_w=2500.0,

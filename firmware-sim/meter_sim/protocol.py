@@ -32,6 +32,8 @@ class Reply:
     pdu: bytes
     delay_s: float = 0.0
     corrupt: bool = False
+    unsolicited: bool = False
+    """Follow the answer with a frame nobody asked for."""
 
     @property
     def is_exception(self) -> bool:
@@ -55,16 +57,23 @@ def index_meters(meters: Iterable[SimMeter]) -> dict[int, SimMeter]:
 
 
 class Dispatcher:
-    """Routes request PDUs to the meter with the addressed unit id."""
+    """Routes request PDUs to the meter with the addressed unit id. With ``answer_any_unit`` the first
+    meter also answers for every unit id nobody has, as some Modbus TCP devices and misconfigured
+    converters do (they ignore the unit id)."""
 
-    def __init__(self, meters: Iterable[SimMeter] | Mapping[int, SimMeter], where: str) -> None:
+    def __init__(self, meters: Iterable[SimMeter] | Mapping[int, SimMeter], where: str,
+                 answer_any_unit: bool = False) -> None:
         self.meters = index_meters(meters.values() if isinstance(meters, Mapping) else meters)
         self.where = where
+        self.answer_any_unit = answer_any_unit
+        self._first = next(iter(self.meters.values()))
 
     def handle(self, unit: int, pdu: bytes) -> Reply | None:
         """The reply for ``pdu`` sent to ``unit``, or None when nothing must answer (unknown unit, a
         silent meter, broadcast)."""
         meter = self.meters.get(unit)
+        if meter is None and self.answer_any_unit and unit != 0:
+            meter = self._first
         if meter is None or not pdu:
             log.debug("%s: request for unit %d: no such meter, staying silent", self.where, unit)
             return None
@@ -77,7 +86,7 @@ class Dispatcher:
             out = exception_pdu(function_code, faults.exception_code)
         else:
             out = self._answer(meter, function_code, pdu[1:])
-        return Reply(out, delay_s=faults.delay_s, corrupt=faults.corrupt)
+        return Reply(out, delay_s=faults.delay_s, corrupt=faults.corrupt, unsolicited=faults.unsolicited)
 
     def _answer(self, meter: SimMeter, function_code: int, data: bytes) -> bytes:
         if function_code not in (READ_HOLDING_REGISTERS, READ_INPUT_REGISTERS):

@@ -214,3 +214,36 @@ class RegisterMap:
                 if 0 <= pos < count:
                     words[pos] = w
         return words
+
+
+class RegisterSpace:
+    """Several register maps of one function code, as a meter serves them: separate blocks with
+    unmapped addresses between them (a read that is not inside one block gets exception 02)."""
+
+    def __init__(self, function_code: int, maps: Iterable[RegisterMap]) -> None:
+        self.function_code = function_code
+        self.maps = tuple(sorted(maps, key=lambda m: m.start))
+        for m in self.maps:
+            if m.function_code != function_code:
+                raise ConfigError(f"map for fc {m.function_code:02d} in a space for fc {function_code:02d}")
+        for a, b in zip(self.maps, self.maps[1:], strict=False):
+            if b.start < a.end:
+                raise ConfigError(f"fc {function_code:02d} blocks at {a.start:#06x} and {b.start:#06x} overlap")
+
+    def point_at(self, address: int) -> Point:
+        for m in self.maps:
+            if m.start <= address < m.end:
+                return m.point_at(address)
+        raise KeyError(f"no point starts at {address:#06x} (fc {self.function_code:02d})")
+
+    def read(self, address: int, count: int, values: Mapping[Quantity, float]) -> list[int]:
+        if not 1 <= count <= MAX_READ_COUNT:
+            raise ModbusExceptionReply(ILLEGAL_DATA_VALUE, f"count {count} not in 1..{MAX_READ_COUNT}")
+        for m in self.maps:
+            if m.start <= address and address + count <= m.end:
+                return m.read(address, count, values)
+        raise ModbusExceptionReply(
+            ILLEGAL_DATA_ADDRESS,
+            f"fc {self.function_code:02d} registers {address:#06x}..{address + count - 1:#06x} are not one "
+            "served block",
+        )

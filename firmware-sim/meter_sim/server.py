@@ -93,15 +93,28 @@ class _Tasks:
 
 class TcpServer:
     """Modbus TCP server for one or more meters (distinct unit ids). Use as an async context manager;
-    ``port`` is the bound port (useful with ``port=0``)."""
+    ``port`` is the bound port (useful with ``port=0``).
 
-    def __init__(self, meters: Iterable[SimMeter], host: str = "127.0.0.1", port: int = 0) -> None:
+    ``max_connections`` makes it behave like a Modbus TCP <-> RS-485 converter that accepts only so many
+    clients: a connection beyond the limit is closed at once (counted in ``connections_refused``).
+    ``connections_accepted``, ``peak_connections`` and ``connection_count`` are what a test observes
+    from the server side. ``answer_any_unit`` answers every unit id with the first meter."""
+
+    def __init__(self, meters: Iterable[SimMeter], host: str = "127.0.0.1", port: int = 0, *,
+                 max_connections: int | None = None, answer_any_unit: bool = False) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"TCP port {port} outside 0..65535")
+        if max_connections is not None and max_connections < 1:
+            raise ConfigError(f"max_connections must be at least 1, not {max_connections}")
         self.host = host
         self.port = port
         self._requested_port = port
-        self._dispatcher = Dispatcher(meters, where=f"tcp {host}:{port}")
+        self.max_connections = max_connections
+        self.connections_accepted = 0
+        self.connections_refused = 0
+        self.peak_connections = 0
+        self.requests_served = 0
+        self._dispatcher = Dispatcher(meters, where=f"tcp {host}:{port}", answer_any_unit=answer_any_unit)
         self._framer = FramerSocket(DecodePDU(True))
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
@@ -109,6 +122,11 @@ class TcpServer:
     @property
     def meters(self) -> dict[int, SimMeter]:
         return self._dispatcher.meters
+
+    @property
+    def connection_count(self) -> int:
+        """Client connections open now."""
+        return len(self._connections)
 
     async def __aenter__(self) -> TcpServer:
         try:
@@ -140,8 +158,18 @@ class TcpServer:
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         me = asyncio.current_task()
         assert me is not None
-        self._connections[me] = writer
         peer = writer.get_extra_info("peername")
+        if self.max_connections is not None and len(self._connections) >= self.max_connections:
+            self.connections_refused += 1
+            log.info("tcp %s:%d: refusing %s: already %d connection(s), the limit", self.host, self.port, peer,
+                     len(self._connections))
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+            return
+        self._connections[me] = writer
+        self.connections_accepted += 1
+        self.peak_connections = max(self.peak_connections, len(self._connections))
         requests = _Tasks()
         lock = asyncio.Lock()
         buf = bytearray()
@@ -172,11 +200,15 @@ class TcpServer:
         reply = self._dispatcher.handle(unit, pdu)
         if reply is None:
             return
+        self.requests_served += 1
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         frame = self._framer.encode(reply.pdu, unit, tid)
         if reply.corrupt:
             frame = _garble_tcp(frame)
+        if reply.unsolicited:
+            # Another answer under a transaction id the client is not using (ids count up from 1).
+            frame += self._framer.encode(reply.pdu, unit, (tid + 0x8000) & 0xFFFF)
         async with lock:
             writer.write(frame)
             with contextlib.suppress(ConnectionError):
@@ -196,6 +228,7 @@ class RtuServer:
         *,
         parity: str = "N",
         stopbits: int = 1,
+        answer_any_unit: bool = False,
     ) -> None:
         if baudrate <= 0:
             raise ConfigError(f"baud rate must be positive, not {baudrate}")
@@ -208,7 +241,7 @@ class RtuServer:
         self.emulate_wire_time = emulate_wire_time
         self.parity = parity
         self.stopbits = stopbits
-        self._dispatcher = Dispatcher(meters, where=f"rtu {device}")
+        self._dispatcher = Dispatcher(meters, where=f"rtu {device}", answer_any_unit=answer_any_unit)
         self._framer = FramerRTU(DecodePDU(True))
         self._serial: serial.Serial | None = None
         self._buf = bytearray()
@@ -325,11 +358,19 @@ class RtuServer:
             self._serial.write(frame)
         except (serial.SerialException, OSError) as exc:
             log.error("rtu %s: cannot answer unit %d: %s", self.device, unit, exc)
+            return
+        if reply.unsolicited:
+            # The same frame again a little later, when the master no longer waits for it.
+            await asyncio.sleep(self.frame_gap_s * 2)
+            if self._serial is not None:
+                with contextlib.suppress(serial.SerialException, OSError):
+                    self._serial.write(frame)
 
 
-def serve_tcp(meters: Iterable[SimMeter], host: str = "127.0.0.1", port: int = 0) -> TcpServer:
+def serve_tcp(meters: Iterable[SimMeter], host: str = "127.0.0.1", port: int = 0, *,
+              max_connections: int | None = None, answer_any_unit: bool = False) -> TcpServer:
     """``async with serve_tcp(meters) as server:`` -- Modbus TCP on ``server.port``."""
-    return TcpServer(meters, host, port)
+    return TcpServer(meters, host, port, max_connections=max_connections, answer_any_unit=answer_any_unit)
 
 
 def serve_rtu(
@@ -340,9 +381,11 @@ def serve_rtu(
     *,
     parity: str = "N",
     stopbits: int = 1,
+    answer_any_unit: bool = False,
 ) -> RtuServer:
     """``async with serve_rtu(meters, "/dev/ttyUSB0") as server:`` -- Modbus RTU on ``server.device``."""
-    return RtuServer(meters, device, baudrate, emulate_wire_time, parity=parity, stopbits=stopbits)
+    return RtuServer(meters, device, baudrate, emulate_wire_time, parity=parity, stopbits=stopbits,
+                     answer_any_unit=answer_any_unit)
 
 
 def _describe(meters: dict[int, SimMeter]) -> str:

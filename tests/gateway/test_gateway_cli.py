@@ -47,7 +47,8 @@ def test_read_prints_one_reading_per_meter_and_fails_for_a_dead_one(tmp_path: Pa
     assert isinstance(main["power_w"], int) and main["problems"] == []
     assert main["values"]["voltage_l1"] > 100
     assert gone == {**gone, "meter_id": "gone", "online": False, "import_wh": None, "power_w": None}
-    assert "bus b unit 9 register 0: no answer within 500 ms" in gone["error"]
+    # The first thing asked at first contact is the Eastron identity block (holding 0xFC00).
+    assert "bus b unit 9 register 64512: no answer within 500 ms" in gone["error"]
 
 
 def test_read_rejects_a_bad_config_without_a_traceback(tmp_path: Path) -> None:

@@ -221,7 +221,7 @@ async def test_disk_full_is_reported_then_recovered_by_thinning(
         for s in _samples(2, 200, start_wh=10_000):
             buffer.put(s)
         await writer.flush()
-        assert writer.disk_full_events == 1 and outbox.thinned_total > 0
+        assert writer.disk_full_events >= 1 and outbox.thinned_total > 0
         rows = await _all_rows(outbox)
         latest = max((r for r in rows if r.meter_id == "m1"), key=lambda r: r.seq)
         assert latest.seq == (1 << COUNTER_BITS) | 699

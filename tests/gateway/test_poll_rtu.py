@@ -105,9 +105,9 @@ async def test_values_and_faults_over_rtu() -> None:
         assert result.sample.power_w == round(truth["power_w"])
     noisy = results[3]
     assert isinstance(noisy.error, MeterTimeout)  # a frame with a bad CRC is no answer
-    assert "bus rs485 unit 4 register 0" in str(noisy.error)
-    # 3 + 2 + (marker, 3 headers, data) + 2 attempts for the noisy one
-    assert bus.requests == 3 + 2 + 5 + 2
+    assert "bus rs485 unit 4 register 64512" in str(noisy.error)  # the Eastron identity block, asked first
+    # (identity + 3) + (identity + 2) + (marker, 3 headers, common model, data) + 2 attempts for the noisy one
+    assert bus.requests == 4 + 3 + 6 + 2
 
 
 @pytest.mark.modbus

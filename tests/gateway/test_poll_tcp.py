@@ -29,11 +29,16 @@ pytestmark = [pytest.mark.modbus, pytest.mark.timeout(30)]
 
 
 @asynccontextmanager
-async def tcp_poller(meters: list[SimMeter], specs: list[MeterSpec]) -> AsyncIterator[tuple[Poller, TcpBus]]:
+async def tcp_poller(
+    meters: list[SimMeter], specs: list[MeterSpec], *, separate: bool = False
+) -> AsyncIterator[tuple[Poller, TcpBus]]:
+    """One endpoint; by default one ``tcp`` bus (one shared connection) for every meter, with
+    ``separate`` a bus per meter (as separate devices are configured: the spec's bus name is used)."""
     async with serve_tcp(meters) as server:
-        bus = TcpBus("lan", "127.0.0.1", server.port, connect_timeout=2.0)
-        async with Poller([bus], specs) as poller:
-            yield poller, bus
+        names = sorted({s.bus for s in specs}) if separate else ["lan"]
+        buses = [TcpBus(name, "127.0.0.1", server.port, connect_timeout=2.0) for name in names]
+        async with Poller(buses, specs) as poller:
+            yield poller, buses[0]
 
 
 async def test_readings_match_what_the_meters_hold() -> None:
@@ -61,8 +66,11 @@ async def test_readings_match_what_the_meters_hold() -> None:
         status = {s.meter_id: s for s in poller.status()}
         assert {k: s.requests_per_cycle for k, s in status.items()} == {"m1": 3, "m2": 2, "m3": 1, "m4": 1}
         assert status["m3"].sunspec_models == (1, 203)
-        # 3 + 2 + (marker + 3 model headers + 1 data read) x 2 SunSpec meters
-        assert bus.requests == 3 + 2 + 2 * 5
+        assert status["m1"].identity is not None and status["m1"].identity.name == "Eastron SDM630-Modbus"
+        assert status["m2"].identity is not None and status["m2"].identity.model == "sdm120"
+        assert status["m3"].identity is not None and status["m3"].identity.serial == "GTX-SIM-003"
+        # identity + 3, identity + 2, (marker + 3 model headers + common model + 1 data read) x 2 SunSpec
+        assert bus.requests == 4 + 3 + 2 * 6
         requests_before = bus.requests
         await poller.poll_once()
         assert bus.requests - requests_before == 3 + 2 + 1 + 1  # discovery is done once
@@ -101,8 +109,14 @@ async def test_no_sunspec_marker_is_a_discovery_error() -> None:
     async with tcp_poller([meter], [spec("m2", "sunspec", 2, "lan", response_timeout=1.0)]) as (poller, _):
         (result,) = await poller.poll_once()
         assert result.error is not None
-        assert "no SunSpec marker at 40000, 0, 50000" in str(result.error)
+        # Discovery finds no marker, and the device says what it is instead.
+        assert "configured as sunspec, but the device reports Eastron SDM120-Modbus" in str(result.error)
         assert "bus lan unit 2" in str(result.error)
+    unknown = SimMeter("sdm120", 2)
+    unknown.faults.exception_code = 2  # says nothing about itself: a plain discovery error
+    async with tcp_poller([unknown], [spec("m2", "sunspec", 2, "lan", response_timeout=1.0)]) as (poller, _):
+        (result,) = await poller.poll_once()
+        assert "no SunSpec marker at 40000, 0, 50000" in str(result.error)
 
 
 async def test_dead_and_slow_meters_never_delay_the_others(caplog: pytest.LogCaptureFixture) -> None:
@@ -110,14 +124,16 @@ async def test_dead_and_slow_meters_never_delay_the_others(caplog: pytest.LogCap
     meters[1].faults.delay_s = 0.25  # slow but within its 0.5 s timeout
     meters[2].faults.no_response = True  # dead
     interval = 0.3
+    # Three separate devices: three [[bus]] entries (one endpoint shared by many units is
+    # test_shared_tcp_connection.py's subject).
     specs = [
-        spec("fast", "sdm630", 1, "lan", interval=interval, response_timeout=0.5),
-        spec("slow", "sdm120", 2, "lan", interval=interval, response_timeout=0.5),
-        spec("dead", "sdm630", 3, "lan", interval=interval, response_timeout=0.25, offline_after=2,
+        spec("fast", "sdm630", 1, "a", interval=interval, response_timeout=0.5),
+        spec("slow", "sdm120", 2, "b", interval=interval, response_timeout=0.5),
+        spec("dead", "sdm630", 3, "c", interval=interval, response_timeout=0.25, offline_after=2,
              offline_interval=30),
     ]
     caplog.set_level(logging.DEBUG, logger="gateway.poller")
-    async with tcp_poller(meters, specs) as (poller, _):
+    async with tcp_poller(meters, specs, separate=True) as (poller, _):
         samples = await run_for(poller, 2.0)
         status = {s.meter_id: s for s in poller.status()}
 
@@ -168,7 +184,8 @@ async def test_offline_meter_is_probed_less_often_and_recovers(caplog: pytest.Lo
 async def test_exception_answers_name_the_meter_and_are_retried_only_when_busy() -> None:
     meter = SimMeter("sdm120", 9)
     meter.faults.exception_code = 2  # illegal data address: retrying cannot help
-    async with tcp_poller([meter], [spec("m9", "sdm120", 9, "lan", response_timeout=0.5, retries=2)]) as (
+    s = spec("m9", "sdm120", 9, "lan", response_timeout=0.5, retries=2, identify="off")
+    async with tcp_poller([meter], [s]) as (
         poller,
         bus,
     ):
@@ -189,19 +206,19 @@ async def test_per_meter_timeouts_and_corrupt_answers() -> None:
         m.faults.delay_s = 0.4  # a meter that needs its 600 ms
     meters[2].faults.corrupt = True
     specs = [
-        spec("patient", "sdm120", 1, "lan", response_timeout=0.6),
-        spec("hasty", "sdm120", 2, "lan", response_timeout=0.2, retries=1),
-        spec("garbled", "sdm120", 3, "lan", response_timeout=0.3, retries=1),
+        spec("patient", "sdm120", 1, "a", response_timeout=0.6),
+        spec("hasty", "sdm120", 2, "b", response_timeout=0.2, retries=1),
+        spec("garbled", "sdm120", 3, "c", response_timeout=0.3, retries=1),
     ]
-    async with tcp_poller(meters, specs) as (poller, _):
+    async with tcp_poller(meters, specs, separate=True) as (poller, _):
         started = time.monotonic()
         patient, hasty, garbled = await poller.poll_once()
         elapsed = time.monotonic() - started
     assert patient.ok
     assert isinstance(hasty.error, MeterTimeout) and "within 200 ms" in str(hasty.error)
     assert garbled.error is not None and not garbled.ok
-    # Concurrent over TCP: the patient meter's 2 x 0.4 s dominates, not the sum of everyone's time.
-    assert elapsed < 1.5
+    # Separate devices are polled concurrently: the patient meter's 3 x 0.4 s dominates, not the sum.
+    assert elapsed < 1.9
 
 
 async def test_counter_reset_is_flagged_then_rebaselined() -> None:
@@ -252,6 +269,6 @@ async def test_unreachable_host_fails_fast_with_a_named_error() -> None:
         started = time.monotonic()
         (result,) = await poller.poll_once()
     assert isinstance(result.error, BusUnavailable)
-    assert str(result.error) == f"bus lan unit 1: cannot open 127.0.0.1:{port}"
+    assert str(result.error) == f"bus lan: cannot open 127.0.0.1:{port}: connection refused"
     assert bus.requests == 0
     assert time.monotonic() - started < 0.5  # refused once, not retried within the cycle

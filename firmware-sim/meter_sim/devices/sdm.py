@@ -5,14 +5,18 @@ Every measurement is an IEEE-754 float32 in two registers, high word first; addr
 is negative while exporting. Unmapped addresses inside the served range read as 0, as on the meter.
 
 Sources: Eastron "SDM630 Modbus Protocol" and "SDM120 Modbus Protocol" input register tables.
-A few holding registers (function code 03, also float32) are served so a scanner can probe the meter.
+A few holding registers (function code 03, also float32) are served so a scanner can probe the meter,
+and the identity block Eastron meters carry at holding 0xFC00-0xFC03: serial number (uint32), meter code
+(uint16) and firmware version (uint16). The meter codes are what real meters report there: 0x0020 for
+the SDM120-Modbus, 0x0070 for the SDM630-Modbus (the codes Victron's dbus-modbus-client drivers match;
+Eastron's SDM630MCT manual documents the register).
 """
 
 from __future__ import annotations
 
 from meter_sim.devices.spec import DeviceSpec, Readout
 from meter_sim.quantities import Quantity as Q
-from meter_sim.registers import Kind, Point, RegisterMap
+from meter_sim.registers import Kind, Point, RegisterMap, RegisterSpace
 
 SDM630_DATASHEET = "https://www.eastroneurope.com/images/uploads/products/protocol/SDM630_MODBUS_Protocol.pdf"
 SDM120_DATASHEET = "https://www.eastroneurope.com/images/uploads/products/protocol/SDM120-MODBUS_Protocol.pdf"
@@ -94,6 +98,12 @@ SDM120_INPUT: tuple[tuple[int, Q, int], ...] = (
     (0x0158, Q.TOTAL_VARH, KWH),
 )
 
+METER_CODES = {"sdm120": 0x0020, "sdm630": 0x0070}
+IDENTITY_BLOCK = 0xFC00
+FIRMWARE_VERSION = 0x0102
+SERIAL_BASE = 24_000_000
+"""Simulated serial numbers are SERIAL_BASE + unit id: distinct per meter on a bus, like real ones."""
+
 SYSTEM_TYPE_3P4W = 3.0
 SYSTEM_TYPE_1P2W = 1.0
 PARITY_NONE_ONE_STOP = 0.0
@@ -104,14 +114,24 @@ def _input_map(table: tuple[tuple[int, Q, int], ...]) -> RegisterMap:
     return RegisterMap(function_code=4, start=0x0000, end=max(p.end for p in points), points=points)
 
 
-def _holding_map(unit: int, system_type: float | None) -> RegisterMap:
+def _holding_map(model: str, unit: int, system_type: float | None) -> RegisterSpace:
     points = [
         Point(0x0012, Kind.FLOAT32, const=PARITY_NONE_ONE_STOP, name="network_parity_stop"),
         Point(0x0014, Kind.FLOAT32, const=float(unit), name="node_address"),
     ]
     if system_type is not None:
         points.append(Point(0x000A, Kind.FLOAT32, const=system_type, name="system_type"))
-    return RegisterMap(function_code=3, start=0x0000, end=0x0020, points=points)
+    serial = SERIAL_BASE + unit
+    identity = [
+        Point(IDENTITY_BLOCK, Kind.UINT16, const=serial >> 16, name="serial_hi"),
+        Point(IDENTITY_BLOCK + 1, Kind.UINT16, const=serial & 0xFFFF, name="serial_lo"),
+        Point(IDENTITY_BLOCK + 2, Kind.UINT16, const=METER_CODES[model], name="meter_code"),
+        Point(IDENTITY_BLOCK + 3, Kind.UINT16, const=FIRMWARE_VERSION, name="firmware_version"),
+    ]
+    return RegisterSpace(3, [
+        RegisterMap(function_code=3, start=0x0000, end=0x0020, points=points),
+        RegisterMap(function_code=3, start=IDENTITY_BLOCK, end=IDENTITY_BLOCK + 4, points=identity),
+    ])
 
 
 def _readouts() -> dict[str, Readout]:
@@ -128,7 +148,7 @@ def sdm630(unit: int) -> DeviceSpec:
         description="Eastron SDM630 three-phase four-wire meter",
         datasheet=SDM630_DATASHEET,
         phases=3,
-        maps={4: _input_map(SDM630_INPUT), 3: _holding_map(unit, SYSTEM_TYPE_3P4W)},
+        maps={4: _input_map(SDM630_INPUT), 3: _holding_map("sdm630", unit, SYSTEM_TYPE_3P4W)},
         readouts=_readouts(),
     )
 
@@ -142,6 +162,6 @@ def sdm120(unit: int) -> DeviceSpec:
         description="Eastron SDM120 single-phase meter",
         datasheet=SDM120_DATASHEET,
         phases=1,
-        maps={4: _input_map(SDM120_INPUT), 3: _holding_map(unit, None)},
+        maps={4: _input_map(SDM120_INPUT), 3: _holding_map("sdm120", unit, None)},
         readouts=readouts,
     )

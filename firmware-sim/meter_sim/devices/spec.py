@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from meter_sim.registers import Kind, RegisterMap
+from meter_sim.registers import Kind, RegisterMap, RegisterSpace
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,6 @@ class DeviceSpec:
     description: str
     datasheet: str
     phases: int
-    maps: Mapping[int, RegisterMap]
+    maps: Mapping[int, RegisterMap | RegisterSpace]
     readouts: Mapping[str, Readout]
     """Keys such as ``import``, ``export`` and ``power`` (SunSpec float variant: ``m213_import`` ...)."""
