@@ -128,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
     from gridtokenx.mqtt import MqttError
 
     quiet_libraries()
+    # A stop signal that arrives while we start (reading the configuration, opening the outbox) is
+    # remembered and honoured as soon as the daemon runs, instead of killing it half-way.
+    early: list[str] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: early.append(signal.Signals(signum).name))
     try:
         config = load_config(args.config)
         settings = resolve_sections(config, str(args.config))
@@ -137,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            runner.run(_serve(config, settings, key))
+            runner.run(_serve(config, settings, key, early))
     except (OutboxSchemaError, OutboxPathError, MqttError) as exc:
         print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -186,7 +191,9 @@ class _Watchdog:
         os._exit(EXIT_FATAL)
 
 
-async def _serve(config: GatewayConfig, settings: DaemonSettings, key: DeviceKey) -> None:
+async def _serve(
+    config: GatewayConfig, settings: DaemonSettings, key: DeviceKey, early: list[str] | None = None
+) -> None:
     from gateway.clock import SystemClockSource
     from gateway.poller import Poller
     from gateway.service import GatewayService
@@ -222,6 +229,8 @@ async def _serve(config: GatewayConfig, settings: DaemonSettings, key: DeviceKey
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
+        if early:
+            on_signal(early[0])  # it came while we were starting
         try:
             if settings.status is None:
                 await service.run()

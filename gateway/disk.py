@@ -11,9 +11,13 @@ the WAL keeps whatever it took. So:
   while deletes and checkpoints still have room; the outbox then thins its oldest backlog and the freed
   pages are reused. WAL checkpoints keep the log itself small (``wal_autocheckpoint`` and
   ``journal_size_limit`` are set from the same allowance).
+* **The WAL keeps its room.** Its file is given blocks for the whole allowance (:meth:`DiskGuard.hold_wal`)
+  and checkpoints restart it from its beginning instead of truncating it, so deletes, thinning and the
+  next commits reuse blocks the outbox already owns -- even when another program has taken the last free
+  block of the filesystem.
 * **A reserve file** of ``reserve_bytes`` is kept beside the database. When something else fills the
   disk (logs, another program), the outbox gives the reserve back (:meth:`DiskGuard.release`) to make
-  room for its deletes, checkpoints and thinning, and takes it again once there is space.
+  room for a checkpoint that must grow the database file, and takes it again once there is space.
 
 Everything is reported as data (:class:`DiskState`) for the status page and logged once per change.
 """
@@ -98,10 +102,14 @@ class DiskGuard:
 
     def page_limit_for(self, page_size: int) -> int:
         """The most pages the database may have so that, once every change is checkpointed into it,
-        the WAL still has ``wal_allowance`` bytes: (database file + WAL + free - allowance) / page size.
-        The reserve is not counted: it is the room for getting out of trouble."""
+        the WAL still has ``wal_allowance`` bytes and the reserve its room (held or not: a reserve given
+        back must be takeable again): (database file + WAL + free - allowance - reserve not held) / page
+        size."""
         free, _ = self.free_and_total()
-        room = self._size(self.path) + self._size(Path(f"{self.path}-wal")) + free - self.wal_allowance
+        missing_reserve = max(0, self.reserve_bytes - self.reserve_held())
+        room = (
+            self._size(self.path) + self._size(Path(f"{self.path}-wal")) + free - self.wal_allowance - missing_reserve
+        )
         return max(1, room // page_size)
 
     # -- the reserve -----------------------------------------------------------------------------
@@ -133,6 +141,29 @@ class DiskGuard:
         if held == 0 and self.state == "no_space":
             log.warning("outbox %s: took its %s disk reserve back", self.path, mib(self.reserve_bytes))
         return True
+
+    def hold_wal(self) -> None:
+        """Give the WAL file blocks for its whole allowance, so the transactions after a checkpoint (which
+        restarts the WAL from its beginning) need no new room on the disk. Zeros after the last valid
+        frame are ignored by SQLite, and journal_size_limit (set to the allowance) keeps the file that
+        long."""
+        wal = Path(f"{self.path}-wal")
+        size = self._size(wal)
+        if size == 0 or size >= self.wal_allowance:
+            return
+        free, _ = self.free_and_total()
+        if free < self.wal_allowance - size:
+            return
+        try:
+            fd = os.open(wal, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(fd, 0, self.wal_allowance)
+        except OSError as exc:
+            log.debug("WAL %s not grown to its allowance: %s", wal, exc)
+        finally:
+            os.close(fd)
 
     def release(self) -> int:
         """Give the reserve back to the filesystem; bytes freed."""

@@ -71,6 +71,8 @@ ROW_BYTES = 384
 FIXED_BYTES = 64 * 1024
 # Rows per delete transaction (acks, thinning): small, so a delete's WAL pages fit the WAL's allowance.
 _DELETE_CHUNK = 256
+# Pages one write transaction may add (write_batch rows and their index entries, generously).
+_TXN_PAGES = 128
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -243,6 +245,10 @@ class Outbox:
         )
         self._page_size = 4096
         self._page_limit_cap: int | None = None
+        self.room_freed = asyncio.Event()  # set when acknowledged readings were deleted (the writer waits)
+        self._full_logged_at = -1e9
+        self._full_logged_state = ""
+        self._full_announced = False
         # One connection shared by the writer, the publisher and the ack handler: every use is
         # serialised, so no task ever sees (and publishes) another's uncommitted rows, and
         # transactions never interleave.
@@ -301,10 +307,11 @@ class Outbox:
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={settings.synchronous.upper()}")
-            # The WAL is checkpointed and truncated well within its allowance (gateway.disk).
+            # The WAL is checkpointed at half its allowance, and keeps up to the whole allowance of blocks
+            # after a checkpoint (gateway.disk): room for deletes that no other program can take.
             half = settings.wal_allowance_bytes // 2
             page_size = int((await db.execute_fetchall("PRAGMA page_size"))[0][0])  # type: ignore[index]
-            await db.execute(f"PRAGMA journal_size_limit={half}")
+            await db.execute(f"PRAGMA journal_size_limit={settings.wal_allowance_bytes}")
             await db.execute(f"PRAGMA wal_autocheckpoint={max(16, half // page_size)}")
             await db.execute("PRAGMA busy_timeout=5000")
             # 1 MiB of page cache (SQLite's default is 2 MiB): the access pattern is append at the
@@ -364,8 +371,8 @@ class Outbox:
             )
             outbox._rows = (await db.execute_fetchall("SELECT count(*) FROM outbox"))[0][0]  # type: ignore[index]
             outbox._page_size = page_size
-            await outbox._apply_page_limit()
             outbox.disk.ensure_reserve()
+            await outbox._apply_page_limit()
             return outbox
         except sqlite3.Error as exc:
             raise _translate(exc, path, "opening") from exc
@@ -464,6 +471,8 @@ class Outbox:
                 await self._checkpoint()
         if removed and self.disk.state != "ok":
             await self._checkpoint()
+        if removed:
+            self.room_freed.set()
         return removed
 
     async def _delete_chunk(self, keys: list[tuple[str, int]]) -> int:
@@ -483,11 +492,14 @@ class Outbox:
     # -- the disk ----------------------------------------------------------------------------------
 
     async def _checkpoint(self) -> None:
-        """Copy the WAL into the database and truncate it (frees the WAL's disk space)."""
+        """Copy the WAL into the database and restart it from its beginning. Not TRUNCATE: the WAL file
+        keeps its blocks (up to journal_size_limit), so the next transactions -- a delete, a thinning --
+        reuse them and need no new room even when something else has taken the last free block."""
         try:
-            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._db.execute("PRAGMA wal_checkpoint(RESTART)")
         except sqlite3.Error as exc:
             log.debug("outbox %s: checkpoint failed: %s", self.path, exc)
+        self.disk.hold_wal()
 
     async def _apply_page_limit(self, *, quiet: bool = False) -> None:
         """Let the database grow only while the WAL keeps its allowance free (gateway.disk)."""
@@ -521,30 +533,40 @@ class Outbox:
         """The filesystem itself is full: give the reserve back and checkpoint, so deletes can run."""
         released = self.disk.release()
         if self.disk.state != "no_space":
-            log.error(
+            self._log_full(
+                "no_space",
                 "outbox %s: no space left on the disk while %s: gave back the %s reserve; %s; %d readings pending",
                 self.path, doing, mib(released), self.disk.describe(), self._rows,
             )
         self.disk.state = "no_space"
         await self._checkpoint()
 
-    async def make_room(self) -> int:
-        """After a write failed for want of room: free pages by thinning the oldest backlog, a fifth at a
-        time, in small transactions with checkpoints between, until SQLite has free pages to reuse (a
-        thinned page is only freed once few rows are left on it). Returns how many readings were thinned."""
+    async def make_room(self, attempt: int = 0) -> int:
+        """After a write failed for want of room (``attempt`` counts the failures in a row). First a
+        checkpoint, which restarts the WAL in blocks it owns: often that is all a commit needed. Then
+        -- when the database has no free pages left to reuse -- thinning of the oldest backlog, a fifth
+        at a time, in small transactions with checkpoints between, until SQLite has free pages (a thinned
+        page is only freed once few rows are left on it). Returns how many readings were thinned."""
         async with self._lock:
+            # Our own bound (the page limit) said "full" -- the failed transaction would have taken the
+            # database past it -- or the filesystem itself ran out of blocks.
             free, _ = self.disk.free_and_total()
-            if free < self.settings.wal_allowance_bytes // 2:
+            pages = await self._page_count_locked()
+            near_limit = self.disk.page_limit is not None and pages + _TXN_PAGES >= self.disk.page_limit
+            if free < 64 * 1024 or not near_limit:
                 await self._no_space("storing new readings")
             elif self.disk.state in ("ok", "limited"):
-                log.error(
+                self._log_full(
+                    "full",
                     "outbox %s is full (%s; %d readings pending): thinning the oldest backlog",
                     self.path, self.disk.describe(), self._rows,
                 )
                 self.disk.state = "full"
             await self._checkpoint()
-            before, removed = self._thinned_total, 0
             wanted = max(8, await self._page_count_locked() // 20)  # free pages worth a few commits
+            if attempt == 0 and await self._freelist_locked() >= wanted:
+                return 0  # pages to reuse are there: the checkpoint was what the commit needed
+            before, removed = self._thinned_total, 0
             while True:
                 target = max(0, min(self._rows - 1, int(self._rows * 0.8)))
                 step = await self._thin_locked(target, compact=False, why=None, quiet=True)
@@ -562,6 +584,17 @@ class Outbox:
                 )
             return removed
 
+    def _log_full(self, state: str, message: str, *args: object) -> None:
+        """ERROR when the disk state changes, and once a minute at most while it flaps between full and
+        writable: a disk that stays full must not flood the log it shares."""
+        now = time.monotonic()
+        self._full_announced = state != self._full_logged_state or now - self._full_logged_at >= 60.0
+        if self._full_announced:
+            self._full_logged_at, self._full_logged_state = now, state
+            log.error(message, *args)
+        else:
+            log.debug(message, *args)
+
     async def _page_count_locked(self) -> int:
         return int((await self._db.execute_fetchall("PRAGMA page_count"))[0][0])  # type: ignore[index]
 
@@ -576,8 +609,10 @@ class Outbox:
             self.disk.page_limit = None
             async with self._lock:
                 await self._apply_page_limit(quiet=True)
-            log.warning("outbox %s writable again (%s): %d readings pending, %d thinned in total; %s",
-                        self.path, self.disk.state, self._rows, self._thinned_total, self.disk.describe())
+            # WARNING when the full state was announced at ERROR; a repeat within the minute stays at DEBUG.
+            level = logging.WARNING if self._full_announced else logging.DEBUG
+            log.log(level, "outbox %s writable again (%s): %d readings pending, %d thinned in total; %s",
+                    self.path, self.disk.state, self._rows, self._thinned_total, self.disk.describe())
 
     # -- reading ---------------------------------------------------------------------------------
 

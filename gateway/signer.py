@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -194,6 +195,7 @@ class OutboxWriter:
     async def _store(self, batch: list[MeterSample], deadline: float | None = None) -> None:
         loop = asyncio.get_running_loop()
         delay = 0.25
+        attempt = 0
         while True:
             try:
                 self.stored += await self.outbox.append(batch, self.sign)
@@ -203,20 +205,25 @@ class OutboxWriter:
                 if not self._full:
                     self.disk_full_events += 1
                     self._full = True
-                    log.warning(
+                    log.log(
+                        logging.WARNING if self.disk_full_events == 1 else logging.DEBUG,
                         "outbox full: polling goes on; %d samples (%s of the %s bound) wait in memory",
                         len(self.buffer) + len(batch), mib(self.buffer.bytes), mib(self.buffer.max_bytes),
                     )
                 try:
-                    freed = await self.outbox.make_room()
+                    freed = await self.outbox.make_room(attempt)
                 except OutboxError as exc:
                     log.debug("making room failed: %s", exc)
                     freed = 0
-                if freed == 0:
+                attempt += 1
+                if freed == 0 and attempt > 1:
                     if deadline is not None and loop.time() + delay > deadline:
                         raise
-                    log.debug("outbox still full, retrying in %.1f s", delay)
-                    await asyncio.sleep(delay)
+                    log.debug("outbox still full, retrying in %.1f s or when acknowledged readings are deleted", delay)
+                    self.outbox.room_freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self.outbox.room_freed.wait()
                     delay = min(delay * 2, self.max_backoff_s)
         if self._full:
             self._full = False
