@@ -74,7 +74,7 @@ async def _read(config: Any, only: list[str] | None) -> list[PollResult]:
 def run(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.errors import ConfigError
-    from gateway.logs import quiet_libraries
+    from gateway.logs import quiet_for_tools
 
     try:
         config = load_config(args.config)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             print(f"gridtokenx gateway read: no meter {', '.join(unknown)} in {args.config}", file=sys.stderr)
             return 2
-    quiet_libraries()
+    quiet_for_tools()
     results = asyncio.run(_read(config, args.meter))
     for result in results:
         print(json.dumps(_as_json(result)) if args.json else _as_text(result), flush=True)

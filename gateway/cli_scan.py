@@ -61,12 +61,12 @@ async def _scan(bus: Any, units: list[int], response_timeout: float, concurrency
 
 def run(args: argparse.Namespace) -> int:
     from gateway.errors import BusUnavailable
-    from gateway.logs import quiet_libraries
+    from gateway.logs import quiet_for_tools
     from gateway.scan import answers_everything, format_units, parse_units, same_device
     from gateway.transport import Bus, RtuBus, TcpBus
 
     prog = "gridtokenx gateway scan"
-    quiet_libraries()
+    quiet_for_tools()
     try:
         units = parse_units(args.units)
         if not 0 < args.timeout <= 10:

@@ -65,7 +65,7 @@ class SystemClockSource:
             synced = self._probe()
             source = ClockSource.NTP if synced else ClockSource.UNSYNCED
             if source != self._source or self._checked_at is None:
-                log.info("system clock %s: readings are stamped %s", "synchronised" if synced else
-                         "not synchronised", source.name)
+                log.info("system clock %s: readings are stamped clock=%s", "synchronised" if synced else
+                         "not synchronised", source.name.lower())
             self._source, self._checked_at = source, now
         return self._source

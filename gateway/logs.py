@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-__all__ = ["configure", "quiet_libraries"]
+__all__ = ["configure", "quiet_for_tools", "quiet_libraries"]
 
 _DUPLICATING = ("pymodbus", "pymodbus.logging")
 
@@ -34,3 +34,11 @@ def configure() -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     quiet_libraries(level)
     return int(level)
+
+
+def quiet_for_tools() -> None:
+    """``read`` and ``scan`` print one line per meter or device, naming its error: the daemon's log lines
+    for the same events would say it twice. Unless the level is DEBUG, only our CRITICAL lines remain."""
+    quiet_libraries()
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("gateway").setLevel(logging.CRITICAL)

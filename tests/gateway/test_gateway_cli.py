@@ -86,6 +86,8 @@ def test_scan_over_rtu_on_a_pty_pair() -> None:
     found = [line.split()[:3] for line in result.stdout.splitlines() if line.startswith("unit")]
     assert found == [["unit", "5", "sdm120"], ["unit", "7", "sdm630"]]
     assert "found 2 meters in 8 unit ids" in result.stdout
+    # Six silent unit ids: none of pymodbus' own lines ("Repeating....", "No response received ...").
+    assert "pymodbus" not in result.stderr and "Repeating" not in result.stderr and result.stderr == ""
 
 
 def test_scan_finds_nothing_and_says_so() -> None:

@@ -72,3 +72,17 @@ def test_gateway_id_comes_from_the_gateway_section() -> None:
     settings = resolve_sections(parse_config(CONFIG + '[mqtt]\nhost = "broker"\n'))
     assert settings.mqtt.gateway_id == "gw-cli" and settings.mqtt.effective_client_id == "gridtokenx-gw-gw-cli"
     assert settings.outbox.synchronous == "full"
+
+
+def test_an_outbox_directory_that_cannot_be_created_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    key = tmp_path / "device.key"
+    assert _run("keygen", "--out", str(key)).returncode == 0
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the outbox's directory should be\n")
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG + f'[key]\npath = "{key}"\n[outbox]\npath = "{blocker}/state/outbox.db"\n')
+    done = _run("run", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "gridtokenx gateway run:" in line]
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert f"outbox directory {blocker}/state cannot be created" in lines[0]

@@ -67,6 +67,12 @@ def test_status_page_shows_meters_outbox_and_link_but_never_the_key(tmp_path: Pa
         assert m3["failures"] >= 1 and m3["last_error"]
         assert snapshot["service"]["readings_stored"] >= 2
         assert "publisher" in snapshot["service"]
+        # One vocabulary with the MQTT messages: clock and link in the words docs/mqtt.md uses.
+        assert m1["last_sample"]["clock"] in ("unsynced", "ntp", "gnss")
+        assert snapshot["mqtt"] == "online" and snapshot["service"]["publisher"]["mqtt"] == "online"
+        assert snapshot["disk_state"] == "ok" and snapshot["service"]["disk"]["free_bytes"] > 0
+        assert m1["identity"].startswith("Eastron SDM120-Modbus") and m1["identity_problem"] is None
+        assert snapshot["buses"][0]["connections"] == 1
 
         code, page = _get(port, "/")
         assert code == 200 and "m1" in page and "offline" in page and key.fingerprint in page
