@@ -235,8 +235,32 @@ class TableDecoder:
         self._fast = tuple(fast)
         self._slow = tuple(slow)
         self._markers = table.not_implemented_markers
-        # Keep the table's field order in the result (plausibility problems are listed in that order).
-        self._order = tuple(f.measurement.value for f in table.fields)
+        # Where every float32 of the table sits on a float boundary of its answer and nothing needs a scale
+        # factor (the Eastron tables), all answers decode in one struct call and each field is an index
+        # into that tuple, visited in table order.
+        self._flat: struct.Struct | None = None
+        self._flat_fields: tuple[tuple[str, Measurement, int, float, bool, Decimal | None], ...] = ()
+        starts, total = [], 0
+        for r in self.requests:
+            starts.append(total)
+            total += r.count // 2
+        flat: list[tuple[str, Measurement, int, float, bool, Decimal | None]] = []
+        for f in table.fields:
+            index, offset = self._locate(f.function_code, f.address, f.dtype.count)
+            exponent = _power_of_ten(f.scale)
+            if not (
+                f.dtype is DataType.FLOAT32 and f.word_order == "big" and f.byte_order == "big"
+                and f.scale_factor_at is None and exponent is not None and offset % 4 == 0
+                and self.requests[index].count % 2 == 0
+            ):
+                break
+            flat.append((
+                f.measurement.value, f.measurement, starts[index] + offset // 4, 10.0 ** abs(exponent), exponent < 0,
+                f.scale if f.measurement in wanted else None,
+            ))
+        else:
+            self._flat = struct.Struct(f">{total}f")
+            self._flat_fields = tuple(flat)
 
     def _locate(self, function_code: int, address: int, count: int) -> tuple[int, int]:
         for i, r in enumerate(self.requests):
@@ -247,11 +271,14 @@ class TableDecoder:
     def decode(self, payloads: Sequence[bytes]) -> tuple[dict[str, float], dict[Measurement, Decimal]]:
         if len(payloads) != len(self.requests):
             raise DecodeError(f"{len(payloads)} answers for {len(self.requests)} requests")
-        unpack = _FLOAT32.unpack_from
         found: dict[str, float] = {}
+        markers = self._markers
+        if self._flat is not None:
+            return self._decode_flat(payloads)
+        unpack = _FLOAT32.unpack_from
         for name, index, offset, factor, divide in self._fast:
             (raw,) = unpack(payloads[index], offset)
-            if raw != raw and self._markers:
+            if raw != raw and markers:
                 continue  # NaN: "not implemented" in SunSpec
             found[name] = raw / factor if divide else raw * factor
         exact: dict[Measurement, Decimal] = {}
@@ -281,4 +308,24 @@ class TableDecoder:
                 found[f.measurement.value] = number * 10.0**e if e >= 0 else number / 10.0 ** (-e)
         if self._slow and self._fast:
             found = {name: found[name] for name in self._order if name in found}
+        return found, exact
+
+    def _decode_flat(self, payloads: Sequence[bytes]) -> tuple[dict[str, float], dict[Measurement, Decimal]]:
+        assert self._flat is not None
+        floats = self._flat.unpack(b"".join(payloads))
+        markers = self._markers
+        found: dict[str, float] = {}
+        exact: dict[Measurement, Decimal] = {}
+        for name, measurement, position, factor, divide, scale in self._flat_fields:
+            raw = floats[position]
+            if raw != raw and markers:
+                continue  # NaN: "not implemented" in SunSpec
+            if scale is None:
+                found[name] = raw / factor if divide else raw * factor
+                continue
+            value = Decimal(raw)  # exact: a float32 widened to a double
+            if value.is_finite():
+                value = _EXACT.multiply(value, scale)
+            exact[measurement] = value
+            found[name] = float(value)
         return found, exact
