@@ -235,6 +235,8 @@ class TableDecoder:
         self._fast = tuple(fast)
         self._slow = tuple(slow)
         self._markers = table.not_implemented_markers
+        # Keep the table's field order in the result (plausibility problems are listed in that order).
+        self._order = tuple(f.measurement.value for f in table.fields)
         # Where every float32 of the table sits on a float boundary of its answer and nothing needs a scale
         # factor (the Eastron tables), all answers decode in one struct call and each field is an index
         # into that tuple, visited in table order.
