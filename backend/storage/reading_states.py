@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.storage.database import Sql, _now_ms
+from gridtokenx.reading import Flags
 
 __all__ = [
     "FailedReading",
@@ -47,7 +48,7 @@ __all__ = [
     "state_counts",
 ]
 
-METER_ERROR_FLAG = 0x02  # gridtokenx.reading.Flags.METER_ERROR (storage does not import the wire format)
+METER_ERROR_FLAG = int(Flags.METER_ERROR)
 
 
 class ReadingState(enum.StrEnum):

@@ -22,7 +22,7 @@ from solders.keypair import Keypair
 
 from backend.chain.embedded import EmbeddedDeployment, embedded_deployment
 from backend.ingest.pipeline import Ingest
-from backend.minting import ChainRetry, ChainUnavailable, MintingWorker, Outcome
+from backend.minting import ChainRetry, ChainUnavailable, MintingWorker, MintPolicy, Outcome
 from backend.storage import Storage, open_storage
 from gridtokenx.batch import AckStatus, encode_batch
 from gridtokenx.reading import Reading, sign
@@ -110,15 +110,28 @@ async def world() -> World:
     return await _world()
 
 
+# Failed readings are due again at once, so each run_once retries them.
+NO_WAIT = MintPolicy(retry_first_s=0.0)
+
+
 def _worker(storage: Storage, world: World, **kw: object) -> MintingWorker:
+    kw.setdefault("policy", NO_WAIT)
     return MintingWorker(storage, world.chain, world.deployment.grid, relayer=world.relayer, **kw)  # type: ignore[arg-type]
 
 
 async def _settlements(storage: Storage) -> list[tuple[object, ...]]:
-    return await storage.fetch(
-        "SELECT meter_id, seq, outcome, refusal, tx_signature IS NOT NULL, minted_base_units FROM settlements "
-        "ORDER BY meter_id, seq"
+    """The readings the chain accepted or already held, as (meter, seq, outcome, refusal, has signature,
+    minted): reading states MINTED by their own settlement (not the ones a later settlement covered)."""
+    rows = await storage.fetch(
+        "SELECT meter_id, seq, reason, tx_signature IS NOT NULL, minted_base_units FROM reading_states "
+        "WHERE state = 'MINTED' AND settled_by_seq = seq ORDER BY meter_id, seq"
     )
+    out: list[tuple[object, ...]] = []
+    for meter, seq, reason, signed, minted in rows:
+        already = reason is not None and reason.startswith("already_settled:")
+        out.append((meter, seq, "already_settled" if already else "minted",
+                    reason.split(":", 1)[1] if already else None, bool(signed), minted))
+    return out
 
 
 async def test_mints_net_surplus_then_only_the_new_surplus(storage: Storage, world: World) -> None:
@@ -318,7 +331,8 @@ async def test_a_chain_outage_is_backed_off_and_the_loop_carries_on(tmp_path: Pa
         port = int(server.url.rsplit(":", 1)[1])
         async with Link(port) as link, RpcChain(link.url, poll_interval=0.02, timeout=5) as rpc:
             retry = ChainRetry(attempts=3, first_wait=0.02, max_wait=0.05)
-            worker = MintingWorker(storage, rpc, world.deployment.grid, relayer=world.relayer, retry=retry)
+            worker = MintingWorker(storage, rpc, world.deployment.grid, relayer=world.relayer, retry=retry,
+                                   policy=NO_WAIT)
             with pytest.raises(ChainUnavailable, match="chain unreachable after 3 tries"):
                 await worker.run_once()
             assert (worker.stats.chain_retries, worker.stats.chain_outages) == (2, 1)

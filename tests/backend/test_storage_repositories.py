@@ -20,6 +20,7 @@ from backend.storage import (
     users,
 )
 from backend.storage import reading_states as rs
+from gridtokenx.reading import Flags
 from tests.support.postgres import temp_database
 
 
@@ -40,7 +41,8 @@ async def _readings(s: Storage, meter: str, seqs: range, *, flagged: tuple[int, 
         await s.execute(
             "INSERT INTO readings (gateway_id, meter_id, seq, timestamp_ms, import_wh, export_wh, power_w, flags, "
             "data, signature, received_ms) VALUES ('gw', $1, $2, $3, 0, $4, NULL, $5, $6, $7, 1)",
-            meter, seq, 1_000 * seq, 10 * seq, 2 if seq in flagged else 0, bytes([seq % 256]) * 60, b"s" * 64,
+            meter, seq, 1_000 * seq, 10 * seq, int(Flags.METER_ERROR) if seq in flagged else 0,
+            bytes([seq % 256]) * 60, b"s" * 64,
         )
 
 
