@@ -90,6 +90,9 @@ class ChainSettings(_Section):
     # The registry authority (meter status) — only `gridtokenx backend meters activate` needs it.
     authority_keypair_file: Path | None = None
     commitment: Literal["processed", "confirmed", "finalized"] = "confirmed"
+    # Embedded only: also serve the chain over JSON-RPC on host:port (wallets, the demo, other processes'
+    # `--chain URL`), e.g. "127.0.0.1:8899".
+    listen: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+:\d+$")
     poll_interval_s: float = Field(default=0.4, gt=0, le=10)
     timeout_s: float = Field(default=60.0, gt=0)
 
@@ -121,6 +124,8 @@ class MinterSettings(_Section):
 
 class IndexerSettings(_Section):
     interval_s: float = Field(default=1.0, gt=0)
+    # Over RPC, only transactions at this commitment are indexed: "finalized" cannot be rolled back by a fork.
+    commitment: Literal["confirmed", "finalized"] = "finalized"
     # Signatures asked for per getSignaturesForAddress call (RPC) / journal entries per read (embedded).
     page_size: int = Field(default=500, ge=1, le=1000)
 

@@ -145,6 +145,8 @@ class PersistentLiteSVMChain(LiteSVMChain):
         self.time_offset = 0
         self._journal: list[JournalEntry] = []  # in memory: the whole journal (it is also in chain.db)
         self._by_signature: dict[Signature, JournalEntry] = {}
+        self._by_address: dict[Pubkey, list[JournalEntry]] = {}
+        self._by_slot: dict[int, list[JournalEntry]] = {}
         self._db: sqlite3.Connection | None = None
         self._lock: IO[str] | None = None
         if directory is not None:
@@ -207,8 +209,14 @@ class PersistentLiteSVMChain(LiteSVMChain):
                 tuple(TokenBalance.from_json(b) for b in json.loads(r[9])),
                 tuple(TokenBalance.from_json(b) for b in json.loads(r[10])),
             )
-            self._journal.append(entry)
-            self._by_signature[entry.signature] = entry
+            self._remember(entry)
+
+    def _remember(self, entry: JournalEntry) -> None:
+        self._journal.append(entry)
+        self._by_signature[entry.signature] = entry
+        self._by_slot.setdefault(entry.slot, []).append(entry)
+        for key in dict.fromkeys(entry.transaction.message.account_keys):
+            self._by_address.setdefault(key, []).append(entry)
 
     @contextlib.contextmanager
     def _saving(self) -> Iterator[sqlite3.Connection | None]:
@@ -329,8 +337,7 @@ class PersistentLiteSVMChain(LiteSVMChain):
                      entry.compute_units, entry.fee, json.dumps([b.to_json() for b in pre]),
                      json.dumps([b.to_json() for b in post])),
                 )
-        self._journal.append(entry)
-        self._by_signature[entry.signature] = entry
+        self._remember(entry)
         return outcome
 
     async def send_transaction(self, instructions: Sequence[Instruction], signers: Sequence[Keypair]) -> TxResult:
@@ -391,9 +398,11 @@ class PersistentLiteSVMChain(LiteSVMChain):
 
     def journal_for_address(self, address: Pubkey) -> Iterator[JournalEntry]:
         """Transactions that name ``address`` among their accounts, newest first."""
-        for entry in reversed(self._journal):
-            if address in entry.transaction.message.account_keys:
-                yield entry
+        yield from reversed(self._by_address.get(address, []))
+
+    def journal_in_slot(self, slot: int) -> list[JournalEntry]:
+        """Transactions executed in ``slot``, in execution order."""
+        return list(self._by_slot.get(slot, []))
 
 
 def _error_to_json(err: Any) -> str:

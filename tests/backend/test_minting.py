@@ -13,8 +13,6 @@ import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import pytest
 from nacl.signing import SigningKey
@@ -31,6 +29,7 @@ from programs.client.litesvm_rpc import LiteSVMRpcServer
 from programs.energy_token import client as energy
 from programs.energy_token.bootstrap import RegisteredMeter, register_active_meter
 from programs.registry import client as registry
+from tests.support.link import Link
 from tests.support.postgres import temp_database
 
 pytestmark = pytest.mark.chain
@@ -261,56 +260,6 @@ async def test_unregistered_and_wrongly_keyed_meters_are_skipped_with_one_log_li
     assert any("ghost" in w and "not registered on chain" in w for w in warnings)
     assert worker.stats.skipped == {"not_registered": 2, "key_mismatch": 2}
     assert [r[:2] for r in await _settlements(storage)] == [("good", 1), ("good", 2)]
-
-
-class Link:
-    """A TCP relay in front of the RPC server that can be cut: while down, each connection is closed as
-    soon as it is accepted, which is what a client sees of a node that has gone away."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.up = False
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.url = ""
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            if self.up:
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-                try:
-                    await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-                finally:
-                    up_writer.close()
-        finally:
-            writer.close()
-            self._tasks.discard(task)
-
-
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await src.read(65536):
-            dst.write(data)
-            await dst.drain()
-        if dst.can_write_eof():
-            dst.write_eof()  # the other side's request or answer is complete
 
 
 async def _until(done: Callable[[], bool]) -> None:

@@ -1,0 +1,288 @@
+"""The indexer over real transactions — the embedded chain's journal and JSON-RPC (the localnet) — into
+PostgreSQL and SQLite: every event once, D1 and D3-D6 equal to the chain, resumable without gap or duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from solders.keypair import Keypair
+
+from backend.chain.embedded import EmbeddedChain, open_embedded_chain
+from backend.chain.localnet import LocalnetServer
+from backend.consistency import check_consistency
+from backend.feed import InProcessFeed
+from backend.indexer import Decoder, EmbeddedSource, Indexer, RpcSource
+from backend.indexer.logs import LogError, events_in_logs
+from backend.minting import MintingWorker, MintPolicy
+from backend.storage import Storage, balances, certificates, events, meters, open_storage, orders, trades, users
+from programs.client import RpcChain
+from programs.client.chain import Chain, ChainError
+from programs.energy_token.bootstrap import register_active_meter
+from programs.registry import client as registry
+from tests.support import market
+from tests.support.chainworld import GATEWAY_ID, GATEWAY_KEY, ingest, reading
+from tests.support.link import Link
+from tests.support.postgres import temp_database
+
+pytestmark = pytest.mark.chain
+
+KWH = 10**9
+PRICE = 3_500_000  # THBC base units per kWh
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    if request.param == "postgres":
+        request.applymarker(pytest.mark.postgres)
+        with temp_database() as url:
+            async with await open_storage(url) as s:
+                await s.add_gateway(GATEWAY_ID, bytes(GATEWAY_KEY.verify_key))
+                yield s
+    else:
+        async with await open_storage(f"sqlite:///{tmp_path}/backend.db") as s:
+            await s.add_gateway(GATEWAY_ID, bytes(GATEWAY_KEY.verify_key))
+            yield s
+
+
+@dataclass
+class Scenario:
+    seller: market.Wallet
+    buyer: market.Wallet
+    orders: dict[str, Any]
+    certificate: Any
+    expected_kinds: dict[str, int]
+
+
+async def run_scenario(chain: Chain, embedded: EmbeddedChain, storage: Storage) -> Scenario:
+    """Users, a meter, minting, three orders (partly bought twice, cancelled, expired), a certificate."""
+    d = embedded.deployment
+    seller_key = Keypair()
+    await chain.fund(seller_key.pubkey(), 10**9)
+    meter = await register_active_meter(chain, d.grid, embedded.admin, seller_key, "pv-idx",
+                                        bytes(GATEWAY_KEY.verify_key))
+    await ingest(storage, *(reading("pv-idx", s, 1_000, 5_000 + 4_000 * s) for s in range(3)))
+    minter = MintingWorker(storage, chain, d.grid, relayer=embedded.relayer, policy=MintPolicy(retry_first_s=0))
+    assert (await minter.run_once()).minted == {"pv-idx": 8 * KWH}  # 8,000 Wh above the baseline
+    seller = await market.existing_wallet(chain, d, seller_key)
+    buyer = await market.new_wallet(chain, d, kind=registry.UserKind.CONSUMER, thbc=100 * 10**6,
+                                    payment_gateway=embedded.payment_gateway)
+    now = await market.chain_now(chain)
+    await market.create_order(chain, d, seller, 1, 4 * KWH, PRICE, now + 3_600)
+    await market.buy(chain, d, buyer, seller, 1, KWH)
+    await market.buy(chain, d, buyer, seller, 1, KWH // 2)
+    await market.create_order(chain, d, seller, 2, KWH, PRICE, now + 3_600)
+    await market.cancel(chain, d, seller, 2)
+    await market.create_order(chain, d, seller, 3, KWH, PRICE, now + 30)
+    embedded.chain.advance_time(60)
+    await market.expire(chain, d, embedded.relayer, seller, 3)
+    cert = await market.certify(chain, d, seller_key, embedded.admin, meter.address, 0, 3_000)
+    from programs.certificates import client as certs
+
+    (await chain.send_transaction([certs.transfer(d.certificates, seller.address, cert, buyer.address)],
+                                  [seller_key])).raise_for_failure()
+    (await chain.send_transaction([certs.retire(d.certificates, buyer.address, cert)], [buyer.key])).raise_for_failure()
+    kinds = {"user_registered": 2, "meter_registered": 1, "meter_status_changed": 1, "minted": 2,
+             "order_created": 3, "trade_executed": 2, "order_cancelled": 1, "order_expired": 1,
+             "certificate_issued": 1, "certificate_validated": 1, "certificate_transferred": 1,
+             "certificate_retired": 1}
+    addresses = {name: str(market.order_address(d, seller, i)) for name, i in (("bought", 1), ("cancelled", 2),
+                                                                                 ("expired", 3))}
+    return Scenario(seller, buyer, addresses, cert, kinds)
+
+
+async def check_scenario(storage: Storage, chain: Chain, embedded: EmbeddedChain, s: Scenario) -> None:
+    assert await events.event_counts(storage) == s.expected_kinds
+    bought = await orders.get_order(storage, s.orders["bought"])
+    assert bought is not None
+    assert (bought.state, bought.amount, bought.remaining, bought.escrow, bought.expires_at is not None) == (
+        "PARTIALLY_FILLED", 4 * KWH, 4 * KWH - KWH - KWH // 2, 4 * KWH - KWH - KWH // 2, True)
+    assert [(await orders.get_order(storage, s.orders[n])).state for n in ("cancelled", "expired")] == [  # type: ignore[union-attr]
+        "CANCELLED", "EXPIRED"]
+    assert [(t.amount, t.buyer) for t in await trades.list_trades(storage, order_address=s.orders["bought"])] == [
+        (KWH, str(s.buyer.address)), (KWH // 2, str(s.buyer.address))]
+    assert await balances.wallet_balances(storage, str(s.buyer.address)) == {
+        "GRID": KWH + KWH // 2, "THBC": 100 * 10**6 - 3_500_000 - 1_750_000}
+    # 8 kWh minted, 4 in escrow; the cancelled and the expired order gave theirs back.
+    assert (await balances.wallet_balances(storage, str(s.seller.address)))["GRID"] == 8 * KWH - 4 * KWH
+    cert = await certificates.get_certificate(storage, str(s.certificate))
+    assert cert is not None and (cert.status, cert.holder, cert.to_wh, cert.meter_id) == (
+        "RETIRED", str(s.buyer.address), 3_000, "pv-idx")
+    seller_user = await users.get_user(storage, str(s.seller.address))
+    assert seller_user is not None and seller_user.user_type == "prosumer" and seller_user.registered
+    m = await meters.get_meter(storage, "pv-idx")
+    assert m is not None and (m.status, m.minted_base_units) == ("ACTIVE", 8 * KWH)
+    report = await check_consistency(storage, chain, embedded.deployment)
+    assert report.ok, [str(x) for x in report.discrepancies]
+    assert report.checked["token_accounts"] >= 5 and report.checked["orders"] == 3
+
+
+def _indexer(storage: Storage, embedded: EmbeddedChain, feed: InProcessFeed, *, rpc: RpcChain | None = None,
+             page_size: int = 500) -> Indexer:
+    d = embedded.deployment
+    chain: Chain = rpc if rpc is not None else embedded.chain
+
+    async def read(address: Any) -> bytes | None:
+        account = await chain.get_account(address)
+        return None if account is None else bytes(account.data)
+
+    source = (RpcSource(rpc.client, list(d.programs.values()), page_size=page_size) if rpc is not None
+              else EmbeddedSource(embedded.chain, list(d.programs.values()), page_size=page_size))
+    return Indexer(storage, source, Decoder(d, read), d, feed)
+
+
+@contextlib.asynccontextmanager
+async def collecting(feed: InProcessFeed) -> AsyncIterator[list[dict[str, Any]]]:
+    got: list[dict[str, Any]] = []
+    async with feed.subscribe() as sub:
+
+        async def pump() -> None:
+            async for event in sub:
+                got.append(event)
+
+        task = asyncio.create_task(pump())
+        try:
+            yield got
+        finally:
+            await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_embedded_journal_indexed_once_and_equal_to_the_chain(storage: Storage, tmp_path: Path) -> None:
+    embedded = await open_embedded_chain(tmp_path / "chain")
+    try:
+        scenario = await run_scenario(embedded.chain, embedded, storage)
+        feed = InProcessFeed()
+        async with collecting(feed) as got:
+            indexer = _indexer(storage, embedded, feed, page_size=7)  # several batches
+            await indexer.catch_up()
+            await asyncio.sleep(0.05)
+        await check_scenario(storage, embedded.chain, embedded, scenario)
+        stored = await events.events_after(storage, 0, limit=1000)
+        assert [e["id"] for e in got] == [e.id for e in stored]  # each event published once, in order
+        # Again: nothing new is applied or published.
+        again = InProcessFeed()
+        async with collecting(again) as more:
+            await _indexer(storage, embedded, again).catch_up()
+        assert more == [] and await events.last_event_id(storage) == stored[-1].id
+    finally:
+        embedded.chain.close()
+
+
+async def test_resumes_after_a_crash_mid_stream_without_gap_or_duplicate(storage: Storage, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    embedded = await open_embedded_chain(tmp_path / "chain")
+    try:
+        scenario = await run_scenario(embedded.chain, embedded, storage)
+        import backend.indexer.indexer as module
+
+        real = module.apply_transaction
+        calls = 0
+
+        async def dying(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 9:  # the process dies inside the ninth transaction's database transaction
+                raise KeyboardInterrupt
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(module, "apply_transaction", dying)
+        feed = InProcessFeed()
+        async with collecting(feed) as first:
+            with pytest.raises(KeyboardInterrupt):
+                await _indexer(storage, embedded, feed, page_size=4).catch_up()
+        partial = await events.events_after(storage, 0, limit=1000)
+        assert 0 < len(partial) < sum(scenario.expected_kinds.values())
+        monkeypatch.setattr(module, "apply_transaction", real)
+        async with collecting(feed) as second:
+            await _indexer(storage, embedded, feed).catch_up()
+            await asyncio.sleep(0.05)
+        ids = [e["id"] for e in first + second]
+        assert ids == sorted(set(ids)) and len(ids) == sum(scenario.expected_kinds.values())
+        await check_scenario(storage, embedded.chain, embedded, scenario)
+    finally:
+        embedded.chain.close()
+
+
+async def test_over_json_rpc_with_an_outage(storage: Storage, tmp_path: Path) -> None:
+    embedded = await open_embedded_chain(tmp_path / "chain", blockhash_check=False, slot_per_transaction=False)
+    try:
+        async with LocalnetServer(embedded.chain, slot_interval=0.02) as server, \
+                RpcChain(server.url, poll_interval=0.02, timeout=10) as rpc:
+            scenario = await run_scenario(rpc, embedded, storage)
+            async with Link(int(server.url.rsplit(":", 1)[1])) as link, \
+                    RpcChain(link.url, poll_interval=0.02, timeout=5) as through_link:
+                link.up = True
+                feed = InProcessFeed()
+                async with collecting(feed) as got:
+                    indexer = _indexer(storage, embedded, feed, rpc=through_link, page_size=5)
+                    assert await indexer.run_once() == 5
+                    await link.cut()  # the node goes away mid-stream
+                    with pytest.raises(ChainError):
+                        await indexer.run_once()
+                    link.up = True
+                    await indexer.catch_up()
+                    await asyncio.sleep(0.05)
+            await check_scenario(storage, rpc, embedded, scenario)
+            ids = [e["id"] for e in got]
+            assert ids == sorted(set(ids)) and len(ids) == sum(scenario.expected_kinds.values())
+    finally:
+        embedded.chain.close()
+
+
+@pytest.mark.postgres
+async def test_two_indexers_on_one_database_apply_each_event_once(tmp_path: Path) -> None:
+    embedded = await open_embedded_chain(tmp_path / "chain")
+    try:
+        with temp_database() as url:
+            async with await open_storage(url) as a, await open_storage(url) as b:
+                await a.add_gateway(GATEWAY_ID, bytes(GATEWAY_KEY.verify_key))
+                scenario = await run_scenario(embedded.chain, embedded, a)
+                feed = InProcessFeed()
+                async with collecting(feed) as got:
+                    one, two = _indexer(a, embedded, feed, page_size=3), _indexer(b, embedded, feed, page_size=3)
+                    await asyncio.gather(one.catch_up(), two.catch_up())
+                    await asyncio.sleep(0.05)
+                applied = one.stats.transactions + two.stats.transactions
+                assert applied == (await a.fetch("SELECT count(*) FROM chain_transactions"))[0][0]
+                # Each read every transaction; what one applied, the other found claimed.
+                assert one.stats.transactions + one.stats.already_applied == applied
+                assert two.stats.transactions + two.stats.already_applied == applied
+                ids = [e["id"] for e in got]
+                assert ids == sorted(set(ids)) and len(ids) == sum(scenario.expected_kinds.values())
+                await check_scenario(a, embedded.chain, embedded, scenario)
+    finally:
+        embedded.chain.close()
+
+
+def test_events_are_attributed_to_the_program_that_logged_them() -> None:
+    ours, other, ed = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
+    from backend.indexer.logs import PRECOMPILES
+
+    precompile = next(iter(PRECOMPILES))
+    logs = [
+        f"Program {other} invoke [1]",
+        "Program log: Program data: AAAA",  # text a program logged: not an event
+        "Program data: AQI=",  # emitted by `other`, looks like anything
+        f"Program {ours} invoke [2]",
+        "Program data: AwQ=",
+        f"Program {ours} success",
+        f"Program {other} success",
+        f"Program {ours} invoke [1]",
+        "Program data: BQY= Bwg=",
+        f"Program {ours} success",
+    ]
+    found = events_in_logs(logs, [other, precompile, ours])
+    assert [(e.ix_index, e.event_index, e.program, e.fields) for e in found] == [
+        (0, 0, other, (b"\x01\x02",)), (0, 1, ours, (b"\x03\x04",)), (2, 0, ours, (b"\x05\x06", b"\x07\x08"))]
+    with pytest.raises(LogError):
+        events_in_logs([*logs, "Log truncated"], [other, precompile, ours])
+    with pytest.raises(LogError):
+        events_in_logs(logs, [ed, precompile, ours])  # the logs name another program than the message
