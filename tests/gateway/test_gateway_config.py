@@ -39,14 +39,13 @@ def test_shipped_example_is_valid() -> None:
     assert [m.value for m in heatpump.measurements or ()] == ["import_energy", "export_energy", "power_total"]
 
 
-def test_example_delivery_sections_validate_as_the_daemon_reads_them() -> None:
-    from gateway.cli_run import resolve_sections
-
-    sections = resolve_sections(load_config(EXAMPLE))
-    assert sections.mqtt.gateway_id == "gw-bangkok-01"  # taken from [gateway] id
-    assert sections.mqtt.port == 8883 and sections.mqtt.tls is not None
-    assert sections.outbox.max_bytes == 64 * 1024 * 1024
-    assert str(sections.key.path) == "/var/lib/gridtokenx/device.key"
+def test_example_delivery_sections_are_typed_fields_of_the_one_model() -> None:
+    config = load_config(EXAMPLE, environ={})
+    assert config.mqtt.gateway_id == "gw-bangkok-01"  # taken from [gateway] id
+    assert config.mqtt.port == 8883 and config.mqtt.tls is not None
+    assert config.outbox.max_bytes == 64 * 1024 * 1024
+    assert str(config.key.path) == "/var/lib/gridtokenx/device.key"
+    assert config.status is None  # the page is off unless configured
 
 
 def test_defaults() -> None:
@@ -59,11 +58,15 @@ def test_defaults() -> None:
     assert meter.effective_offline_interval() == 30.0
 
 
-def test_other_sections_are_tolerated_for_their_owners() -> None:
+def test_delivery_sections_are_validated_with_the_rest() -> None:
     config = parse_config(MINIMAL + '\n[mqtt]\nhost = "localhost"\n[outbox]\npath = "/tmp/x.db"\n[key]\n[status]\n')
-    assert config.mqtt == {"host": "localhost"}
-    assert config.outbox == {"path": "/tmp/x.db"}
-    assert config.key == {} and config.status == {}
+    assert config.mqtt.host == "localhost" and str(config.outbox.path) == "/tmp/x.db"
+    assert config.status is not None and config.status.listen == "127.0.0.1:8080"
+    with pytest.raises(ConfigError) as info:
+        parse_config(MINIMAL.replace('id = "m1"', 'id = "m 1"') + '[mqtt]\nport = 0\n[status]\nlisten = "8080"\n')
+    text = str(info.value)
+    assert "2 problems" not in text and "3 problems" in text, text  # one validation, every section
+    assert 'meter[0] (id "m 1").id' in text and "mqtt.port:" in text and "status.listen:" in text
 
 
 def test_every_error_is_reported_at_once() -> None:
