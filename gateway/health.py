@@ -143,12 +143,22 @@ def _outbox(s: dict[str, Any]) -> list[Problem]:
     return []
 
 
+def _starting(s: dict[str, Any]) -> list[Problem]:
+    if s["ready"]:
+        return []
+    waiting = sum(1 for m in s["meters"] if m["state"] == "unknown")
+    what = "opening the outbox" if s["delivery"] is None else f"{waiting} meter(s) not polled yet"
+    return [Problem("error", "starting", f"The gateway is starting ({what}).")]
+
+
 def _stalled(s: dict[str, Any]) -> list[Problem]:
     return [Problem("error", f"stalled:{what}", f"The gateway is stuck: {what}.") for what in s["stalled"]]
 
 
 # Checks in the order the banner lists them: the installation first, the daemon itself last.
-CHECKS: list[Callable[[dict[str, Any]], list[Problem]]] = [_meters, _broker, _ack, _outbox, _clock, _stalled]
+CHECKS: list[Callable[[dict[str, Any]], list[Problem]]] = [
+    _starting, _meters, _broker, _ack, _outbox, _clock, _stalled
+]
 
 
 def problems(snapshot: dict[str, Any]) -> list[Problem]:

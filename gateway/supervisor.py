@@ -112,6 +112,7 @@ class Supervisor:
                 "ack_late_s": status.ack_late_s if status else 600.0,
             },
             "stalled": self._stalled,
+            "ready": self.ready.is_set(),
         }
         found = problems(snap)
         snap["problems"] = [p.as_dict() for p in found]
