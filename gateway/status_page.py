@@ -124,8 +124,9 @@ def _meter_card(m: dict[str, Any], now_ms: int) -> str:
         shown.append(("Import", f"{_num(m['import_wh'] / 1000, 3)} kWh"))
         shown.append(("Export", f"{_num(m['export_wh'] / 1000, 3)} kWh"))
     if m["power_w"] is not None:
-        direction = " (exporting)" if m["power_w"] < 0 else ""
-        shown.append(("Power", f"{_num(m['power_w'])} W{direction}"))
+        # The reading's sign convention (+ import, - export) in words: no minus sign to misread.
+        direction = "export" if m["power_w"] < 0 else "import"
+        shown.append(("Power", f"{_num(abs(m['power_w']))} W {direction}"))
     volts = values.get("voltage_l1", values.get("voltage_avg"))
     if volts is not None:
         shown.append(("Voltage", f"{_num(volts, 1)} V"))
@@ -134,6 +135,8 @@ def _meter_card(m: dict[str, Any], now_ms: int) -> str:
     vals = "".join(f"<div><span>{e(k)}</span><b>{e(v)}</b></div>" for k, v in shown) or (
         "<div><span>Values</span><b>none yet</b></div>"
     )
+    stale = state != "online" and m["last_success_ms"] is not None
+    caption = f'<p class="caption">Last known values, {_ago(now_ms, m["last_success_ms"])}:</p>' if stale else ""
     errors = m["failures"]
     every = _num(m["interval_s"], 0 if m["interval_s"] >= 1 else 2)
     lines = [
@@ -149,7 +152,8 @@ def _meter_card(m: dict[str, Any], now_ms: int) -> str:
         f'<article class="meter {e(state)}"><h3>{e(m["meter_id"])}<span class="pill">'
         f"{_STATE_WORDS.get(state, e(state.upper()))}</span></h3>"
         f'<p class="where">{e(m["model"])} · bus {e(m["bus"])} · unit {m["unit"]}</p>'
-        f'<div class="vals">{vals}</div><p class="small">{" · ".join(e(x) for x in lines)}</p>{trouble}</article>'
+        f'{caption}<div class="vals{" stale" if stale else ""}">{vals}</div>'
+        f'<p class="small">{" · ".join(e(x) for x in lines)}</p>{trouble}</article>'
     )
 
 
@@ -226,16 +230,16 @@ _CSS = """
 color:#111;background:#f4f4f4}h2{font-size:1.05rem;margin:1rem 0 .4rem}
 .banner{padding:.7rem .8rem;border-radius:.5rem;color:#fff;font-size:1.05rem}.banner b{font-size:1.25rem}
 .banner p{margin:.3rem 0 0}.banner ul{margin:.4rem 0 0;padding-left:1.2rem}.banner li{margin:.25rem 0}
-.ok{background:#16803c}.bad{background:#b91c1c}.warn{background:#b45309}
-.banner li.warning{opacity:.92}
+.banner.ok{background:#16803c}.banner.bad{background:#b91c1c}.banner.warn{background:#b45309}
 .meter{background:#fff;border-left:.45rem solid #999;border-radius:.4rem;padding:.45rem .6rem;margin:.45rem 0}
 .meter.online{border-color:#16a34a}.meter.offline{border-color:#dc2626}.meter.unknown{border-color:#a3a3a3}
 .meter h3{margin:0;font-size:1.1rem;display:flex;justify-content:space-between;align-items:center}
 .pill{font-size:.8rem;padding:.1rem .5rem;border-radius:1rem;color:#fff;background:#737373}
 .online .pill{background:#16a34a}.offline .pill{background:#dc2626}
 .where,.small{margin:.15rem 0;color:#555;font-size:.85rem}
-.vals{display:grid;grid-template-columns:repeat(auto-fill,minmax(9.5rem,1fr));gap:.1rem .8rem;margin:.3rem 0}
-.vals div{display:flex;justify-content:space-between;gap:.4rem}.vals span{color:#555}
+.vals{display:grid;grid-template-columns:repeat(auto-fill,minmax(8.5rem,1fr));gap:.3rem .8rem;margin:.35rem 0}
+.vals div{display:flex;flex-direction:column}.vals span{color:#555;font-size:.8rem}.vals b{font-size:1.1rem}
+.vals.stale b{color:#777;font-weight:normal}.caption{margin:.3rem 0 0;color:#555;font-size:.8rem}
 .err{margin:.25rem 0 0;color:#b91c1c;font-size:.9rem;overflow-wrap:anywhere}
 table{width:100%;background:#fff;border-radius:.4rem;border-collapse:collapse}
 th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #eee;vertical-align:top}
