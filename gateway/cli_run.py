@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, DeviceKeyError, MqttError, OSError) as exc:
         print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    from gateway.memory import limit_arenas
+
+    limit_arenas()  # before paho's and aiosqlite's threads exist
     try:
         asyncio.run(_daemon(args.config, config, key))
     except (OutboxSchemaError, MqttError, StatusPageError) as exc:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.health import ProgressWatch, problems, status_line
+from gateway.memory import trim
 from gateway.sd_notify import Notifier
 from gridtokenx import __version__
 from gridtokenx.reading import ClockSource
@@ -37,6 +38,7 @@ __all__ = ["Supervisor", "rss_bytes"]
 log = logging.getLogger(__name__)
 
 _SLOW_EVERY_S = 5.0  # outbox size and oldest reading: a database query, so not every tick
+_TRIM_EVERY_S = 60.0  # give freed C-heap pages back to the kernel (gateway.memory)
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -217,8 +219,13 @@ class Supervisor:
         self._status_text = self._snapshot["status_line"]
         log.info("ready: %s", self._status_text)
         self.ready.set()
+        trim()  # start-up garbage (config validation, the first round) is done with
+        trimmed_at = time.monotonic()
         while True:
             await asyncio.sleep(self.tick_s)
+            if time.monotonic() - trimmed_at >= _TRIM_EVERY_S:
+                trimmed_at = time.monotonic()
+                trim()
             if time.monotonic() - self._slow_at >= _SLOW_EVERY_S:
                 self._slow_at = time.monotonic()
                 await self._refresh_slow()
