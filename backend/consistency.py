@@ -109,6 +109,8 @@ async def check_consistency(db: Sql, chain: Chain, deployment: Deployment) -> Co
             differ("D4 orders", o.address, "seller", o.seller, str(order.seller))
             if o.expires_at is not None:
                 differ("D4 orders", o.address, "expires_at", o.expires_at, order.expires_at)
+            if o.fee_bps is not None:
+                differ("D4 orders", o.address, "fee_bps", o.fee_bps, order.fee_bps)
             vault = await _token(chain, str(order.vault))
             differ("D4 orders", o.address, "escrow", o.escrow, vault[2] if vault else 0)
 

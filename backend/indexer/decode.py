@@ -207,6 +207,13 @@ async def _trading(decoder: Decoder, tx: ChainTransaction, ix: Instr, e: LoggedE
             order_id, _, _, expires_at = struct.unpack_from("<QQQq", ix.data, 1)
             payload |= {"order_id": order_id, "expires_at": expires_at}
         payload["vault"] = str(trading.vault_address(decoder.deployment.trading, event.order)[0])
+        # The fee terms are fixed in the order account when it is created (issue 7); the event has no field.
+        data = await decoder.read_account(event.order)
+        if data is not None:
+            try:
+                payload["fee_bps"] = trading.Order.decode(data).fee_bps
+            except ValueError:
+                pass
     return _event("trading", _TRADING_KINDS[event.kind], e, order, None, (str(event.seller),), payload, version)
 
 

@@ -100,8 +100,9 @@ async def check_scenario(storage: Storage, chain: Chain, embedded: EmbeddedChain
     assert await events.event_counts(storage) == s.expected_kinds
     bought = await orders.get_order(storage, s.orders["bought"])
     assert bought is not None
-    assert (bought.state, bought.amount, bought.remaining, bought.escrow, bought.expires_at is not None) == (
-        "PARTIALLY_FILLED", 4 * KWH, 4 * KWH - KWH - KWH // 2, 4 * KWH - KWH - KWH // 2, True)
+    assert (bought.state, bought.amount, bought.remaining, bought.escrow, bought.expires_at is not None,
+            bought.fee_bps) == ("PARTIALLY_FILLED", 4 * KWH, 4 * KWH - KWH - KWH // 2, 4 * KWH - KWH - KWH // 2,
+                                True, embedded.deployment.fee_bps)
     assert [(await orders.get_order(storage, s.orders[n])).state for n in ("cancelled", "expired")] == [  # type: ignore[union-attr]
         "CANCELLED", "EXPIRED"]
     assert [(t.amount, t.buyer) for t in await trades.list_trades(storage, order_address=s.orders["bought"])] == [

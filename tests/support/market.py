@@ -79,7 +79,7 @@ def order_address(d: Deployment, seller: Wallet, order_id: int) -> Pubkey:
 async def create_order(chain: Chain, d: Deployment, seller: Wallet, order_id: int, amount: int, price: int,
                        expires_at: int) -> TxResult:
     ix = trading.create_order(d.trading, seller.address, seller.grid, d.grid_mint, order_id, amount, price,
-                              expires_at)
+                              expires_at, max_fee_bps=d.fee_bps)
     return (await chain.send_transaction([ix], [seller.key])).raise_for_failure()
 
 
