@@ -90,6 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     localnet.add_argument("--data-dir", type=Path, required=True, help="chain state, keys and deployment.json")
     localnet.add_argument("--host", default="127.0.0.1")
     localnet.add_argument("--port", type=int, default=8899, help="0: a free port (printed)")
+    localnet.add_argument("--bare", action="store_true",
+                          help="no programs: deploy them with `gridtokenx programs deploy --url …` (as on a cluster)")
 
 
 def _fail(message: str) -> int:
@@ -135,9 +137,10 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_localnet(args))
     try:
         config = load_settings(args)
-        action = _ACTIONS[args.backend_command]
         if args.backend_command == "meters":
             action = _METER_ACTIONS[args.meters_command]
+        else:
+            action = _ACTIONS[args.backend_command]
         return asyncio.run(action(args, config))
     except ConfigError as exc:
         return _fail(str(exc))
@@ -317,25 +320,29 @@ async def _localnet(args: argparse.Namespace) -> int:
 
     from backend.chain.embedded import open_embedded_chain
     from backend.chain.localnet import LocalnetServer
-    from backend.chain.persistent import ChainStateError
+    from backend.chain.persistent import ChainStateError, PersistentLiteSVMChain
 
+    d: Path = args.data_dir
     try:
-        embedded = await open_embedded_chain(args.data_dir, blockhash_check=False, slot_per_transaction=False)
+        if args.bare:
+            chain = PersistentLiteSVMChain(d, blockhash_check=False, slot_per_transaction=False)
+            where = "no programs deployed (gridtokenx programs deploy --url URL --keypair FILE)"
+        else:
+            chain = (await open_embedded_chain(d, blockhash_check=False, slot_per_transaction=False)).chain
+            where = (f"deployment {d / 'deployment.json'}, admin {d / 'keys' / 'admin.json'}, "
+                     f"payment gateway {d / 'keys' / 'payment-gateway.json'}")
     except ChainStateError as exc:
         return _fail(str(exc))
     try:
-        async with LocalnetServer(embedded.chain, host=args.host, port=args.port) as server:
-            d = args.data_dir
-            print(f"localnet ready: {server.url} deployment {d / 'deployment.json'} "
-                  f"admin {d / 'keys' / 'admin.json'} payment gateway {d / 'keys' / 'payment-gateway.json'}",
-                  flush=True)
+        async with LocalnetServer(chain, host=args.host, port=args.port) as server:
+            print(f"localnet ready: {server.url} {where}", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
     finally:
-        embedded.chain.close()
+        chain.close()
     return 0
 
 

@@ -120,6 +120,10 @@ class MinterSettings(_Section):
     concurrency: int = Field(default=4, ge=1, le=64)
     # Meters per transaction: 0 = as many as fit in one transaction.
     meters_per_transaction: int = Field(default=0, ge=0, le=16)
+    # Readings delivered out of order (below a settlement made meanwhile) are looked for this often, among
+    # the late_window sequence numbers below each meter's last settlement, and MINTED by that settlement.
+    sweep_interval_s: float = Field(default=30.0, gt=0)
+    late_window: int = Field(default=5_000, ge=1)
 
 
 class IndexerSettings(_Section):

@@ -152,7 +152,8 @@ async def run_minter(ctx: ServiceContext) -> None:
                            policy=MintPolicy(max_attempts=m.max_attempts, retry_first_s=m.retry_first_s,
                                              retry_max_s=m.retry_max_s, lease_s=m.lease_s,
                                              concurrency=m.concurrency,
-                                             meters_per_transaction=m.meters_per_transaction))
+                                             meters_per_transaction=m.meters_per_transaction,
+                                             sweep_interval_s=m.sweep_interval_s, late_window=m.late_window))
     ctx.roles["minter"] = worker
     log.info("minter: every %.1f s as %s", m.interval_s, ctx.config.instance)
     await worker.run(m.interval_s)

@@ -111,6 +111,10 @@ class MintPolicy:
     lease_s: float = 300.0
     concurrency: int = 4
     meters_per_transaction: int = 0  # 0: as many as fit
+    # Readings delivered out of order (below a settlement made meanwhile) are looked for this often, among
+    # the ``late_window`` sequence numbers below each meter's settlement.
+    sweep_interval_s: float = 30.0
+    late_window: int = 5_000
 
     def retry_at_ms(self, attempts: int, now_ms: int) -> int | None:
         """When a reading that has failed ``attempts`` times is tried again; None: given up."""
@@ -175,6 +179,7 @@ class MintingStats:
     chain_retries: int = 0
     chain_outages: int = 0
     lease_lost: int = 0
+    late_covered: int = 0  # readings delivered after a newer one was settled, MINTED by that settlement
 
 
 @dataclass
@@ -240,6 +245,7 @@ class MintingWorker:
         self.instance = instance
         self.stats = MintingStats()
         self._noted: set[tuple[str, str, str]] = set()  # (gateway, meter, problem) logged at WARNING once
+        self._swept = 0.0  # monotonic time of the last sweep for late readings
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -275,10 +281,25 @@ class MintingWorker:
                                                retry_at_ms=_now_ms(), count_attempt=False)
                 raise
             await self._send_all(units, summary)
+            if time.monotonic() - self._swept >= self.policy.sweep_interval_s:
+                await self.sweep_late_readings()
         finally:
             for unit in units:  # a meter still held (an error above) is released for the next pass
                 await states.release_meter(self.storage, unit.gateway_id, unit.meter_id, self.instance)
         return summary
+
+    async def sweep_late_readings(self) -> int:
+        """Cover readings that reached the database after a newer reading of their meter was settled."""
+        self._swept = time.monotonic()
+        covered = 0
+        for gateway_id, meter_id, settled_seq in await states.settled_meters(self.storage):
+            covered += await states.cover_late_readings(self.storage, gateway_id, meter_id, settled_seq,
+                                                        self.policy.late_window)
+        if covered:
+            self.stats.late_covered += covered
+            log.info("minting: %d readings delivered after a newer one was settled: MINTED by that settlement",
+                     covered)
+        return covered
 
     async def _gateway_ids(self) -> list[str]:
         return [

@@ -135,6 +135,22 @@ async def test_passed_over_and_meter_error_readings_get_their_states(storage: St
         ("FAILED", None, "meter_error")]
 
 
+async def test_a_reading_delivered_after_a_newer_one_settled_is_covered(storage: Storage, world: World) -> None:
+    await world.meter("late")
+    await ingest(storage, *_series("late", range(2, 5)))
+    worker = _worker(storage, world)
+    summary = await worker.run_once()
+    base, latest = summary.baselines["late"].signature, summary.settled["late"].signature
+    # Readings 0 and 1 arrive now (a batch resent after an ack timeout): below the settled baseline.
+    await ingest(storage, *_series("late", range(0, 2)))
+    assert await worker.sweep_late_readings() == 2
+    assert [await rs.reading_state(storage, GATEWAY_ID, "late", s) for s in range(5)] == [
+        ("MINTED", base, None), ("MINTED", base, None), ("MINTED", base, None), ("MINTED", latest, None),
+        ("MINTED", latest, None)]
+    assert (await rs.state_counts(storage))["STORED"] == 0
+    assert await worker.sweep_late_readings() == 0
+
+
 @pytest.mark.postgres
 async def test_two_workers_on_one_database_never_send_a_meter_twice(world: World) -> None:
     with temp_database() as url:
