@@ -13,6 +13,7 @@ backend minted names a transaction that settled it, and the feed subscriber gets
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import re
@@ -30,7 +31,7 @@ import redis.asyncio as redis
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from spl.token.instructions import create_associated_token_account, get_associated_token_address
+from spl.token.instructions import create_associated_token_account
 
 from backend.consistency import check_consistency
 from backend.storage import Storage, balances, events, open_storage, orders, trades
@@ -53,9 +54,12 @@ PRICE = 3_500_000  # THBC base units per kWh
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gridtokenx", *args], capture_output=True, text=True,
-                          timeout=timeout)
+async def _run(cmd: list[str], limit_s: float = 120) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=limit_s)
+
+
+async def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return await _run([sys.executable, "-m", "gridtokenx", *args])
 
 
 async def _until(check: Callable[[], Awaitable[bool]], within_s: float, what: str, procs: list[Proc]) -> None:
@@ -145,18 +149,17 @@ async def rig(tmp_path: Path, url: str) -> AsyncIterator[Rig]:
             for instance in (0, 1):
                 save_keypair(tmp_path / f"relayer-{instance}.json", key := Keypair())
                 await chain.fund(key.pubkey(), 100 * 10**9)
-        deployed = _cli("programs", "deploy", "--url", rpc_url, "--keypair", str(admin),
-                        "--out", str(tmp_path / "deployment.json"), timeout=120)
+        deployed = await _cli("programs", "deploy", "--url", rpc_url, "--keypair", str(admin),
+                        "--out", str(tmp_path / "deployment.json"))
         assert deployed.returncode == 0, deployed.stderr[-3000:]
-        keygen = subprocess.run(gateway_cmd("keygen", "--out", str(tmp_path / "state" / "device.key"),
-                                            "--gateway-id", GW), capture_output=True, text=True, timeout=30)
+        keygen = await _run(gateway_cmd("keygen", "--out", str(tmp_path / "state" / "device.key"), "--gateway-id", GW))
         assert keygen.returncode == 0, keygen.stderr
         gateway_key = load_key(tmp_path / "state" / "device.key").public_key
         with Mosquitto(tmp_path / "broker") as broker:
             r = Rig(tmp_path, url, rpc_url, Deployment.load(tmp_path / "deployment.json"), admin,
                     load_keypair(tmp_path / "payment-gateway.json"), broker, gateway_key,
                     f"gtx-test-{uuid.uuid4().hex[:10]}", procs)
-            added = _cli("backend", "add-gateway", "--config", str(r.backend_config(0)), "--id", GW,
+            added = await _cli("backend", "add-gateway", "--config", str(r.backend_config(0)), "--id", GW,
                          "--public-key", gateway_key.hex())
             assert added.returncode == 0, added.stderr
             yield r
@@ -177,7 +180,7 @@ async def register_meters(r: Rig, chain: RpcChain) -> dict[str, Keypair]:
                create_associated_token_account(owner.pubkey(), owner.pubkey(), d.grid_mint),
                create_associated_token_account(owner.pubkey(), owner.pubkey(), d.thbc_mint)]
         (await chain.send_transaction(ixs, [owner])).raise_for_failure()
-        done = _cli("backend", "meters", "activate", meter_id, "--config", str(r.backend_config(0)),
+        done = await _cli("backend", "meters", "activate", meter_id, "--config", str(r.backend_config(0)),
                     "--authority", str(r.admin))
         assert done.returncode == 0 and "PENDING → ACTIVE" in done.stdout, done.stdout + done.stderr
         owners[meter_id] = owner
@@ -228,7 +231,7 @@ async def check_against_chain(storage: Storage, chain: RpcChain, d: Deployment) 
         found = await chain.client.get_transaction(Signature.from_string(t.signature), encoding="base64",
                                                    max_supported_transaction_version=0)
         logs = found.value.transaction.meta.log_messages
-        fields = [[__import__("base64").b64decode(f) for f in line[14:].split()]
+        fields = [[base64.b64decode(f) for f in line[14:].split()]
                   for line in logs if line.startswith("Program data: ")]
         executed = [e for e in trading.decode_events(fields) if isinstance(e, trading.TradeExecuted)]
         assert [(str(e.order), str(e.seller), str(e.buyer), e.amount, e.price, e.cost, e.fee, e.remaining)
@@ -242,7 +245,7 @@ async def check_against_chain(storage: Storage, chain: RpcChain, d: Deployment) 
                                                    max_supported_transaction_version=0)
         logs = found.value.transaction.meta.log_messages
         settled = {(f[1].rstrip(b"\0").decode(), int.from_bytes(f[2], "little"))
-                   for f in ([__import__("base64").b64decode(x) for x in line[14:].split()]
+                   for f in ([base64.b64decode(x) for x in line[14:].split()]
                              for line in logs if line.startswith("Program data: ")) if f[0] == b"settle"}
         assert (meter_id, seq) in settled
 
@@ -375,7 +378,6 @@ async def test_two_backends_with_every_role_on_one_database(tmp_path: Path, pg_u
             order = await trade_and_expire(r, chain, storage, owners, [first, second, gateway])
             sim.kill()
             # The gateway empties its outbox into the two backends, then stops.
-            outbox = sqlite3_counts(r.tmp / "state" / "outbox.db")
             await _until(lambda: _outbox_empty(r.tmp / "state" / "outbox.db"), 60, "the outbox to drain",
                          [first, second, gateway])
             outbox = sqlite3_counts(r.tmp / "state" / "outbox.db")
