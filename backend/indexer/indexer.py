@@ -3,10 +3,10 @@
 For each transaction after the cursor, in execution order (backend/indexer/source.py):
 
 1. decode its events (outside any database transaction: it may read a certificate account);
-2. in ONE database transaction: take the apply lock (PostgreSQL advisory lock: applies from several
-   indexers are serialised, so event ids follow commit order), claim the transaction
-   (``chain_transactions``: a transaction another indexer already applied is skipped), write its events and
-   what they change (backend/indexer/apply.py), move the cursor;
+2. in ONE database transaction (for up to ``commit_every`` transactions): take the apply lock (PostgreSQL
+   advisory lock: applies from several indexers are serialised, so event ids follow commit order); for
+   each transaction, claim it (``chain_transactions``: one another indexer already applied is skipped),
+   write its events and what they change (backend/indexer/apply.py), move the cursor;
 3. after the commit, publish the recorded events to the feed.
 
 A crash or an RPC outage anywhere leaves the cursor at the last committed transaction; the next run reads
@@ -52,20 +52,23 @@ class IndexerStats:
 
 class Indexer:
     def __init__(self, storage: Storage, source: TransactionSource, decoder: Decoder, deployment: Deployment,
-                 feed: Feed) -> None:
+                 feed: Feed, *, commit_every: int = 50) -> None:
         self.storage = storage
         self.source = source
         self.decoder = decoder
         self.deployment = deployment
         self.feed = feed
+        # Transactions applied per database transaction: one commit (and one fsync) for many, each still
+        # claimed on its own; a crash loses the uncommitted part of a group, which is read again.
+        self.commit_every = max(1, commit_every)
         self.stats = IndexerStats()
 
     async def run_once(self) -> int:
         """Apply the next batch; return how many transactions were read (0: caught up)."""
         self.stats.runs += 1
         batch = await self.source.next_batch(self.storage)
-        for tx in batch:
-            await self._one(tx)
+        for start in range(0, len(batch), self.commit_every):
+            await self._apply(batch[start: start + self.commit_every])
         async with self.storage.transaction() as db:
             await self.source.finish_batch(db)
         return len(batch)
@@ -76,28 +79,36 @@ class Indexer:
             if await self.run_once() == 0:
                 return
 
-    async def _one(self, tx: ChainTransaction) -> None:
-        try:
-            decoded = await self.decoder.decode(tx)
-        except LogError as exc:
-            self.stats.undecodable += 1
-            log.error("indexer: transaction %s (slot %d): %s — its events are skipped", tx.signature, tx.slot, exc)
-            decoded = []
+    async def _apply(self, group: list[ChainTransaction]) -> None:
+        decoded = []
+        for tx in group:
+            try:
+                decoded.append(await self.decoder.decode(tx))
+            except LogError as exc:
+                self.stats.undecodable += 1
+                log.error("indexer: transaction %s (slot %d): %s — its events are skipped", tx.signature, tx.slot,
+                          exc)
+                decoded.append([])
         records: list[EventRecord] = []
+        counted = IndexerStats()
         async with self.storage.transaction() as db:
             if db.dialect == "postgresql":
                 await db.execute(f"SELECT pg_advisory_xact_lock({_APPLY_LOCK})")
-            if tx.failed:
-                self.stats.failed_transactions += 1
-            elif await store.claim_transaction(db, tx.signature, slot=tx.slot, position=tx.position,
-                                               block_time=tx.block_time, events=len(decoded)):
-                records = await apply_transaction(db, tx, decoded, self.deployment)
-                self.stats.transactions += 1
-            else:
-                self.stats.already_applied += 1
-            await self.source.advance(db, tx)
+            for tx, events in zip(group, decoded, strict=True):
+                if tx.failed:
+                    counted.failed_transactions += 1
+                elif await store.claim_transaction(db, tx.signature, slot=tx.slot, position=tx.position,
+                                                   block_time=tx.block_time, events=len(events)):
+                    records += await apply_transaction(db, tx, events, self.deployment)
+                    counted.transactions += 1
+                else:
+                    counted.already_applied += 1
+                await self.source.advance(db, tx)
+        self.stats.failed_transactions += counted.failed_transactions
+        self.stats.transactions += counted.transactions
+        self.stats.already_applied += counted.already_applied
         self.stats.events += len(records)
-        self.stats.last_slot = max(self.stats.last_slot, tx.slot)
+        self.stats.last_slot = max([self.stats.last_slot, *(tx.slot for tx in group)])
         if records:
             await self.feed.publish(records)
 

@@ -268,18 +268,25 @@ class MintingWorker:
         self.stats.runs += 1
         units: list[_Unit] = []
         try:
-            try:
-                for gateway_id in await self._gateway_ids():
-                    for work in await states.meters_with_new_readings(self.storage, gateway_id):
-                        unit = await self._prepare(work, summary)
-                        if unit is not None:
-                            units.append(unit)
-            except ChainUnavailable:
-                for unit in units:  # prepared before the chain went away: they wait for the next pass
-                    await states.record_failed(self.storage, unit.gateway_id, unit.meter_id,
-                                               [r.seq for r in unit.readings], "chain_unavailable",
-                                               retry_at_ms=_now_ms(), count_attempt=False)
-                raise
+            gate = asyncio.Semaphore(self.policy.concurrency)
+
+            async def prepare(work: states.MeterWork) -> None:
+                async with gate:  # meters are looked up on chain concurrently
+                    unit = await self._prepare(work, summary)
+                if unit is not None:
+                    units.append(unit)
+
+            for gateway_id in await self._gateway_ids():
+                works = await states.meters_with_new_readings(self.storage, gateway_id)
+                results = await asyncio.gather(*(prepare(w) for w in works), return_exceptions=True)
+                failures = [r for r in results if isinstance(r, BaseException)]
+                if failures:
+                    if any(isinstance(f, ChainUnavailable) for f in failures):
+                        for unit in units:  # prepared before the chain went away: they wait for the next pass
+                            await states.record_failed(self.storage, unit.gateway_id, unit.meter_id,
+                                                       [r.seq for r in unit.readings], "chain_unavailable",
+                                                       retry_at_ms=_now_ms(), count_attempt=False)
+                    raise next((f for f in failures if isinstance(f, ChainUnavailable)), failures[0])
             await self._send_all(units, summary)
             if time.monotonic() - self._swept >= self.policy.sweep_interval_s:
                 await self.sweep_late_readings()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,15 @@ from backend.consistency import check_consistency
 from backend.feed import InProcessFeed
 from backend.indexer import Decoder, EmbeddedSource, Indexer, RpcSource
 from backend.indexer.logs import LogError, events_in_logs
-from backend.minting import MintingWorker, MintPolicy
 from backend.storage import Storage, balances, certificates, events, meters, open_storage, orders, trades, users
 from programs.client import RpcChain
 from programs.client.chain import Chain, ChainError
-from programs.energy_token.bootstrap import register_active_meter
-from programs.registry import client as registry
-from tests.support import market
-from tests.support.chainworld import GATEWAY_ID, GATEWAY_KEY, ingest, reading
+from tests.support.chainworld import GATEWAY_ID, GATEWAY_KEY
 from tests.support.link import Link
 from tests.support.postgres import temp_database
+from tests.support.scenario import KWH, Scenario, run_scenario
 
 pytestmark = pytest.mark.chain
-
-KWH = 10**9
-PRICE = 3_500_000  # THBC base units per kWh
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
@@ -48,52 +41,6 @@ async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         async with await open_storage(f"sqlite:///{tmp_path}/backend.db") as s:
             await s.add_gateway(GATEWAY_ID, bytes(GATEWAY_KEY.verify_key))
             yield s
-
-
-@dataclass
-class Scenario:
-    seller: market.Wallet
-    buyer: market.Wallet
-    orders: dict[str, Any]
-    certificate: Any
-    expected_kinds: dict[str, int]
-
-
-async def run_scenario(chain: Chain, embedded: EmbeddedChain, storage: Storage) -> Scenario:
-    """Users, a meter, minting, three orders (partly bought twice, cancelled, expired), a certificate."""
-    d = embedded.deployment
-    seller_key = Keypair()
-    await chain.fund(seller_key.pubkey(), 10**9)
-    meter = await register_active_meter(chain, d.grid, embedded.admin, seller_key, "pv-idx",
-                                        bytes(GATEWAY_KEY.verify_key))
-    await ingest(storage, *(reading("pv-idx", s, 1_000, 5_000 + 4_000 * s) for s in range(3)))
-    minter = MintingWorker(storage, chain, d.grid, relayer=embedded.relayer, policy=MintPolicy(retry_first_s=0))
-    assert (await minter.run_once()).minted == {"pv-idx": 8 * KWH}  # 8,000 Wh above the baseline
-    seller = await market.existing_wallet(chain, d, seller_key)
-    buyer = await market.new_wallet(chain, d, kind=registry.UserKind.CONSUMER, thbc=100 * 10**6,
-                                    payment_gateway=embedded.payment_gateway)
-    now = await market.chain_now(chain)
-    await market.create_order(chain, d, seller, 1, 4 * KWH, PRICE, now + 3_600)
-    await market.buy(chain, d, buyer, seller, 1, KWH)
-    await market.buy(chain, d, buyer, seller, 1, KWH // 2)
-    await market.create_order(chain, d, seller, 2, KWH, PRICE, now + 3_600)
-    await market.cancel(chain, d, seller, 2)
-    await market.create_order(chain, d, seller, 3, KWH, PRICE, now + 30)
-    embedded.chain.advance_time(60)
-    await market.expire(chain, d, embedded.relayer, seller, 3)
-    cert = await market.certify(chain, d, seller_key, embedded.admin, meter.address, 0, 3_000)
-    from programs.certificates import client as certs
-
-    (await chain.send_transaction([certs.transfer(d.certificates, seller.address, cert, buyer.address)],
-                                  [seller_key])).raise_for_failure()
-    (await chain.send_transaction([certs.retire(d.certificates, buyer.address, cert)], [buyer.key])).raise_for_failure()
-    kinds = {"user_registered": 2, "meter_registered": 1, "meter_status_changed": 1, "minted": 2,
-             "order_created": 3, "trade_executed": 2, "order_cancelled": 1, "order_expired": 1,
-             "certificate_issued": 1, "certificate_validated": 1, "certificate_transferred": 1,
-             "certificate_retired": 1}
-    addresses = {name: str(market.order_address(d, seller, i)) for name, i in (("bought", 1), ("cancelled", 2),
-                                                                                 ("expired", 3))}
-    return Scenario(seller, buyer, addresses, cert, kinds)
 
 
 async def check_scenario(storage: Storage, chain: Chain, embedded: EmbeddedChain, s: Scenario) -> None:
