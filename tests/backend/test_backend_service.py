@@ -44,6 +44,11 @@ def test_configuration_precedence_file_then_environment_then_options(tmp_path: P
     assert config.chain.embedded and config.chain_dir == Path("/srv/gtx/chain")
 
 
+def test_the_example_configuration_is_valid() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "systemd" / "backend.example.toml")
+    assert config.roles == ["ingest", "minter", "indexer", "cranks"] and not config.chain.embedded
+
+
 def test_every_bad_key_is_named_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "backend.toml"
     path.write_text('roles = ["ingest", "mint"]\nbogus = 1\n[chain]\nurl = "ftp://x"\n[minter]\nmax_attempts = 0\n')
