@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -87,6 +88,11 @@ class Chain(Protocol):
         """Sign with ``signers`` (the first pays the fee), send, and wait until it is confirmed."""
         ...
 
+    async def send_signed_transaction(self, tx: Transaction) -> TxResult:
+        """Send a transaction someone else signed (a user's wallet), and wait until it is confirmed.
+        Its blockhash must be recent (one :meth:`latest_blockhash` handed out lately)."""
+        ...
+
     async def get_account(self, pubkey: Pubkey) -> Account | None:
         """The account, or None if it does not exist."""
         ...
@@ -119,11 +125,19 @@ def _sign(instructions: Sequence[Instruction], signers: Sequence[Keypair], block
     return Transaction(list(signers), message, blockhash)
 
 
+RECENT_BLOCKHASHES = 150  # a cluster accepts a blockhash for about 150 slots
+
+
 class LiteSVMChain:
     """The chain in-process, for tests and the demo. Pass a configured ``LiteSVM`` or get the default."""
 
     def __init__(self, svm: LiteSVM | None = None) -> None:
         self.svm = svm if svm is not None else LiteSVM()
+        # LiteSVM accepts only its latest blockhash, and every send here moves it on; a transaction that
+        # a wallet signs takes seconds, during which other transactions go through. So, as a cluster
+        # does, accept any of the last RECENT_BLOCKHASHES handed out (replays stay refused by LiteSVM's
+        # signature history: AlreadyProcessed).
+        self._recent: deque[Hash] = deque(maxlen=RECENT_BLOCKHASHES)
 
     async def __aenter__(self) -> Self:
         return self
@@ -143,12 +157,24 @@ class LiteSVMChain:
         # A new blockhash per transaction, as on a cluster, so that sending the same instructions twice
         # is two transactions rather than AlreadyProcessed.
         self.svm.expire_blockhash()
-        if isinstance(outcome, FailedTransactionMetadata):
-            meta = outcome.meta()
-            failure: TransactionFailure | None = parse_transaction_error(outcome.err())
-        else:
-            meta, failure = outcome, None
-        return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure)
+        return _litesvm_result(outcome)
+
+    async def send_signed_transaction(self, tx: Transaction) -> TxResult:
+        blockhash = tx.message.recent_blockhash
+        if blockhash != self.svm.latest_blockhash() and blockhash not in self._recent:
+            return TxResult(tx.signatures[0], (), 0, TransactionFailure("BlockhashNotFound"))
+        self.svm.with_blockhash_check(False)
+        try:
+            outcome = self.svm.send_transaction(tx)
+        finally:
+            self.svm.with_blockhash_check(True)
+        self._remember(self.svm.latest_blockhash())
+        self.svm.expire_blockhash()
+        return _litesvm_result(outcome)
+
+    def _remember(self, blockhash: Hash) -> None:
+        if not self._recent or self._recent[-1] != blockhash:
+            self._recent.append(blockhash)
 
     async def get_account(self, pubkey: Pubkey) -> Account | None:
         account = self.svm.get_account(pubkey)
@@ -163,13 +189,24 @@ class LiteSVMChain:
             raise ChainError(f"airdrop of {lamports} lamports to {pubkey} failed: {outcome.err()}")
 
     async def latest_blockhash(self) -> Hash:
-        return self.svm.latest_blockhash()
+        blockhash = self.svm.latest_blockhash()
+        self._remember(blockhash)
+        return blockhash
 
     async def minimum_balance(self, data_len: int) -> int:
         return self.svm.minimum_balance_for_rent_exemption(data_len)
 
     async def wait_for_next_slot(self) -> None:
         self.svm.warp_to_slot(self.svm.get_clock().slot + 1)
+
+
+def _litesvm_result(outcome: Any) -> TxResult:
+    if isinstance(outcome, FailedTransactionMetadata):
+        meta = outcome.meta()
+        failure: TransactionFailure | None = parse_transaction_error(outcome.err())
+    else:
+        meta, failure = outcome, None
+    return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure)
 
 
 class RpcChain:
@@ -216,11 +253,13 @@ class RpcChain:
             raise ChainError(f"{self.url}: {what} failed: {exc}") from exc
 
     async def send_transaction(self, instructions: Sequence[Instruction], signers: Sequence[Keypair]) -> TxResult:
+        return await self.send_signed_transaction(_sign(instructions, signers, await self.latest_blockhash()))
+
+    async def send_signed_transaction(self, tx: Transaction) -> TxResult:
         from solana.rpc.core import RPCException
         from solana.rpc.models import TxOpts
         from solders.rpc.errors import SendTransactionPreflightFailureMessage
 
-        tx = _sign(instructions, signers, await self.latest_blockhash())
         opts = TxOpts(skip_confirmation=True, preflight_commitment=self.commitment)
         try:
             sent = await self.client.send_raw_transaction(bytes(tx), opts=opts)
