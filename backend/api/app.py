@@ -25,7 +25,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.health import Check, tcp_check
 from backend.api.metrics import ApiMetrics
 from backend.api.middleware import BodyLimit, RequestMetrics
-from backend.api.routes import auth, certificates, health, meters, orders, payments, trades, transactions, users
+from backend.api.routes import auth, certificates, health, meters, orders, payments, trades, transactions, users, ws
 from backend.api.settings import ApiSettings
 from backend.storage import Storage
 from backend.storage.api_auth import SqlNonceStore, ensure_api_auth_schema
@@ -130,7 +130,7 @@ def create_app(
     app.state.ctx = ctx
     install_error_handlers(app)
     for router in (auth.router, users.router, meters.router, orders.router, trades.router, certificates.router,
-                   payments.router, transactions.router, health.router):
+                   payments.router, transactions.router, ws.router, health.router):
         app.include_router(router)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -4,6 +4,7 @@ embedded LiteSVM chain with every program deployed, and test wallets that sign l
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,12 +15,13 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 from solders.keypair import Keypair
+from solders.transaction import Transaction
 
 from backend.api import ApiSettings, ChainAddresses, create_app
 from backend.api.context import ApiContext
 from backend.chain.embedded import EmbeddedDeployment, embedded_deployment
 from backend.storage import Storage, open_storage
-from programs.client.chain import LiteSVMChain
+from tests.api.stand_in_indexer import InProcessFeed, ObservedChain, StandInIndexer
 
 DOMAIN = "market.test:8080"
 URI = "http://market.test:8080"
@@ -30,7 +32,7 @@ class RunningApi:
     url: str
     app: FastAPI
     storage: Storage
-    chain: LiteSVMChain
+    chain: ObservedChain
     deployment: EmbeddedDeployment
     admin: Keypair
     http: httpx.AsyncClient
@@ -65,16 +67,22 @@ async def serve(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def running_api(pg_url: str, tmp_path: Path, **overrides: Any) -> AsyncIterator[RunningApi]:
     admin = Keypair()
-    chain = LiteSVMChain()
+    chain = ObservedChain()
     deployment = await embedded_deployment(chain, admin)
+    operators = [str(admin.pubkey()), str(deployment.payment_gateway.pubkey())]
     settings = ApiSettings(domain=DOMAIN, uri=URI, chain_id="localnet", token_key_file=tmp_path / "token.key",
-                           operators=[str(admin.pubkey())], **overrides.pop("settings", {}))
+                           operators=operators, **overrides.pop("settings", {}))
     storage = await open_storage(pg_url)
+    addresses = ChainAddresses.from_embedded(deployment)
+    feed = InProcessFeed()
+    indexer = StandInIndexer(storage, chain, addresses, feed)
+    await indexer.create_tables()
     try:
-        app = create_app(storage=storage, chain=chain, addresses=ChainAddresses.from_embedded(deployment),
-                         settings=settings, **overrides)
+        app = create_app(storage=storage, chain=chain, addresses=addresses, settings=settings,
+                         feed=overrides.pop("feed", feed), **overrides)
         async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
-            yield RunningApi(url, app, storage, chain, deployment, admin, http, settings)
+            yield RunningApi(url, app, storage, chain, deployment, admin, http, settings,
+                             {"indexer": indexer, "feed": feed})
     finally:
         await storage.close()
 
@@ -105,3 +113,26 @@ class TestWallet:
         session: dict[str, Any] = reply.json()
         self.token = session["token"]
         return session
+
+    def sign(self, prepared: dict[str, Any]) -> str:
+        """Sign a prepared transaction locally, as a wallet's signTransaction does; base64 back."""
+        tx = Transaction.from_bytes(base64.b64decode(prepared["transaction"]))
+        message = tx.message
+        signers = list(message.account_keys[: message.header.num_required_signatures])
+        signatures = list(tx.signatures)
+        signatures[signers.index(self.key.pubkey())] = self.key.sign_message(bytes(message))
+        return base64.b64encode(bytes(Transaction.populate(message, signatures))).decode()
+
+    async def sign_and_submit(self, http: httpx.AsyncClient, prepared: dict[str, Any]) -> httpx.Response:
+        """Sign a prepared transaction locally and POST it back."""
+        return await http.post("/transactions", headers=self.headers(),
+                               json={"intent": prepared["intent"], "transaction": self.sign(prepared)})
+
+    async def act(self, http: httpx.AsyncClient, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """Ask for a transaction, sign it, submit it; assert both steps succeed."""
+        reply = await http.request(method, path, json=body, headers=self.headers())
+        assert reply.status_code in (200, 201), reply.text
+        done = await self.sign_and_submit(http, reply.json())
+        assert done.status_code == 200, done.text
+        result: dict[str, Any] = done.json()
+        return result
