@@ -88,6 +88,13 @@ async def _stream(websocket: WebSocket, ctx: ApiContext, reads: ApiReads, since:
                 overflow.set()
                 return
 
+    closed = asyncio.Event()
+
+    async def read() -> None:  # clients send nothing we use; this notices them leave
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+        closed.set()
+
     sent = 0
 
     async def send(event: dict[str, Any]) -> None:
@@ -111,6 +118,7 @@ async def _stream(websocket: WebSocket, ctx: ApiContext, reads: ApiReads, since:
 
     async with ctx.feed.subscribe() as events:
         pumping = asyncio.create_task(pump(events))
+        reading = asyncio.create_task(read())
         try:
             seen = since if since is not None else await reads.last_event_id()
             seen = await fill(None)
@@ -118,12 +126,16 @@ async def _stream(websocket: WebSocket, ctx: ApiContext, reads: ApiReads, since:
             while True:
                 getter = asyncio.ensure_future(queue.get())
                 overflowed = asyncio.ensure_future(overflow.wait())
-                done, _ = await asyncio.wait({getter, overflowed}, return_when=asyncio.FIRST_COMPLETED)
+                left = asyncio.ensure_future(closed.wait())
+                done, _ = await asyncio.wait({getter, overflowed, left}, return_when=asyncio.FIRST_COMPLETED)
+                overflowed.cancel()
+                left.cancel()
                 if getter not in done:
                     getter.cancel()
-                    await websocket.close(code=CLOSE_TOO_SLOW, reason=f"too slow; resume with since={sent or seen}")
+                    if not closed.is_set():
+                        await websocket.close(code=CLOSE_TOO_SLOW,
+                                              reason=f"too slow; resume with since={sent or seen}")
                     return
-                overflowed.cancel()
                 event = getter.result()
                 event_id = int(event["id"])
                 if event_id <= seen:
@@ -136,6 +148,7 @@ async def _stream(websocket: WebSocket, ctx: ApiContext, reads: ApiReads, since:
                     await send(event)
                 seen = event_id
         finally:
-            pumping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pumping
+            for task in (pumping, reading):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                    await task
