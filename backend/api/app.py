@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from solders.keypair import Keypair
 
 from backend.api.auth.nonces import NonceStore, RedisNonceStore
@@ -35,6 +38,7 @@ __all__ = ["API_VERSION", "create_app"]
 
 log = logging.getLogger(__name__)
 API_VERSION = "1.0.0"
+STATIC = Path(__file__).parent / "static"
 
 
 def _storage_check(storage: Storage) -> Check:
@@ -132,6 +136,13 @@ def create_app(
     for router in (auth.router, users.router, meters.router, orders.router, trades.router, certificates.router,
                    payments.router, transactions.router, ws.router, health.router):
         app.include_router(router)
+    # The market page: static files only, served from the package (works offline, nothing from a CDN).
+    app.mount("/market", StaticFiles(directory=STATIC, html=True), name="market")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/market/")
+
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

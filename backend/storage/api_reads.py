@@ -26,14 +26,19 @@ METER = ("meter_id, owner_wallet AS owner, pda_address AS pda, status, registere
 ORDER = ("address, seller, order_id, amount, remaining, price, fee_bps, proceeds, state, created_at, expires_at, "
          "created_signature", ["address", "seller", "order_id", "amount", "remaining", "price", "fee_bps",
                                "proceeds", "state", "created_at", "expires_at", "created_signature"])
-TRADE = ("executed_at, signature, ix_index, event_index, order_address, seller, buyer, amount, price, cost, fee, "
-         "remaining", ["executed_at", "signature", "ix_index", "event_index", "order", "seller", "buyer", "amount",
-                       "price", "cost", "fee", "remaining"])
+# Trades and payments are listed in the order the indexer applied them: by their event's id.
+_BY_EVENT = ("LEFT JOIN chain_events e ON e.signature = t.signature AND e.ix_index = t.ix_index "
+             "AND e.event_index = t.event_index")
+TRADE = ("COALESCE(e.id, 0), t.executed_at, t.signature, t.ix_index, t.event_index, t.order_address, t.seller, "
+         "t.buyer, t.amount, t.price, t.cost, t.fee, t.remaining",
+         ["id", "executed_at", "signature", "ix_index", "event_index", "order", "seller", "buyer", "amount",
+          "price", "cost", "fee", "remaining"])
 CERT = ("address, meter_id, holder, cert_index, from_wh, to_wh, status, revoke_reason, issued_at, expires_at, "
         "validated_at, closed_at", ["address", "meter_id", "holder", "index", "from_wh", "to_wh", "state",
                                     "revoke_reason", "issued_at", "expires_at", "validated_at", "closed_at"])
-PAYMENT = ("executed_at, signature, ix_index, event_index, kind, wallet, asset, amount, reference",
-           ["executed_at", "signature", "ix_index", "event_index", "kind", "wallet", "asset", "amount", "reference"])
+PAYMENT = ("COALESCE(e.id, 0), t.executed_at, t.signature, t.ix_index, t.event_index, t.kind, t.wallet, t.asset, "
+           "t.amount, t.reference", ["id", "executed_at", "signature", "ix_index", "event_index", "kind", "wallet",
+                                     "asset", "amount", "reference"])
 EVENT = ("id, signature, ix_index, event_index, slot, block_time, program, kind, version, subject, meter_id, "
          "payload")
 OPEN = "state IN ('ACTIVE', 'PARTIALLY_FILLED')"
@@ -154,14 +159,13 @@ class ApiReads:
         w = _Where()
         if wallet is not None:
             mark = w.arg(wallet)
-            w.add(f"(seller = {mark} OR buyer = {mark})")
+            w.add(f"(t.seller = {mark} OR t.buyer = {mark})")
         if order is not None:
-            w.add(f"order_address = {w.arg(order)}")
+            w.add(f"t.order_address = {w.arg(order)}")
         if after:
-            w.add(f"(executed_at, signature, ix_index, event_index) < ({w.arg(int(after[0]))}, "
-                  f"{w.arg(str(after[1]))}, {w.arg(int(after[2]))}, {w.arg(int(after[3]))})")
-        sql = (f"SELECT {TRADE[0]} FROM trades{w.sql()} "
-               f"ORDER BY executed_at DESC, signature DESC, ix_index DESC, event_index DESC LIMIT {w.arg(limit)}")
+            w.add(f"COALESCE(e.id, 0) < {w.arg(int(after[0]))}")
+        sql = (f"SELECT {TRADE[0]} FROM trades t {_BY_EVENT}{w.sql()} "
+               f"ORDER BY COALESCE(e.id, 0) DESC, t.executed_at DESC LIMIT {w.arg(limit)}")
         return _rows(TRADE, await self.s.fetch(sql, *w.args))
 
     # -- D6 certificates ------------------------------------------------------------------------------
@@ -198,12 +202,11 @@ class ApiReads:
                        wallet: str | None = None) -> list[dict[str, Any]]:
         w = _Where()
         if wallet is not None:
-            w.add(f"wallet = {w.arg(wallet)}")
+            w.add(f"t.wallet = {w.arg(wallet)}")
         if after:
-            w.add(f"(executed_at, signature, ix_index, event_index) < ({w.arg(int(after[0]))}, "
-                  f"{w.arg(str(after[1]))}, {w.arg(int(after[2]))}, {w.arg(int(after[3]))})")
-        sql = (f"SELECT {PAYMENT[0]} FROM payments{w.sql()} "
-               f"ORDER BY executed_at DESC, signature DESC, ix_index DESC, event_index DESC LIMIT {w.arg(limit)}")
+            w.add(f"COALESCE(e.id, 0) < {w.arg(int(after[0]))}")
+        sql = (f"SELECT {PAYMENT[0]} FROM payments t {_BY_EVENT}{w.sql()} "
+               f"ORDER BY COALESCE(e.id, 0) DESC, t.executed_at DESC LIMIT {w.arg(limit)}")
         return _rows(PAYMENT, await self.s.fetch(sql, *w.args))
 
     async def reference_used(self, reference: str) -> bool:

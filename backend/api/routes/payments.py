@@ -21,7 +21,7 @@ from backend.api.transactions import PreparedTransaction, prepare
 
 router = APIRouter(prefix="/payments", tags=["payments"])
 
-PAGE_KEY = ["executed_at", "signature", "ix_index", "event_index"]
+PAGE_KEY = ["id"]
 
 
 class Issue(BaseModel):
