@@ -10,6 +10,8 @@ The app never opens or closes those dependencies: whoever made them owns them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,6 +75,21 @@ async def _pipeline_figures(storage: Storage) -> dict[str, tuple[str, float | di
     return figures
 
 
+async def _watch_book(ctx: ApiContext) -> None:
+    """Invalidate the cached order book whenever the feed says a trading event was applied."""
+    while True:
+        try:
+            async with ctx.feed.subscribe() as events:
+                async for event in events:
+                    if event.get("program") == "trading":
+                        await orders.invalidate_book(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("order-book cache watcher failed; restarting in 1 s")
+            await asyncio.sleep(1)
+
+
 def create_app(
     *,
     storage: Storage,
@@ -100,7 +117,8 @@ def create_app(
         chain=chain,
         addresses=addresses,
         tokens=tokens,
-        nonces=nonces or (RedisNonceStore(redis) if redis is not None else SqlNonceStore(storage)),
+        nonces=nonces or (RedisNonceStore(redis, settings.redis_prefix + "nonce:") if redis is not None
+                          else SqlNonceStore(storage)),
         metrics=metrics,
         feed=feed,
         redis=redis,
@@ -122,7 +140,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_api_auth_schema(storage)
-        yield
+        watcher = asyncio.create_task(_watch_book(ctx)) if feed is not None and redis is not None else None
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
 
     app = FastAPI(
         title="GridTokenX API",

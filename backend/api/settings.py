@@ -37,6 +37,7 @@ class ApiSettings(BaseModel):
     page_limit_max: int = Field(default=500, ge=1)
     intent_ttl_s: int = Field(default=120, ge=10, le=3600)
     book_cache_ttl_s: float = Field(default=2.0, ge=0)
+    redis_prefix: str = Field(default="gridtokenx:", max_length=64, description="key prefix in the shared Redis")
 
     @field_validator("operators")
     @classmethod

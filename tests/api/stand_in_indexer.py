@@ -19,9 +19,11 @@ from typing import Any
 
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
+from spl.memo.constants import MEMO_PROGRAM_ID
 from spl.token.constants import TOKEN_PROGRAM_ID
 
 from backend.api.context import ChainAddresses
+from backend.api.routes.payments import DEPOSIT_MEMO
 from backend.storage import Storage
 from programs.client.chain import LiteSVMChain, TxResult
 from programs.registry import client as registry
@@ -150,6 +152,31 @@ class StandInIndexer:
                     str(meter), status)
                 await self._event(signature, ix_index, 0, slot, "registry", "meter_status", str(meter),
                                   rows[0][0], {"status": status}, [rows[0][1]])
+        memos = [bytes(ix.data).decode(errors="replace") for ix in tx.message.instructions
+                 if keys[ix.program_id_index] == MEMO_PROGRAM_ID]
+        reference = next((m.removeprefix(DEPOSIT_MEMO) for m in memos if m.startswith(DEPOSIT_MEMO)), None)
+        for ix_index, ix in enumerate(tx.message.instructions):  # D7: THBC issued and redeemed, GRID consumed
+            data = bytes(ix.data)
+            if keys[ix.program_id_index] != TOKEN_PROGRAM_ID or data[:1] not in (b"\x07", b"\x08"):
+                continue
+            (amount,) = struct.unpack_from("<Q", data, 1)
+            if data[0] == 7:  # MintTo: mint, destination, authority
+                mint, account = keys[ix.accounts[0]], keys[ix.accounts[1]]
+                if mint != self.a.thbc_mint:
+                    continue
+                holder = await self.chain.get_account(account)
+                assert holder is not None
+                kind, asset, wallet = "ISSUE", "THBC", str(Pubkey.from_bytes(bytes(holder.data)[32:64]))
+            else:  # Burn: account, mint, owner
+                mint, wallet = keys[ix.accounts[1]], str(keys[ix.accounts[2]])
+                kind, asset = ("REDEEM", "THBC") if mint == self.a.thbc_mint else ("CONSUME", "GRID")
+            await self.storage.execute(
+                "INSERT INTO payments (signature, ix_index, event_index, kind, wallet, asset, amount, reference, "
+                "executed_at, slot) VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, $9)", signature, ix_index, kind,
+                wallet, asset, amount, reference if kind == "ISSUE" else None,
+                self.chain.svm.get_clock().unix_timestamp, slot)
+            await self._event(signature, ix_index, 0, slot, "payments", kind.lower(), None, None,
+                              {"wallet": wallet, "asset": asset, "amount": amount, "reference": reference}, [wallet])
         for event_index, event in enumerate(trading.decode_events(result)):
             await self._trading(signature, event_index, slot, event, now_ms)
         await self.mirror(list(keys), signature, slot, now_ms)

@@ -246,3 +246,42 @@ async def test_lists_are_paginated_with_cursors(api: RunningApi) -> None:
     refused(await api.http.get("/orders/book?cursor=!!"), 400, "bad_cursor")
     filtered = (await api.http.get(f"/orders/book?max_price={3 * THBC}")).json()["items"]
     assert len(filtered) == 2
+
+
+async def test_deposit_reference_is_used_once_and_redemption_burns(api: RunningApi) -> None:
+    buyer = await registered(api, "consumer", "Buyer")
+    await issue_thbc(api, buyer, 100 * THBC, "DEP-ONCE")
+    operator = TestWallet(api.deployment.payment_gateway)
+    await operator.sign_in(api.http)
+    again = await api.http.post("/payments/issue", headers=operator.headers(),
+                                json={"wallet": buyer.address, "amount": 5 * THBC, "reference": "DEP-ONCE"})
+    refused(again, 409, "ReferenceUsed")
+    refused(await api.http.post("/payments/issue", headers=buyer.headers(),
+                                json={"wallet": buyer.address, "amount": 5 * THBC, "reference": "DEP-X"}),
+            403, "not_operator")
+    thbc = api.deployment.thbc_mint
+    supply_before = await _supply(api, thbc)
+    await buyer.act(api.http, "POST", "/payments/redeem", {"amount": 30 * THBC})
+    assert await chain_balance(api, buyer, thbc) == 70 * THBC
+    assert await _supply(api, thbc) == supply_before - 30 * THBC  # burned, not moved
+    refused(await api.http.post("/payments/redeem", json={"amount": 71 * THBC}, headers=buyer.headers()),
+            422, "InsufficientBalance")
+    records = (await api.http.get(f"/payments?wallet={buyer.address}")).json()["items"]
+    assert [(p["kind"], p["amount"], p["reference"]) for p in records] == [
+        ("REDEEM", 30 * THBC, None), ("ISSUE", 100 * THBC, "DEP-ONCE")]
+    assert (await me(api, buyer))["balances"]["thbc"] == 70 * THBC
+
+
+async def test_consumed_grid_is_burned_and_recorded(api: RunningApi) -> None:
+    consumer = await registered(api, "consumer", "Consumer")
+    await seed_grid(api, consumer, 2 * KWH)
+    await consumer.act(api.http, "POST", "/payments/consume", {"amount": KWH})
+    assert await chain_balance(api, consumer, api.deployment.grid.mint) == KWH
+    [record] = (await api.http.get(f"/payments?wallet={consumer.address}")).json()["items"]
+    assert (record["kind"], record["asset"], record["amount"]) == ("CONSUME", "GRID", KWH)
+
+
+async def _supply(api: RunningApi, mint: Pubkey) -> int:
+    account = await api.chain.get_account(mint)
+    assert account is not None
+    return int(struct.unpack_from("<Q", bytes(account.data), 36)[0])

@@ -126,17 +126,30 @@ async def cancel(address: str, wallet: Wallet, ctx: Ctx, r: Reads) -> PreparedTr
     return await prepare(ctx, wallet, "orders.cancel", [ix], {"order": address})
 
 
+def book_version_key(ctx: ApiContext) -> str:
+    return ctx.settings.redis_prefix + "book:version"
+
+
+async def invalidate_book(ctx: ApiContext) -> None:
+    """A trading event was applied: cached pages of the book are stale (the key names the version)."""
+    if ctx.redis is not None:
+        await ctx.redis.incr(book_version_key(ctx))
+
+
 async def _cached_book(ctx: ApiContext, r: Reads, paging: Any, filters: dict[str, Any]) -> Page[dict[str, Any]]:
     key = None
     if ctx.redis is not None and ctx.settings.book_cache_ttl_s > 0:
-        key = "gridtokenx:book:" + json.dumps([paging.limit, paging.after, filters], sort_keys=True)
+        version = (await ctx.redis.get(book_version_key(ctx))) or b"0"
+        key = (ctx.settings.redis_prefix + "book:" + version.decode() + ":"
+               + json.dumps([paging.limit, paging.after, filters], sort_keys=True))
         cached = await ctx.redis.get(key)
         if cached is not None:
             return Page[dict[str, Any]].model_validate_json(cached)
     rows = await r.order_book(paging.limit, paging.after, **filters)
     page = page_of(rows, paging.limit, BOOK_KEY)
     if key is not None:
-        # A short TTL: the book is at most this stale, and a burst of readers costs one query.
+        # A burst of readers costs one query; a trading event bumps the version (so a new order shows at
+        # once), and the TTL bounds staleness should an event be missed (expiry by the clock, a lost feed).
         await ctx.redis.set(key, page.model_dump_json(), px=int(ctx.settings.book_cache_ttl_s * 1000))
     return page
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, field_validator
+from spl.memo.constants import MEMO_PROGRAM_ID
+from spl.memo.instructions import create_memo
+from spl.memo.models import MemoParams
 from spl.token import instructions as spl
 from spl.token import models as spl_models
 from spl.token.constants import TOKEN_PROGRAM_ID
@@ -22,6 +25,9 @@ from backend.api.transactions import PreparedTransaction, prepare
 router = APIRouter(prefix="/payments", tags=["payments"])
 
 PAGE_KEY = ["id"]
+# Until the payments program (issue 7) records deposit references on chain, the reference travels in a
+# Memo instruction of the same transaction, so the indexer can put it in D7 from the chain alone.
+DEPOSIT_MEMO = "gridtokenx:deposit:"
 
 
 class Issue(BaseModel):
@@ -50,8 +56,11 @@ async def issue(body: Issue, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTr
     a = ctx.addresses
     ixs = [
         spl.create_idempotent_associated_token_account(pubkey(wallet), payee, a.thbc_mint),
-        spl.mint_to(spl_models.MintToParams(program_id=TOKEN_PROGRAM_ID, mint=a.thbc_mint, dest=ata(payee, a.thbc_mint),
-                                     mint_authority=pubkey(wallet), amount=body.amount)),
+        spl.mint_to(spl_models.MintToParams(program_id=TOKEN_PROGRAM_ID, mint=a.thbc_mint,
+                                            dest=ata(payee, a.thbc_mint), mint_authority=pubkey(wallet),
+                                            amount=body.amount)),
+        create_memo(MemoParams(program_id=MEMO_PROGRAM_ID, signer=pubkey(wallet),
+                               message=(DEPOSIT_MEMO + body.reference).encode())),
     ]
     return await prepare(ctx, wallet, "payments.issue", ixs,
                          {"wallet": body.wallet, "amount": body.amount, "reference": body.reference})
