@@ -25,6 +25,7 @@ from spl.token.constants import TOKEN_PROGRAM_ID
 from backend.api.context import ChainAddresses
 from backend.api.routes.payments import DEPOSIT_MEMO
 from backend.storage import Storage
+from programs.certificates import client as certificates
 from programs.client.chain import LiteSVMChain, TxResult
 from programs.registry import client as registry
 from programs.trading import client as trading
@@ -152,6 +153,15 @@ class StandInIndexer:
                     str(meter), status)
                 await self._event(signature, ix_index, 0, slot, "registry", "meter_status", str(meter),
                                   rows[0][0], {"status": status}, [rows[0][1]])
+        for ix_index, ix in enumerate(tx.message.instructions):  # D6: every certificate an instruction touched
+            if keys[ix.program_id_index] != self.a.certificates or not ix.accounts:
+                continue
+            data = bytes(ix.data)
+            kinds = {1: "issued", 2: "validated", 3: "retired", 4: "revoked", 5: "expired", 6: "transferred"}
+            if data[0] not in kinds:
+                continue
+            position = {1: 4, 2: 2, 3: 1, 4: 2, 5: 0, 6: 1}[data[0]]
+            await self._certificate(keys[ix.accounts[position]], signature, ix_index, slot, kinds[data[0]], now_ms)
         memos = [bytes(ix.data).decode(errors="replace") for ix in tx.message.instructions
                  if keys[ix.program_id_index] == MEMO_PROGRAM_ID]
         reference = next((m.removeprefix(DEPOSIT_MEMO) for m in memos if m.startswith(DEPOSIT_MEMO)), None)
@@ -202,6 +212,29 @@ class StandInIndexer:
                 "UPDATE SET amount = excluded.amount, closed = FALSE, escrow_order = excluded.escrow_order",
                 str(key), str(owner), str(mint), asset, amount, escrow[0][0] if escrow else None, slot,
                 self.position, signature, now_ms)
+
+    async def _certificate(self, address: Pubkey, signature: str, ix_index: int, slot: int, kind: str,
+                           now_ms: int) -> None:
+        account = await self.chain.get_account(address)
+        assert account is not None
+        c = certificates.Certificate.decode(bytes(account.data))
+        meter = await self.storage.fetch("SELECT meter_id, owner_wallet FROM meters WHERE pda_address = $1",
+                                         str(c.meter))
+        meter_id = meter[0][0] if meter else None
+        await self.storage.execute(
+            "INSERT INTO certificates (address, meter_address, meter_id, cert_index, holder, from_wh, to_wh, status, "
+            "revoke_reason, issued_at, expires_at, validated_at, closed_at, issued_signature, updated_signature, "
+            "updated_slot, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, "
+            "$16) ON CONFLICT (address) DO UPDATE SET holder = excluded.holder, status = excluded.status, "
+            "revoke_reason = excluded.revoke_reason, validated_at = excluded.validated_at, "
+            "closed_at = excluded.closed_at, updated_signature = excluded.updated_signature",
+            str(address), str(c.meter), meter_id, c.index, str(c.owner), c.from_wh, c.to_wh, c.status.name,
+            c.revoke_reason or None, c.issued_at, c.expires_at, c.validated_at or None, c.closed_at or None,
+            signature, slot, now_ms)
+        wallets = [str(c.owner)] + ([meter[0][1]] if meter else [])
+        await self._event(signature, ix_index, 0, slot, "certificates", f"certificate_{kind}", str(address), meter_id,
+                          {"status": c.status.name, "holder": str(c.owner), "from_wh": c.from_wh, "to_wh": c.to_wh,
+                           "reason": c.revoke_reason}, wallets)
 
     async def _trading(self, signature: str, index: int, slot: int, event: Any, now_ms: int) -> None:
         order = str(event.order)
