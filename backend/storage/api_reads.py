@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from backend.storage import events
 from backend.storage.database import Storage
 
 __all__ = ["ApiReads"]
@@ -39,8 +40,6 @@ CERT = ("address, meter_id, holder, cert_index, from_wh, to_wh, status, revoke_r
 PAYMENT = ("COALESCE(e.id, 0), t.executed_at, t.signature, t.ix_index, t.event_index, t.kind, t.wallet, t.asset, "
            "t.amount, t.reference", ["id", "executed_at", "signature", "ix_index", "event_index", "kind", "wallet",
                                      "asset", "amount", "reference"])
-EVENT = ("id, signature, ix_index, event_index, slot, block_time, program, kind, version, subject, meter_id, "
-         "payload")
 OPEN = "state IN ('ACTIVE', 'PARTIALLY_FILLED')"
 
 
@@ -216,19 +215,8 @@ class ApiReads:
 
     async def events_after(self, after_id: int, limit: int, *, wallet: str | None = None,
                            meter_id: str | None = None) -> list[dict[str, Any]]:
-        w = _Where()
-        w.add(f"e.id > {w.arg(after_id)}")
-        source = "chain_events e"
-        if wallet is not None:
-            source = "event_wallets w JOIN chain_events e ON e.id = w.event_id"
-            w.add(f"w.wallet = {w.arg(wallet)}")
-        if meter_id is not None:
-            w.add(f"e.meter_id = {w.arg(meter_id)}")
-        columns = ", ".join(f"e.{c}" for c in EVENT.split(", "))
-        rows = await self.s.fetch(f"SELECT {columns} FROM {source}{w.sql()} ORDER BY e.id LIMIT {w.arg(limit)}",
-                                  *w.args)
-        keys = EVENT.split(", ")
-        return [{**dict(zip(keys[:-1], r[:-1], strict=True)), "data": json.loads(r[-1])} for r in rows]
+        found = await events.events_after(self.s, after_id, limit=limit, wallet=wallet, meter_id=meter_id)
+        return [e.to_json() for e in found]
 
     async def last_event_id(self) -> int:
-        return int((await self.s.fetch("SELECT COALESCE(max(id), 0) FROM chain_events"))[0][0])
+        return await events.last_event_id(self.s)

@@ -76,7 +76,6 @@ async def running_api(pg_url: str, tmp_path: Path, **overrides: Any) -> AsyncIte
     addresses = ChainAddresses.from_embedded(deployment)
     feed = InProcessFeed()
     indexer = StandInIndexer(storage, chain, addresses, feed)
-    await indexer.create_tables()
     try:
         app = create_app(storage=storage, chain=chain, addresses=addresses, settings=settings,
                          feed=overrides.pop("feed", feed), **overrides)

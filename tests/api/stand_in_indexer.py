@@ -30,46 +30,6 @@ from programs.client.chain import LiteSVMChain, TxResult
 from programs.registry import client as registry
 from programs.trading import client as trading
 
-_TABLES = [
-    """CREATE TABLE IF NOT EXISTS users (wallet_address TEXT PRIMARY KEY, user_type TEXT NOT NULL, name TEXT,
-        pda_address TEXT UNIQUE, registered_at BIGINT, registration_signature TEXT, created_ms BIGINT NOT NULL,
-        last_active_ms BIGINT)""",
-    """CREATE TABLE IF NOT EXISTS meters (meter_id TEXT PRIMARY KEY, pda_address TEXT NOT NULL UNIQUE,
-        owner_wallet TEXT NOT NULL, meter_key BYTEA NOT NULL, status TEXT NOT NULL, registered_at BIGINT,
-        settled_seq BIGINT, settled_mark_wh BIGINT, minted_base_units BIGINT NOT NULL DEFAULT 0,
-        updated_signature TEXT, updated_slot BIGINT, updated_ms BIGINT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS chain_events (id BIGSERIAL PRIMARY KEY, signature TEXT NOT NULL,
-        ix_index INTEGER NOT NULL, event_index INTEGER NOT NULL, slot BIGINT NOT NULL, block_time BIGINT,
-        program TEXT NOT NULL, kind TEXT NOT NULL, version INTEGER NOT NULL, subject TEXT, meter_id TEXT,
-        payload TEXT NOT NULL, applied_ms BIGINT NOT NULL, UNIQUE (signature, ix_index, event_index))""",
-    "CREATE TABLE IF NOT EXISTS event_wallets (wallet TEXT NOT NULL, event_id BIGINT NOT NULL, "
-    "PRIMARY KEY (wallet, event_id))",
-    """CREATE TABLE IF NOT EXISTS token_accounts (address TEXT PRIMARY KEY, owner TEXT NOT NULL, mint TEXT NOT NULL,
-        asset TEXT NOT NULL, amount BIGINT NOT NULL, escrow_order TEXT, closed BOOLEAN NOT NULL DEFAULT FALSE,
-        slot BIGINT NOT NULL, position BIGINT NOT NULL, signature TEXT NOT NULL, updated_ms BIGINT NOT NULL)""",
-    """CREATE OR REPLACE VIEW wallet_balances AS SELECT owner AS wallet, asset, sum(amount) AS amount,
-        count(*) AS accounts FROM token_accounts WHERE escrow_order IS NULL AND NOT closed GROUP BY owner, asset""",
-    """CREATE TABLE IF NOT EXISTS orders (address TEXT PRIMARY KEY, order_id BIGINT NOT NULL, seller TEXT NOT NULL,
-        vault TEXT, amount BIGINT NOT NULL, remaining BIGINT NOT NULL, price BIGINT NOT NULL, fee_bps INTEGER,
-        proceeds BIGINT NOT NULL DEFAULT 0, escrow BIGINT NOT NULL DEFAULT 0, state TEXT NOT NULL,
-        created_at BIGINT NOT NULL, expires_at BIGINT, closed_at BIGINT, created_signature TEXT NOT NULL,
-        updated_signature TEXT NOT NULL, updated_slot BIGINT NOT NULL, updated_ms BIGINT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS trades (signature TEXT NOT NULL, ix_index INTEGER NOT NULL,
-        event_index INTEGER NOT NULL, order_address TEXT NOT NULL, seller TEXT NOT NULL, buyer TEXT NOT NULL,
-        amount BIGINT NOT NULL, price BIGINT NOT NULL, cost BIGINT NOT NULL, fee BIGINT NOT NULL,
-        remaining BIGINT NOT NULL, executed_at BIGINT NOT NULL, slot BIGINT NOT NULL,
-        PRIMARY KEY (signature, ix_index, event_index))""",
-    """CREATE TABLE IF NOT EXISTS certificates (address TEXT PRIMARY KEY, meter_address TEXT NOT NULL,
-        meter_id TEXT, cert_index BIGINT NOT NULL, holder TEXT NOT NULL, from_wh BIGINT NOT NULL,
-        to_wh BIGINT NOT NULL, status TEXT NOT NULL, revoke_reason INTEGER, issued_at BIGINT NOT NULL,
-        expires_at BIGINT NOT NULL, validated_at BIGINT, closed_at BIGINT, issued_signature TEXT NOT NULL,
-        updated_signature TEXT NOT NULL, updated_slot BIGINT NOT NULL, updated_ms BIGINT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS payments (signature TEXT NOT NULL, ix_index INTEGER NOT NULL,
-        event_index INTEGER NOT NULL, kind TEXT NOT NULL, wallet TEXT NOT NULL, asset TEXT NOT NULL,
-        amount BIGINT NOT NULL, reference TEXT, executed_at BIGINT, slot BIGINT NOT NULL,
-        PRIMARY KEY (signature, ix_index, event_index))""",
-]
-
 _STATES = {1: "ACTIVE", 2: "PARTIALLY_FILLED", 3: "FILLED", 4: "CANCELLED", 5: "EXPIRED"}
 
 
@@ -125,10 +85,6 @@ class StandInIndexer:
         self.storage, self.chain, self.a, self.feed = storage, chain, addresses, feed
         self.position = 0
         chain.indexer = self
-
-    async def create_tables(self) -> None:
-        for statement in _TABLES:
-            await self.storage.execute(statement)
 
     async def apply(self, tx: Transaction, result: TxResult) -> None:
         self.position += 1
