@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from backend.api.context import ApiContext, context
 from backend.api.errors import ApiError
 
-__all__ = ["Ctx", "Operator", "Wallet", "signed_in_wallet"]
+__all__ = ["Ctx", "MaybeWallet", "Operator", "Wallet", "signed_in_wallet"]
 
 Ctx = Annotated[ApiContext, Depends(context)]
 
@@ -27,6 +27,13 @@ def signed_in_wallet(request: Request, ctx: Ctx) -> str:
     return ctx.tokens.wallet_of(_bearer(request))
 
 
+def maybe_wallet(request: Request, ctx: Ctx) -> str | None:
+    """Public reads: anyone may read, but a token that is sent must be valid (never silently ignored)."""
+    if "authorization" not in request.headers:
+        return None
+    return ctx.tokens.wallet_of(_bearer(request))
+
+
 def operator_wallet(wallet: Annotated[str, Depends(signed_in_wallet)], ctx: Ctx) -> str:
     if wallet not in ctx.operators:
         raise ApiError(403, "not_operator", "this endpoint is for the grid operator's wallets")
@@ -35,3 +42,4 @@ def operator_wallet(wallet: Annotated[str, Depends(signed_in_wallet)], ctx: Ctx)
 
 Wallet = Annotated[str, Depends(signed_in_wallet)]
 Operator = Annotated[str, Depends(operator_wallet)]
+MaybeWallet = Annotated[str | None, Depends(maybe_wallet)]

@@ -118,6 +118,10 @@ async def test_tokens_are_checked(api: RunningApi) -> None:
     assert (await api.http.get("/auth/me")).json()["error"]["code"] == "not_signed_in"
     bad = await api.http.get("/auth/me", headers={"Authorization": "Bearer abc.def.ghi"})
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "bad_token"
+    # public reads take no token, but one that is sent is checked
+    assert (await api.http.get("/orders/book")).status_code == 200
+    bad_read = await api.http.get("/orders/book", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert bad_read.status_code == 401 and bad_read.json()["error"]["code"] == "bad_token"
     # a token minted with another key is not ours
     import jwt
 
