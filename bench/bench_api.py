@@ -86,7 +86,7 @@ async def _serve_async(db_url: str, use_redis: bool, orders: int, ready: Any, st
     now = chain.svm.get_clock().unix_timestamp
     for i in range(orders):
         ix = trading.create_order(addresses.trading, seller.pubkey(), grid, deployment.grid.mint, i + 1, KWH,
-                                  3_000_000 + (i * 7919) % 2_000_000, now + 86_400)
+                                  3_000_000 + (i * 7919) % 2_000_000, now + 86_400, max_fee_bps=100)
         (await chain.send_transaction([ix], [seller])).raise_for_failure()
     settings = ApiSettings(domain="bench.local", uri="http://bench.local", token_key_file=Path(tempfile.mkdtemp())
                            / "token.key", redis_prefix=prefix, nonce_ttl_s=600)

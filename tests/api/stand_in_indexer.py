@@ -217,12 +217,13 @@ class StandInIndexer:
         o = trading.Order.decode(bytes(account.data))
         await self.storage.execute(
             "INSERT INTO orders (address, order_id, seller, vault, amount, remaining, price, proceeds, state, "
-            "created_at, expires_at, created_signature, updated_signature, updated_slot, updated_ms) VALUES "
-            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14) ON CONFLICT (address) DO UPDATE SET "
-            "remaining = excluded.remaining, proceeds = excluded.proceeds, state = excluded.state, "
-            "updated_signature = excluded.updated_signature, updated_slot = excluded.updated_slot",
+            "created_at, expires_at, created_signature, updated_signature, updated_slot, updated_ms, fee_bps) VALUES "
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15) "
+            "ON CONFLICT (address) DO UPDATE SET remaining = excluded.remaining, proceeds = excluded.proceeds, "
+            "state = excluded.state, updated_signature = excluded.updated_signature, "
+            "updated_slot = excluded.updated_slot",
             address, o.order_id, str(o.seller), str(o.vault), o.amount, o.remaining, o.price, o.proceeds,
-            _STATES[int(o.state)], o.created_at, o.expires_at, signature, slot, now_ms)
+            _STATES[int(o.state)], o.created_at, o.expires_at, signature, slot, now_ms, o.fee_bps)
 
     async def _event(self, signature: str, ix_index: int, event_index: int, slot: int, program: str, kind: str,
                      subject: str | None, meter_id: str | None, payload: dict[str, Any], wallets: list[str]) -> None:

@@ -183,7 +183,7 @@ async def test_signed_transaction_must_be_the_one_built_for_this_wallet(api: Run
     changed_ix = trading.create_order(api.deployment.programs.trading, seller.key.pubkey(),
                                       get_associated_token_address(seller.key.pubkey(), api.deployment.grid.mint),
                                       api.deployment.grid.mint, prepared["details"]["order_id"], KWH, 1,
-                                      prepared["details"]["expires_at"])
+                                      prepared["details"]["expires_at"], max_fee_bps=prepared["details"]["max_fee_bps"])
     from solders.message import Message
 
     forged = Message.new_with_blockhash([changed_ix], tx.message.account_keys[0], tx.message.recent_blockhash)
@@ -226,6 +226,16 @@ async def test_cancel_and_expire_return_the_escrow(api: RunningApi) -> None:
     assert (await me(api, seller))["balances"] == {"grid": 4 * KWH, "thbc": d4["proceeds"], "grid_in_escrow": 0}
     mine = (await api.http.get("/orders/mine?state=expired,cancelled", headers=seller.headers())).json()["items"]
     assert {o["state"] for o in mine} == {"EXPIRED", "CANCELLED"}
+
+
+async def test_fee_limit_the_seller_agreed_to_is_kept(api: RunningApi) -> None:
+    seller = await registered(api, "prosumer", "Seller")
+    await seed_grid(api, seller, 2 * KWH)
+    done = await seller.act(api.http, "POST", "/orders", {"amount": KWH, "price": PRICE, "max_fee_bps": 25})
+    assert (await api.http.get(f"/orders/{done['details']['order']}")).json()["fee_bps"] == api.deployment.fee_bps
+    prepared = (await api.http.post("/orders", json={"amount": KWH, "price": PRICE, "max_fee_bps": 10},
+                                    headers=seller.headers())).json()
+    refused(await seller.sign_and_submit(api.http, prepared), 422, "FeeAboveLimit")
 
 
 async def test_lists_are_paginated_with_cursors(api: RunningApi) -> None:

@@ -35,6 +35,9 @@ class NewOrder(BaseModel):
     price: int = Field(..., ge=0, le=U64_MAX, description="THBC base units per kWh")
     expires_at: int | None = Field(None, description="unix seconds; default: now + expires_in")
     expires_in: int = Field(3600, ge=1, le=90 * 86400, description="seconds, when expires_at is not given")
+    max_fee_bps: int = Field(100, ge=0, le=10_000, description="the highest market fee the seller accepts "
+                             "(basis points); the order keeps the market's fee when it lands, or is refused "
+                             "with FeeAboveLimit")
 
 
 class BuyRequest(BaseModel):
@@ -66,11 +69,11 @@ async def create(body: NewOrder, wallet: Wallet, ctx: Ctx, r: Reads) -> Prepared
     a = ctx.addresses
     order_id = secrets.randbits(63)  # random: two orders prepared at once never collide on the order PDA
     ix = trading.create_order(a.trading, seller, ata(seller, a.grid_mint), a.grid_mint, order_id, body.amount,
-                              body.price, expires_at)
+                              body.price, expires_at, max_fee_bps=body.max_fee_bps)
     address = str(trading.order_address(a.trading, seller, order_id)[0])
     return await prepare(ctx, wallet, "orders.create", [ix], {
         "order": address, "order_id": order_id, "amount": body.amount, "price": body.price,
-        "expires_at": expires_at})
+        "expires_at": expires_at, "max_fee_bps": body.max_fee_bps})
 
 
 async def _open_order(r: Reads, address: str) -> dict[str, Any]:
