@@ -295,3 +295,27 @@ async def _supply(api: RunningApi, mint: Pubkey) -> int:
     account = await api.chain.get_account(mint)
     assert account is not None
     return int(struct.unpack_from("<Q", bytes(account.data), 36)[0])
+
+
+async def test_backend_pays_fees_but_signs_only_as_fee_payer(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    from solders.keypair import Keypair
+
+    payer = Keypair()
+    async with running_api(pg_url, tmp_path, fee_payer=payer) as api:
+        await api.chain.fund(payer.pubkey(), 10**9)
+        seller = await registered(api, "prosumer", "Seller")
+        await seed_grid(api, seller, 2 * KWH)
+        prepared = (await api.http.post("/orders", json={"amount": KWH, "price": PRICE},
+                                        headers=seller.headers())).json()
+        assert prepared["fee_payer"] == str(payer.pubkey())
+        assert prepared["signers"] == [str(payer.pubkey()), seller.address]
+        # without the seller's signature the backend does not add its own
+        unsigned = await api.http.post("/transactions", headers=seller.headers(),
+                                       json={"intent": prepared["intent"], "transaction": prepared["transaction"]})
+        refused(unsigned, 400, "missing_signature")
+        payer_before = api.chain.svm.get_balance(payer.pubkey())
+        seller_before = api.chain.svm.get_balance(seller.key.pubkey())
+        assert (await seller.sign_and_submit(api.http, prepared)).status_code == 200
+        assert payer_before - api.chain.svm.get_balance(payer.pubkey()) == 2 * 5000  # two signatures' fees
+        rent = seller_before - api.chain.svm.get_balance(seller.key.pubkey())  # order + vault rent only
+        assert rent == (await api.chain.minimum_balance(trading.ORDER_LEN)) + await api.chain.minimum_balance(165)
