@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -35,6 +35,7 @@ from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
 from programs.client.errors import TransactionFailure, parse_transaction_error
+from programs.client.events import ProgramEvents, TransactionEvents, decode_log_events
 
 __all__ = ["Chain", "ChainError", "LiteSVMChain", "RpcChain", "TransactionFailed", "TxResult"]
 
@@ -60,6 +61,7 @@ class TxResult:
     logs: tuple[str, ...]
     compute_units: int
     failure: TransactionFailure | None
+    instruction_programs: tuple[Pubkey, ...] = ()  # program id of each top-level instruction, in order
 
     @property
     def ok(self) -> bool:
@@ -70,8 +72,12 @@ class TxResult:
             raise TransactionFailed(self)
         return self
 
+    def decode_events(self, programs: Mapping[Pubkey, ProgramEvents]) -> TransactionEvents:
+        """Our programs' events, attributed to the program that logged them (programs.client.events)."""
+        return decode_log_events(self.logs, programs, instruction_programs=self.instruction_programs or None)
+
     def events(self) -> list[list[bytes]]:
-        """The ``sol_log_data`` events in order, each as its list of fields."""
+        """Every ``sol_log_data`` line in order, each as its list of fields, whoever logged it."""
         return [
             [base64.b64decode(field) for field in line[len(_PROGRAM_DATA):].split()]
             for line in self.logs
@@ -148,7 +154,8 @@ class LiteSVMChain:
             failure: TransactionFailure | None = parse_transaction_error(outcome.err())
         else:
             meta, failure = outcome, None
-        return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure)
+        return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure,
+                        tuple(ix.program_id for ix in instructions))
 
     async def get_account(self, pubkey: Pubkey) -> Account | None:
         account = self.svm.get_account(pubkey)
@@ -232,7 +239,7 @@ class RpcChain:
             if isinstance(detail, SendTransactionPreflightFailureMessage) and detail.data.err is not None:
                 sim = detail.data
                 return TxResult(tx.signatures[0], tuple(sim.logs or ()), sim.units_consumed or 0,
-                                parse_transaction_error(sim.err))
+                                parse_transaction_error(sim.err), tuple(ix.program_id for ix in instructions))
             raise ChainError(f"{self.url}: sendTransaction failed: {exc}") from exc
         signature = sent.value
         await self._confirm(signature)
@@ -245,7 +252,8 @@ class RpcChain:
             raise ChainError(f"{self.url}: transaction {signature} confirmed but not returned")
         meta = found.value.transaction.meta
         failure = parse_transaction_error(meta.err) if meta.err is not None else None
-        return TxResult(signature, tuple(meta.log_messages or ()), meta.compute_units_consumed or 0, failure)
+        return TxResult(signature, tuple(meta.log_messages or ()), meta.compute_units_consumed or 0, failure,
+                        tuple(ix.program_id for ix in instructions))
 
     async def _confirm(self, signature: Signature) -> None:
         from solana.rpc.core import UnconfirmedTxError

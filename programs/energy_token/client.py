@@ -31,19 +31,26 @@ from programs.client.chain import Chain, TxResult
 from programs.client.deploy import programdata_address
 from programs.client.ed25519 import ed25519_verify_instruction
 from programs.client.errors import ProgramErrors
+from programs.client.events import I64, U64, Key, MeterId, ProgramEvents, event
 from programs.registry import client as registry
 
 __all__ = [
     "BASE_UNITS_PER_WH",
     "CONFIG_LEN",
     "ENERGY_TOKEN_ERRORS",
+    "EVENTS",
     "GRID_DECIMALS",
     "MINT_LEN",
+    "BaselineRecorded",
     "EnergyConfig",
+    "EnergyTokenEvent",
+    "EnergyTokenInitialized",
+    "GridMinted",
     "MeterNotRegistered",
     "authority_address",
     "config_address",
     "create_grid_mint",
+    "decode_events",
     "initialize",
     "settle_and_mint",
     "settle_signed_reading",
@@ -115,6 +122,61 @@ class EnergyConfig:
             raise ValueError(f"not a version-{VERSION} energy-token config ({len(data)} bytes)")
         return cls(data[1], data[2], data[3], Pubkey.from_bytes(data[8:40]), Pubkey.from_bytes(data[40:72]),
                    Pubkey.from_bytes(data[72:104]))
+
+
+# --- events (programs/energy_token/src/events.h; docs/programs.md "Events") -------------------------------
+
+@event("EnergyTokenInitialized")
+@dataclass(frozen=True)
+class EnergyTokenInitialized:
+    config: Key
+    registry_program: Key
+    mint: Key
+    authority: Key
+
+
+@event("BaselineRecorded")
+@dataclass(frozen=True)
+class BaselineRecorded:
+    """SettleAndMint of a meter's first reading: recorded as its baseline, nothing minted."""
+
+    meter: Key
+    meter_id: MeterId
+    owner: Key
+    seq: U64
+    timestamp_ms: U64
+    import_wh: U64
+    export_wh: U64
+    baseline_net_generation_wh: I64
+
+
+@event("GridMinted")
+@dataclass(frozen=True)
+class GridMinted:
+    """SettleAndMint of a later reading: ``amount`` base units minted to ``destination`` (0 when the net
+    generation is not above ``previous_mark``; the reading is recorded all the same)."""
+
+    meter: Key
+    meter_id: MeterId
+    owner: Key
+    destination: Key
+    seq: U64
+    timestamp_ms: U64
+    import_wh: U64
+    export_wh: U64
+    previous_mark: I64
+    mark: I64
+    amount: U64
+
+
+EnergyTokenEvent = EnergyTokenInitialized | BaselineRecorded | GridMinted
+EVENTS = ProgramEvents("energy_token", [EnergyTokenInitialized, BaselineRecorded, GridMinted])
+
+
+def decode_events(result: TxResult, program_id: Pubkey) -> list[EnergyTokenEvent]:
+    """The energy token's events in a transaction, in order (EventsTruncated if the logs were cut off).
+    The registry's SettlementRecorded, logged inside its CPI, is the registry's: registry.decode_events."""
+    return [e.event for e in result.decode_events({program_id: EVENTS}).complete()]
 
 
 def create_grid_mint(payer: Pubkey, mint: Pubkey, mint_authority: Pubkey, lamports: int, *,

@@ -37,7 +37,7 @@ BUDGETS = {
         "register_user": 5_000,
         "register_meter": 6_000,
         "set_meter_status": 2_000,
-        "record_settlement (direct, baseline)": 1_500,
+        "record_settlement (direct, baseline)": 2_000,
         "set_meter_key": 2_000,
         "reassign_meter": 3_000,
     },

@@ -154,9 +154,9 @@ async def test_initialize_refusals() -> None:
 
 # --- SettleAndMint: success ---------------------------------------------------------------------------
 
-def _settle_event(seq: int, minted: int, mark: int) -> list[bytes]:
-    return [b"settle", registry.meter_id_bytes(METER_ID), struct.pack("<Q", seq), struct.pack("<Q", minted),
-            struct.pack("<q", mark)]
+def _events(w: World, result: TxResult) -> list[object]:
+    """The energy token's events, then the registry's (logged inside its CPI)."""
+    return [*energy.decode_events(result, ENERGY_ID), *registry.decode_events(result, REGISTRY_ID)]
 
 
 async def test_the_first_reading_is_the_baseline_and_later_ones_mint_the_increase(world: World) -> None:
@@ -168,13 +168,19 @@ async def test_the_first_reading_is_the_baseline_and_later_ones_mint_the_increas
     assert (state.last_seq, state.last_import_wh, state.last_export_wh) == (1, 12_345, 15_845)
     assert (state.settled_net_generation_wh, state.settlement_count) == (3_500, 1)
     assert (state.baseline_net_generation_wh, state.baseline_timestamp_ms) == (3_500, T0 + 60_000)
-    assert baseline.events() == [_settle_event(1, 0, 3_500)]
+    owner, meter = world.owner.pubkey(), world.meter.address
+    assert _events(world, baseline) == [
+        energy.BaselineRecorded(meter, METER_ID, owner, 1, T0 + 60_000, 12_345, 15_845, 3_500),
+        registry.SettlementRecorded(meter, METER_ID, owner, 1, T0 + 60_000, 12_345, 15_845, 3_500, 3_500, 1)]
     # The next reading mints what the meter generated since: 3.5 kWh = 3.5 GRID.
     result = await world.settle(world.reading(2, 12_400, 19_400))
     result.raise_for_failure()
     assert await world.balance() == 3_500 * energy.BASE_UNITS_PER_WH
     assert result.compute_units <= 15_000
-    assert result.events() == [_settle_event(2, 3_500 * 10**6, 7_000)]
+    assert _events(world, result) == [
+        energy.GridMinted(meter, METER_ID, owner, world.meter.grid_account, 2, T0 + 120_000, 12_400, 19_400, 3_500,
+                          7_000, 3_500 * 10**6),
+        registry.SettlementRecorded(meter, METER_ID, owner, 2, T0 + 120_000, 12_400, 19_400, 7_000, 3_500, 2)]
     # A third mints only what is new.
     (await world.settle(world.reading(3, 12_450, 19_550))).raise_for_failure()
     assert await world.balance() == 3_600 * 10**6
