@@ -5,7 +5,8 @@ with the gateway's public key as the meter key (the gateway signs for all its me
 minting worker settles each meter from the backend database — its earliest good reading as the baseline
 (energy from before registration is never credited), then its latest, minting GRID for the net export in
 between; the owner of the meter with the most surplus offers half of its GRID at 3.5 THBC/kWh for an
-hour; a consumer, funded with THBC by the payment gateway, buys half of that offer. The Buy's events
+hour; a consumer, funded with THBC by the payment gateway (the payments program's Issue against a deposit
+reference), buys half of that offer. The Buy's events
 (OrderFilled, TradeExecuted) are decoded and every balance is checked against what they say moved.
 """
 
@@ -23,8 +24,9 @@ from backend.minting import MintingSummary, MintingWorker
 from backend.storage import open_storage
 from programs.client.chain import Chain, LiteSVMChain
 from programs.energy_token.bootstrap import RegisteredMeter, register_active_meter
+from programs.payments import client as payments
 from programs.trading import client as trading
-from programs.trading.sandbox import mint_to, token_amount
+from programs.trading.sandbox import token_amount
 
 __all__ = ["PRICE", "Balances", "ChainDemoError", "ChainDemoResult", "settle_and_trade"]
 
@@ -153,8 +155,11 @@ async def _trade(chain: LiteSVMChain, d: EmbeddedDeployment, seller: Keypair, me
         create_associated_token_account(consumer.pubkey(), consumer.pubkey(), grid_mint),
         create_associated_token_account(consumer.pubkey(), consumer.pubkey(), d.thbc_mint),
     ], [consumer])).raise_for_failure()
-    await mint_to(chain, consumer, d.thbc_mint, consumer_thbc, d.payment_gateway, CONSUMER_THBC)
-    _say(f"payment gateway issues {_thbc(CONSUMER_THBC)} to a consumer")
+    deposit = "DEMO-DEPOSIT-0001"  # the bank transfer the payment gateway confirmed
+    ix = payments.issue(d.programs.payments, d.payment_gateway.pubkey(), d.thbc_mint, consumer_thbc, deposit,
+                        CONSUMER_THBC)
+    (await chain.send_transaction([ix], [d.payment_gateway])).raise_for_failure()
+    _say(f"payment gateway issues {_thbc(CONSUMER_THBC)} to a consumer against deposit {deposit}")
 
     amount = offered // 2
     ix = trading.buy(program, consumer.pubkey(), seller.pubkey(), 1, amount, buyer_grid=consumer_grid,

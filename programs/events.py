@@ -23,6 +23,7 @@ from programs.certificates import client as certificates
 from programs.client.chain import TxResult
 from programs.client.events import LoggedEvent, ProgramEvents, TransactionEvents, decode_log_events
 from programs.energy_token import client as energy_token
+from programs.payments import client as payments
 from programs.registry import client as registry
 from programs.trading import client as trading
 
@@ -34,6 +35,7 @@ CATALOGUES: dict[str, ProgramEvents] = {
     "energy_token": energy_token.EVENTS,
     "certificates": certificates.EVENTS,
     "trading": trading.EVENTS,
+    "payments": payments.EVENTS,
 }
 
 

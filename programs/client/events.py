@@ -46,6 +46,7 @@ __all__ = [
     "U8",
     "U16",
     "U64",
+    "Bytes32",
     "EventDecodeError",
     "EventLayout",
     "EventsTruncated",
@@ -70,6 +71,7 @@ U64 = Annotated[int, "Q"]
 I64 = Annotated[int, "q"]
 Key = Annotated[Pubkey, "32s"]
 MeterId = Annotated[str, "16s"]  # NUL padded ASCII, as in the reading
+Bytes32 = Annotated[bytes, "32s|raw"]  # 32 bytes as they are (a reference, a hash)
 
 _PROGRAM_DATA = "Program data: "
 _INVOKE = re.compile(r"^Program (\w+) invoke \[(\d+)\]$")
@@ -97,17 +99,25 @@ class EventLayout:
     name: str
     version: int
     tag: bytes
-    fields: tuple[tuple[str, str], ...]  # (field name, struct code)
+    fields: tuple[tuple[str, str], ...]  # (field name, wire type: a struct code, "32s|raw" for raw bytes)
     size: int
 
+    @property
+    def format(self) -> str:
+        return "<" + "".join(_code(wire) for _, wire in self.fields)
+
     def offsets(self) -> list[tuple[str, int, int, str]]:
-        """(name, start, end, struct code) of each field, after the 9-byte header."""
+        """(name, start, end, wire type) of each field, after the 9-byte header."""
         out, at = [], EVENT_HEADER_LEN
-        for name, code in self.fields:
-            width = struct.calcsize("<" + code)
-            out.append((name, at, at + width, code))
+        for name, wire in self.fields:
+            width = struct.calcsize("<" + _code(wire))
+            out.append((name, at, at + width, wire))
             at += width
         return out
+
+
+def _code(wire: str) -> str:
+    return wire.split("|", 1)[0]
 
 
 E = TypeVar("E")
@@ -125,7 +135,7 @@ def event(name: str, version: int = 1) -> typing.Callable[[type[E]], type[E]]:
             if not meta:
                 raise TypeError(f"event {name}: field {f.name} has no wire type")
             fields.append((f.name, str(meta[0])))
-        size = EVENT_HEADER_LEN + struct.calcsize("<" + "".join(code for _, code in fields))
+        size = EVENT_HEADER_LEN + struct.calcsize("<" + "".join(_code(wire) for _, wire in fields))
         cls.layout = EventLayout(name, version, event_tag(name), tuple(fields), size)  # type: ignore[attr-defined]
         return cls
 
@@ -137,10 +147,10 @@ def _layout(cls: type[Any]) -> EventLayout:
     return layout
 
 
-def _convert(code: str, value: Any) -> Any:
-    if code == "32s":
+def _convert(wire: str, value: Any) -> Any:
+    if wire == "32s":
         return Pubkey.from_bytes(value)
-    if code == "16s":
+    if wire == "16s":
         return bytes(value).rstrip(b"\0").decode("ascii")
     return value
 
@@ -173,8 +183,8 @@ class ProgramEvents:
                                    f" is not {layout.version}")
         if len(data) != layout.size:
             raise EventDecodeError(f"{self.program}: {layout.name} is {len(data)} bytes, expected {layout.size}")
-        values = struct.unpack_from("<" + "".join(code for _, code in layout.fields), data, EVENT_HEADER_LEN)
-        return cls(*(_convert(code, v) for (_, code), v in zip(layout.fields, values, strict=True)))
+        values = struct.unpack_from(layout.format, data, EVENT_HEADER_LEN)
+        return cls(*(_convert(wire, v) for (_, wire), v in zip(layout.fields, values, strict=True)))
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,12 @@ __all__ = [
     "EnergyConfig",
     "EnergyTokenEvent",
     "EnergyTokenInitialized",
+    "GridConsumed",
     "GridMinted",
     "MeterNotRegistered",
     "authority_address",
     "config_address",
+    "consume",
     "create_grid_mint",
     "decode_events",
     "initialize",
@@ -64,7 +66,7 @@ CONFIG_LEN = 104
 MINT_LEN = 82
 GRID_DECIMALS = 9
 BASE_UNITS_PER_WH = 10**6
-IX_INITIALIZE, IX_SETTLE_AND_MINT = 0, 1
+IX_INITIALIZE, IX_SETTLE_AND_MINT, IX_CONSUME = 0, 1, 2
 _TOKEN_INITIALIZE_MINT2 = 20
 
 ENERGY_TOKEN_ERRORS = ProgramErrors("energy_token", {
@@ -95,6 +97,8 @@ ENERGY_TOKEN_ERRORS = ProgramErrors("energy_token", {
     25: "WrongTokenOwner",
     26: "WrongAuthority",
     27: "NonCanonicalBump",
+    28: "ZeroAmount",
+    29: "InsufficientBalance",
 })
 
 
@@ -169,8 +173,20 @@ class GridMinted:
     amount: U64
 
 
-EnergyTokenEvent = EnergyTokenInitialized | BaselineRecorded | GridMinted
-EVENTS = ProgramEvents("energy_token", [EnergyTokenInitialized, BaselineRecorded, GridMinted])
+@event("GridConsumed")
+@dataclass(frozen=True)
+class GridConsumed:
+    """Consume: the holder burned ``amount`` GRID it consumed from ``account`` (``balance`` left)."""
+
+    holder: Key
+    account: Key
+    amount: U64
+    balance: U64
+    timestamp: I64
+
+
+EnergyTokenEvent = EnergyTokenInitialized | BaselineRecorded | GridMinted | GridConsumed
+EVENTS = ProgramEvents("energy_token", [EnergyTokenInitialized, BaselineRecorded, GridMinted, GridConsumed])
 
 
 def decode_events(result: TxResult, program_id: Pubkey) -> list[EnergyTokenEvent]:
@@ -230,6 +246,20 @@ def settle_and_mint(program_id: Pubkey, registry_program: Pubkey, mint: Pubkey, 
         AccountMeta(registry_program, False, False),
         AccountMeta(token_program, False, False),
         AccountMeta(instructions_sysvar, False, False),
+    ])
+
+
+def consume(program_id: Pubkey, holder: Pubkey, mint: Pubkey, amount: int, *, account: Pubkey | None = None,
+            config: Pubkey | None = None, holder_signs: bool = True) -> Instruction:
+    """2 Consume — the holder burns GRID it consumed. Accounts: holder [s], holder's GRID account [w]
+    (default: its associated account), GRID mint [w], config [], Token program. Data: [0] disc,
+    [1..9] amount u64 (base units)."""
+    return Instruction(program_id, bytes([IX_CONSUME]) + amount.to_bytes(8, "little"), [
+        AccountMeta(holder, holder_signs, False),
+        AccountMeta(account or get_associated_token_address(holder, mint), False, True),
+        AccountMeta(mint, False, True),
+        AccountMeta(config or config_address(program_id)[0], False, False),
+        AccountMeta(TOKEN_PROGRAM_ID, False, False),
     ])
 
 

@@ -387,7 +387,7 @@ def test_tags_are_unique_across_programs() -> None:
     assert len(tags) == len(set(tags))
 
 
-_TYPES = {"B": "u8", "H": "u16", "Q": "u64", "q": "i64", "32s": "", "16s": ""}
+_TYPES = {"B": "u8", "H": "u16", "Q": "u64", "q": "i64", "32s": "", "16s": "", "32s|raw": ""}
 
 
 def _documented() -> dict[str, tuple[str, int, int, str]]:
@@ -406,7 +406,7 @@ def test_the_documented_table_is_the_catalogue() -> None:
         for layout in catalogue.layouts():
             doc_program, version, size, cell = documented[layout.name]
             assert (doc_program, version, size) == (program, layout.version, layout.size), layout.name
-            fields = re.findall(r"`\[(\d+)(?:\.\.(\d+))?\]` (\w+)(?: (u8|u16|u64|i64))?", cell)
+            fields = re.findall(r"`\[(\d+)(?:\.\.(\d+))?\]` (\w+)(?: (u8|u16|u64|i64))?(?: \(\d+ bytes\))?", cell)
             got = [(int(a), int(b) if b else int(a) + 1, name, kind) for a, b, name, kind in fields]
             expected = [(start, end, name, _TYPES[code]) for name, start, end, code in layout.offsets()]
             assert got == expected, layout.name

@@ -9,6 +9,7 @@
 
 GTX_EVENT_TAG(EnergyTokenInitialized, 0x95, 0x41, 0xec, 0x3a, 0x5d, 0x41, 0xa3, 0x9a);
 GTX_EVENT_TAG(BaselineRecorded, 0x68, 0x3a, 0x66, 0x3b, 0x3f, 0x88, 0x19, 0xc0);
+GTX_EVENT_TAG(GridConsumed, 0x48, 0x1b, 0xd9, 0xf3, 0x72, 0xca, 0x67, 0x5d);
 GTX_EVENT_TAG(GridMinted, 0x98, 0x81, 0x43, 0xa2, 0xf9, 0x3e, 0x6e, 0x1a);
 
 /* Initialize: the trust roots. */
@@ -52,5 +53,16 @@ typedef struct __attribute__((packed)) {
   uint64_t amount;
 } GridMintedEvent;
 _Static_assert(sizeof(GridMintedEvent) == 177, "GridMinted layout");
+
+/* Consume: the holder burned `amount` GRID it consumed (tokens end burned or retired). */
+typedef struct __attribute__((packed)) {
+  GtxEventHeader header;
+  SolPubkey holder;
+  SolPubkey account; /* the GRID token account burned from */
+  uint64_t amount;
+  uint64_t balance;  /* the account's balance after the burn */
+  int64_t timestamp;
+} GridConsumedEvent;
+_Static_assert(sizeof(GridConsumedEvent) == 97, "GridConsumed layout");
 
 #endif
