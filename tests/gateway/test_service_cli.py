@@ -6,7 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from gateway.cli_run import resolve_sections
+import pytest
+
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from tests.support.processes import gateway_cmd
@@ -56,19 +57,19 @@ def test_run_refuses_a_world_readable_key_and_says_why(tmp_path: Path) -> None:
 
 
 def test_daemon_sections_are_validated_together() -> None:
-    config = parse_config(CONFIG + '[mqtt]\nport = 0\ncolour = "red"\n[outbox]\nmax_bytes = 10\n[key]\npth = "x"\n')
-    try:
-        resolve_sections(config, "gw.toml")
-    except ConfigError as exc:
-        text = str(exc)
-    else:
-        raise AssertionError("invalid sections accepted")
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            CONFIG + '[mqtt]\nport = 0\ncolour = "red"\n[outbox]\nmax_bytes = 10\n[key]\npth = "x"\n',
+            source="gw.toml",
+            environ={},
+        )
+    text = str(info.value)
     assert text.startswith("gw.toml: 4 problems")
     for fragment in ("mqtt.port:", "mqtt.colour: unknown key", "outbox.max_bytes:", "key.pth: unknown key"):
         assert fragment in text, text
 
 
 def test_gateway_id_comes_from_the_gateway_section() -> None:
-    settings = resolve_sections(parse_config(CONFIG + '[mqtt]\nhost = "broker"\n'))
+    settings = parse_config(CONFIG + '[mqtt]\nhost = "broker"\n', environ={})
     assert settings.mqtt.gateway_id == "gw-cli" and settings.mqtt.effective_client_id == "gridtokenx-gw-gw-cli"
     assert settings.outbox.synchronous == "full"
