@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -36,6 +36,7 @@ from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
 from programs.client.errors import TransactionFailure, parse_transaction_error
+from programs.client.events import ProgramEvents, TransactionEvents, decode_log_events
 
 __all__ = ["Chain", "ChainError", "LiteSVMChain", "RpcChain", "TransactionFailed", "TxResult"]
 
@@ -61,6 +62,7 @@ class TxResult:
     logs: tuple[str, ...]
     compute_units: int
     failure: TransactionFailure | None
+    instruction_programs: tuple[Pubkey, ...] = ()  # program id of each top-level instruction, in order
 
     @property
     def ok(self) -> bool:
@@ -71,8 +73,12 @@ class TxResult:
             raise TransactionFailed(self)
         return self
 
+    def decode_events(self, programs: Mapping[Pubkey, ProgramEvents]) -> TransactionEvents:
+        """Our programs' events, attributed to the program that logged them (programs.client.events)."""
+        return decode_log_events(self.logs, programs, instruction_programs=self.instruction_programs or None)
+
     def events(self) -> list[list[bytes]]:
-        """The ``sol_log_data`` events in order, each as its list of fields."""
+        """Every ``sol_log_data`` line in order, each as its list of fields, whoever logged it."""
         return [
             [base64.b64decode(field) for field in line[len(_PROGRAM_DATA):].split()]
             for line in self.logs
@@ -157,7 +163,7 @@ class LiteSVMChain:
         # A new blockhash per transaction, as on a cluster, so that sending the same instructions twice
         # is two transactions rather than AlreadyProcessed.
         self.svm.expire_blockhash()
-        return _litesvm_result(outcome)
+        return _litesvm_result(outcome, tuple(ix.program_id for ix in instructions))
 
     async def send_signed_transaction(self, tx: Transaction) -> TxResult:
         blockhash = tx.message.recent_blockhash
@@ -170,7 +176,7 @@ class LiteSVMChain:
             self.svm.with_blockhash_check(True)
         self._remember(self.svm.latest_blockhash())
         self.svm.expire_blockhash()
-        return _litesvm_result(outcome)
+        return _litesvm_result(outcome, _instruction_programs(tx))
 
     def _remember(self, blockhash: Hash) -> None:
         if not self._recent or self._recent[-1] != blockhash:
@@ -203,13 +209,19 @@ class LiteSVMChain:
         self.svm.warp_to_slot(self.svm.get_clock().slot + 1)
 
 
-def _litesvm_result(outcome: Any) -> TxResult:
+def _litesvm_result(outcome: Any, instruction_programs: tuple[Pubkey, ...]) -> TxResult:
     if isinstance(outcome, FailedTransactionMetadata):
         meta = outcome.meta()
         failure: TransactionFailure | None = parse_transaction_error(outcome.err())
     else:
         meta, failure = outcome, None
-    return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure)
+    return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure, instruction_programs)
+
+
+def _instruction_programs(tx: Transaction) -> tuple[Pubkey, ...]:
+    """The program id of each top-level instruction of a signed transaction, in order."""
+    keys = tx.message.account_keys
+    return tuple(keys[ix.program_id_index] for ix in tx.message.instructions)
 
 
 class RpcChain:
@@ -271,7 +283,7 @@ class RpcChain:
             if isinstance(detail, SendTransactionPreflightFailureMessage) and detail.data.err is not None:
                 sim = detail.data
                 return TxResult(tx.signatures[0], tuple(sim.logs or ()), sim.units_consumed or 0,
-                                parse_transaction_error(sim.err))
+                                parse_transaction_error(sim.err), _instruction_programs(tx))
             raise ChainError(f"{self.url}: sendTransaction failed: {exc}") from exc
         signature = sent.value
         await self._confirm(signature)
@@ -284,7 +296,8 @@ class RpcChain:
             raise ChainError(f"{self.url}: transaction {signature} confirmed but not returned")
         meta = found.value.transaction.meta
         failure = parse_transaction_error(meta.err) if meta.err is not None else None
-        return TxResult(signature, tuple(meta.log_messages or ()), meta.compute_units_consumed or 0, failure)
+        return TxResult(signature, tuple(meta.log_messages or ()), meta.compute_units_consumed or 0, failure,
+                        _instruction_programs(tx))
 
     async def _confirm(self, signature: Signature) -> None:
         from solana.rpc.core import UnconfirmedTxError
