@@ -143,7 +143,7 @@ class StandInIndexer:
                 self.chain.svm.get_clock().unix_timestamp, slot)
             await self._event(signature, ix_index, 0, slot, "payments", kind.lower(), None, None,
                               {"wallet": wallet, "asset": asset, "amount": amount, "reference": reference}, [wallet])
-        for event_index, event in enumerate(trading.decode_events(result)):
+        for event_index, event in enumerate(trading.decode_events(result, self.a.trading)):
             await self._trading(signature, event_index, slot, event, now_ms)
         await self.mirror(list(keys), signature, slot, now_ms)
 
@@ -193,25 +193,31 @@ class StandInIndexer:
                            "reason": c.revoke_reason}, wallets)
 
     async def _trading(self, signature: str, index: int, slot: int, event: Any, now_ms: int) -> None:
-        order = str(event.order)
+        kinds = {trading.OrderCreated: "created", trading.OrderCancelled: "cancelled", trading.OrderExpired: "expired"}
         if isinstance(event, trading.TradeExecuted):
+            order = str(event.order)
+            remaining = await self._sync_order(order, signature, slot, now_ms)
             await self.storage.execute(
                 "INSERT INTO trades (signature, ix_index, event_index, order_address, seller, buyer, amount, price, "
                 "cost, fee, remaining, executed_at, slot) VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
                 "$12)", signature, index, order, str(event.seller), str(event.buyer), event.amount, event.price,
-                event.cost, event.fee, event.remaining, event.timestamp, slot)
-            await self._sync_order(order, signature, slot, now_ms)
+                event.cost, event.fee, remaining, event.timestamp, slot)
             payload = {"order": order, "seller": str(event.seller), "buyer": str(event.buyer), "amount": event.amount,
-                       "price": event.price, "cost": event.cost, "fee": event.fee, "remaining": event.remaining}
+                       "price": event.price, "cost": event.cost, "fee": event.fee, "remaining": remaining}
             await self._event(signature, 0, index, slot, "trading", "trade_executed", order, None, payload,
                               [str(event.seller), str(event.buyer)])
             return
+        kind = kinds.get(type(event))
+        if kind is None:  # fills are told by TradeExecuted; market and close events change no row here
+            return
+        order = str(event.order)
         await self._sync_order(order, signature, slot, now_ms)
-        await self._event(signature, 0, index, slot, "trading", f"order_{event.kind}", order, None,
-                          {"order": order, "seller": str(event.seller), "amount": event.amount,
-                           "price": event.price}, [str(event.seller)])
+        amount = getattr(event, "amount", None)
+        await self._event(signature, 0, index, slot, "trading", f"order_{kind}", order, None,
+                          {"order": order, "seller": str(event.seller), "amount": amount,
+                           "price": getattr(event, "price", None)}, [str(event.seller)])
 
-    async def _sync_order(self, address: str, signature: str, slot: int, now_ms: int) -> None:
+    async def _sync_order(self, address: str, signature: str, slot: int, now_ms: int) -> int:
         account = await self.chain.get_account(Pubkey.from_string(address))
         assert account is not None
         o = trading.Order.decode(bytes(account.data))
@@ -224,6 +230,7 @@ class StandInIndexer:
             "updated_slot = excluded.updated_slot",
             address, o.order_id, str(o.seller), str(o.vault), o.amount, o.remaining, o.price, o.proceeds,
             _STATES[int(o.state)], o.created_at, o.expires_at, signature, slot, now_ms, o.fee_bps)
+        return int(o.remaining)
 
     async def _event(self, signature: str, ix_index: int, event_index: int, slot: int, program: str, kind: str,
                      subject: str | None, meter_id: str | None, payload: dict[str, Any], wallets: list[str]) -> None:
