@@ -29,6 +29,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from backend.api.settings import ApiSettings
 from backend.ingest.receiver import BackendMqttSettings
 
 __all__ = [
@@ -145,11 +146,6 @@ class RedisSettings(_Section):
     password_file: Path | None = None
     # Channel and key prefix: several deployments (or tests) can share one Redis server.
     channel_prefix: str = Field(default="gridtokenx", pattern=r"^[A-Za-z0-9_.:-]+$")
-
-
-class ApiSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
 
 
 def _split_roles(value: Any) -> Any:

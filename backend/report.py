@@ -123,14 +123,15 @@ async def build_report(db: Sql, start: datetime, end: datetime, *, meter: str | 
     for meter_id, (count, imp, exp) in (await _energy(db, start_ms, end_ms, meter)).items():
         f = m(meter_id)
         f.readings, f.import_wh, f.export_wh = count, imp, exp
-    for meter_id, payload in await db.fetch(
-        "SELECT meter_id, payload FROM chain_events WHERE kind = 'minted' AND block_time >= $1 AND block_time < $2 "
-        "AND (CAST($3 AS TEXT) IS NULL OR meter_id = $3)",
+    for meter_id, kind, payload in await db.fetch(
+        "SELECT meter_id, kind, payload FROM chain_events WHERE kind IN ('minted', 'baseline_recorded') "
+        "AND block_time >= $1 AND block_time < $2 AND (CAST($3 AS TEXT) IS NULL OR meter_id = $3)",
         start_s, end_s, meter,
     ):
         f = m(meter_id)
-        f.settlements += 1
-        f.minted_base_units += int(json.loads(payload)["minted"])
+        f.settlements += 1  # a baseline is a settlement that mints nothing
+        if kind == "minted":
+            f.minted_base_units += int(json.loads(payload)["amount"])
     for meter_id, t in (await certificate_totals(db, since=start_s, until=end_s)).items():
         if meter is not None and meter_id != meter:
             continue

@@ -194,22 +194,31 @@ async def run_cranks(ctx: ServiceContext) -> None:
 
 
 async def run_api(ctx: ServiceContext) -> None:
-    """The seam for issue 11: ``backend.api.create_app(ctx: ServiceContext)`` returns an ASGI app (its
-    routes read ``ctx.storage``, follow ``ctx.feed``, build transactions for ``ctx.deployment`` and submit
-    through ``ctx.chain``); this role serves it with uvicorn on ``[api] host:port`` and stops it cleanly."""
-    try:
-        from backend.api import create_app
-    except ImportError as exc:
-        raise RoleUnavailable(f"the api role needs backend.api.create_app (issue 11), which this build lacks: "
-                              f"{exc}") from None
+    """The api role (issue 11): ``backend.api.create_app`` with this process's storage, chain, feed and
+    Redis — the app never opens or closes them — served by uvicorn on ``[api] host:port`` and stopped with
+    the other roles."""
     import uvicorn
+
+    from backend.api import ChainAddresses, create_app
+
+    chain, d = ctx.require_chain("api")
+    addresses = ChainAddresses(d.registry, d.energy_token, d.trading, d.certificates, d.grid_mint, d.thbc_mint,
+                               d.fee_account, d.payments)
+    redis_client = None
+    if ctx.config.redis_url is not None:
+        import redis.asyncio as redis
+
+        redis_client = redis.from_url(ctx.config.redis_url)
+    # /healthz reports the broker when this process ingests from it.
+    broker = (ctx.config.mqtt.host, ctx.config.mqtt.effective_port) if "ingest" in ctx.config.roles else None
+    app = create_app(storage=ctx.storage, chain=chain, addresses=addresses, settings=ctx.config.api,
+                     feed=ctx.feed, redis=redis_client, broker=broker)
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Any:  # the service owns SIGTERM/SIGINT and stops every role at once
             yield
 
-    app = create_app(ctx)
     server = _Server(uvicorn.Config(app, host=ctx.config.api.host, port=ctx.config.api.port, log_config=None,
                                     access_log=False, lifespan="on"))
     ctx.roles["api"] = server
@@ -221,6 +230,9 @@ async def run_api(ctx: ServiceContext) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(serving, SHUTDOWN_S)
         raise
+    finally:
+        if redis_client is not None:
+            await redis_client.aclose()
 
 
 ROLE_RUNNERS: dict[Role, Callable[[ServiceContext], Coroutine[Any, Any, None]]] = {
@@ -238,11 +250,6 @@ async def run_roles(ctx: ServiceContext, roles: list[Role] | None = None) -> int
     chosen = roles if roles is not None else ctx.config.roles
     if not chosen:
         raise ConfigError("no roles to run: set roles = [\"ingest\", \"minter\", …]")
-    if "api" in chosen:
-        try:
-            import backend.api  # noqa: F401
-        except ImportError as exc:
-            raise RoleUnavailable(f"the api role needs backend/api (issue 11), which this build lacks: {exc}") from None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     deploy.add_argument("--out", type=Path, default=Path("deployment.json"), help="deployment file to write")
     deploy.add_argument("--fee-bps", type=int, default=25, help="market fee in basis points (default 25)")
     deploy.add_argument("--payment-gateway", type=Path,
-                        help="keypair file of the THBC mint authority (created next to --out if missing)")
+                        help="keypair file of the payments operator, who issues THBC against deposit references "
+                             "(created next to --out if missing)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +88,8 @@ async def _deploy(args: argparse.Namespace) -> int:
         gateway_file = args.payment_gateway or args.out.parent / "payment-gateway.json"
         if not gateway_file.exists():
             save_keypair(gateway_file, Keypair())
-            print(f"programs deploy: new payment gateway (THBC mint authority) key in {gateway_file} (0600)")
+            print(f"programs deploy: new payment operator key (issues THBC against deposits) in {gateway_file} "
+                  "(0600)")
         gateway = load_keypair(gateway_file)
     except DeploymentError as exc:
         print(f"programs deploy: {exc}", file=sys.stderr)
@@ -97,7 +99,8 @@ async def _deploy(args: argparse.Namespace) -> int:
         return 2
     try:
         async with RpcChain(args.url) as chain:
-            deployment = await deploy_all(chain, admin, thbc_authority=gateway.pubkey(), fee_bps=args.fee_bps,
+            await chain.fund(gateway.pubkey(), 10**9)  # the operator pays each deposit record's rent
+            deployment = await deploy_all(chain, admin, payment_operator=gateway.pubkey(), fee_bps=args.fee_bps,
                                           cluster=args.url)
     except (ChainError, TransactionFailed) as exc:
         print(f"programs deploy: {exc}", file=sys.stderr)

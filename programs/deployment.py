@@ -3,10 +3,11 @@
 ``deploy_all`` puts registry, energy token, trading and certificates on a chain through the BPF Upgradeable
 Loader (``deploy_upgradeable``; on LiteSVM ``direct=True`` loads them with
 ``add_program_with_authority`` instead, the state such a deploy leaves, without the write transactions),
-then initialises them: registry + energy token + GRID mint (programs.energy_token.bootstrap), a THBC mint
-whose mint authority is ``thbc_authority`` (the payment gateway that issues baht tokens against deposits),
-the fee account, the market and the certificates config. ``admin`` is every program's upgrade authority,
-the registry authority (meter status), certificates governance and market authority.
+then initialises them: registry + energy token + GRID mint (programs.energy_token.bootstrap), the payments
+program with a THBC mint whose authority is its PDA and ``payment_operator`` as the operator who issues
+THBC against deposit references (programs.payments.client.bootstrap), the fee account, the market and
+the certificates config. ``admin`` is every program's upgrade authority, the registry authority (meter
+status), certificates governance, market authority and payments config authority.
 
 ``gridtokenx programs deploy --url URL --keypair FILE`` runs it over JSON-RPC and writes the
 :class:`Deployment` as JSON; ``gridtokenx backend`` reads that file to find everything (``[chain]
@@ -30,8 +31,9 @@ from programs.client.artifacts import program_so
 from programs.client.chain import Chain, LiteSVMChain
 from programs.client.deploy import add_program_with_authority, deploy_upgradeable
 from programs.energy_token.bootstrap import GridDeployment, bootstrap
+from programs.payments import client as payments
 from programs.trading import client as trading
-from programs.trading.sandbox import THBC_DECIMALS, create_mint, create_token_account
+from programs.trading.sandbox import create_token_account
 
 __all__ = [
     "DEPLOYMENT_VERSION",
@@ -43,8 +45,8 @@ __all__ = [
     "save_keypair",
 ]
 
-DEPLOYMENT_VERSION = 1
-PROGRAM_NAMES = ("registry", "energy_token", "trading", "certificates")
+DEPLOYMENT_VERSION = 2  # 2: the payments program and its operator
+PROGRAM_NAMES = ("registry", "energy_token", "trading", "certificates", "payments")
 DEFAULT_FEE_BPS = 25
 
 
@@ -79,7 +81,7 @@ class Deployment:
     grid_mint: Pubkey
     thbc_mint: Pubkey
     admin: Pubkey
-    thbc_authority: Pubkey
+    payment_operator: Pubkey  # issues THBC against deposit references (THBC's mint authority is the payments PDA)
     fee_account: Pubkey
     fee_bps: int
     cluster: str | None = None
@@ -100,6 +102,21 @@ class Deployment:
     @property
     def certificates(self) -> Pubkey:
         return self.programs["certificates"]
+
+    @property
+    def payments(self) -> Pubkey:
+        return self.programs["payments"]
+
+    @property
+    def thbc_authority(self) -> Pubkey:
+        """THBC's mint authority: the payments program's PDA."""
+        from programs.payments import client as payments
+
+        return payments.authority_address(self.payments)[0]
+
+    def by_name(self) -> dict[str, Pubkey]:
+        """{program name: id}, as programs.events.decode_transaction_events takes it."""
+        return dict(self.programs)
 
     @property
     def grid(self) -> GridDeployment:
@@ -127,12 +144,13 @@ class Deployment:
             "grid_mint": str(self.grid_mint),
             "thbc_mint": str(self.thbc_mint),
             "admin": str(self.admin),
-            "thbc_authority": str(self.thbc_authority),
+            "payment_operator": str(self.payment_operator),
             "fee_account": str(self.fee_account),
             "fee_bps": self.fee_bps,
             # Derived, for people reading the file: the market and the GRID mint authority.
             "market": str(self.market),
             "grid_mint_authority": str(self.grid.authority),
+            "thbc_mint_authority": str(self.thbc_authority),
         }
 
     @classmethod
@@ -145,7 +163,7 @@ class Deployment:
             if missing:
                 raise ValueError(f"no program id for {', '.join(missing)}")
             return cls(programs, Pubkey.from_string(data["grid_mint"]), Pubkey.from_string(data["thbc_mint"]),
-                       Pubkey.from_string(data["admin"]), Pubkey.from_string(data["thbc_authority"]),
+                       Pubkey.from_string(data["admin"]), Pubkey.from_string(data["payment_operator"]),
                        Pubkey.from_string(data["fee_account"]), int(data["fee_bps"]), data.get("cluster"),
                        int(data.get("created_at", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -170,7 +188,7 @@ class Deployment:
         return cls.from_json(data, str(path))
 
 
-async def deploy_all(chain: Chain, admin: Keypair, *, thbc_authority: Pubkey, fee_bps: int = DEFAULT_FEE_BPS,
+async def deploy_all(chain: Chain, admin: Keypair, *, payment_operator: Pubkey, fee_bps: int = DEFAULT_FEE_BPS,
                      program_keypairs: dict[str, Keypair] | None = None, direct: bool = False,
                      cluster: str | None = None) -> Deployment:
     """Deploy and initialise every program with ``admin`` as authority (it pays: fund it first).
@@ -185,9 +203,9 @@ async def deploy_all(chain: Chain, admin: Keypair, *, thbc_authority: Pubkey, fe
             await deploy_upgradeable(chain, program_so(name), keys[name], admin)
     ids = {name: k.pubkey() for name, k in keys.items()}
     grid = await bootstrap(chain, admin, ids["registry"], ids["energy_token"])
-    thbc_mint = await create_mint(chain, admin, thbc_authority, THBC_DECIMALS)
+    thbc_mint = (await payments.bootstrap(chain, admin, ids["payments"], payment_operator)).mint
     fee_account = await create_token_account(chain, admin, thbc_mint, admin.pubkey())
     market = trading.initialize_market(ids["trading"], admin.pubkey(), grid.mint, thbc_mint, fee_account, fee_bps)
     certs = certificates.initialize(ids["certificates"], admin.pubkey(), admin.pubkey(), ids["registry"])
     (await chain.send_transaction([market, certs], [admin])).raise_for_failure()
-    return Deployment(ids, grid.mint, thbc_mint, admin.pubkey(), thbc_authority, fee_account, fee_bps, cluster)
+    return Deployment(ids, grid.mint, thbc_mint, admin.pubkey(), payment_operator, fee_account, fee_bps, cluster)

@@ -3,9 +3,10 @@
 ``open_embedded_chain(directory)`` is what ``backend run`` uses with ``[chain] url = "embedded"``: a
 :class:`~backend.chain.persistent.PersistentLiteSVMChain` whose state lives in ``directory`` (by default
 ``<data_dir>/chain``). On first start it creates three keys there (``keys/admin.json``: upgrade authority,
-registry authority, certificates governance, market authority; ``keys/relayer.json``: the backend's fee
-payer; ``keys/payment-gateway.json``: the THBC mint authority), loads the committed programs with
-``admin`` as their upgrade authority (the state a deploy by that key leaves,
+registry authority, certificates governance, market authority, payments config authority;
+``keys/relayer.json``: the backend's fee payer; ``keys/payment-gateway.json``: the payments program's
+operator, who issues THBC against deposit references — THBC's mint authority is the payments PDA), loads
+the committed programs with ``admin`` as their upgrade authority (the state a deploy by that key leaves,
 programs.client.deploy.add_program_with_authority), initialises them (programs.deployment.deploy_all)
 and writes ``deployment.json``. Every later start finds them again with all balances.
 
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 ADMIN_LAMPORTS = 100 * 10**9  # rent for every config, mint and account the set-up creates, with room to spare
+GATEWAY_LAMPORTS = 10**9  # the payment operator pays each deposit record's rent and its fees
 RELAYER_LAMPORTS = 100 * 10**9  # fees for a long time: each settlement costs 5,000 lamports per signature
 DEFAULT_FEE_BPS = 25
 
@@ -48,17 +50,24 @@ class ProgramIds:
     energy_token: Pubkey
     trading: Pubkey
     certificates: Pubkey
+    payments: Pubkey
 
     @classmethod
     def fresh(cls) -> ProgramIds:
-        return cls(*(Keypair().pubkey() for _ in range(4)))
+        return cls(*(Keypair().pubkey() for _ in range(5)))
+
+    def by_name(self) -> dict[str, Pubkey]:
+        """{program name: id}, as programs.events.decode_transaction_events takes it."""
+        return {"registry": self.registry, "energy_token": self.energy_token, "trading": self.trading,
+                "certificates": self.certificates, "payments": self.payments}
 
 
 @dataclass(frozen=True)
 class EmbeddedDeployment:
-    """Where everything is, and the payment gateway's key (the THBC mint authority: it issues baht tokens
-    against deposits). ``admin`` is every program's upgrade authority, the registry and certificates
-    governance and the market authority, and holds the market's fee account."""
+    """Where everything is, and the payment gateway's key: the payments program's operator (it issues baht
+    tokens against deposits through Issue; THBC's mint authority is the payments PDA). ``admin`` is every
+    program's upgrade authority, the registry and certificates governance, the market authority and the
+    payments config authority, and holds the market's fee account."""
 
     deployment: Deployment
     payment_gateway: Keypair
@@ -66,7 +75,7 @@ class EmbeddedDeployment:
     @property
     def programs(self) -> ProgramIds:
         d = self.deployment
-        return ProgramIds(d.registry, d.energy_token, d.trading, d.certificates)
+        return ProgramIds(d.registry, d.energy_token, d.trading, d.certificates, d.payments)
 
     @property
     def grid(self) -> GridDeployment:
@@ -116,10 +125,10 @@ async def embedded_deployment(
         set_unix_time(chain, int(time.time()) if unix_time is None else unix_time)
     await chain.fund(admin.pubkey(), ADMIN_LAMPORTS)
     gateway = payment_gateway or Keypair()
+    await chain.fund(gateway.pubkey(), GATEWAY_LAMPORTS)
     # Program keypairs are only needed for a loader deploy; direct loading takes the ids.
-    keypairs = {name: _Id(pid) for name, pid in (("registry", ids.registry), ("energy_token", ids.energy_token),
-                                                 ("trading", ids.trading), ("certificates", ids.certificates))}
-    deployment = await deploy_all(chain, admin, thbc_authority=gateway.pubkey(), fee_bps=fee_bps,
+    keypairs = {name: _Id(pid) for name, pid in ids.by_name().items()}
+    deployment = await deploy_all(chain, admin, payment_operator=gateway.pubkey(), fee_bps=fee_bps,
                                   program_keypairs=keypairs, direct=True, cluster="embedded")  # type: ignore[arg-type]
     if isinstance(chain, PersistentLiteSVMChain):
         for pid in deployment.programs.values():

@@ -140,6 +140,7 @@ class PersistentLiteSVMChain(LiteSVMChain):
                  slot_per_transaction: bool = True) -> None:
         svm = LiteSVM() if blockhash_check else LiteSVM().with_blockhash_check(False)
         super().__init__(svm)
+        self.blockhash_check = blockhash_check
         self.directory = directory
         self.slot_per_transaction = slot_per_transaction
         self.time_offset = 0
@@ -209,9 +210,9 @@ class PersistentLiteSVMChain(LiteSVMChain):
                 tuple(TokenBalance.from_json(b) for b in json.loads(r[9])),
                 tuple(TokenBalance.from_json(b) for b in json.loads(r[10])),
             )
-            self._remember(entry)
+            self._index_entry(entry)
 
-    def _remember(self, entry: JournalEntry) -> None:
+    def _index_entry(self, entry: JournalEntry) -> None:
         self._journal.append(entry)
         self._by_signature[entry.signature] = entry
         self._by_slot.setdefault(entry.slot, []).append(entry)
@@ -337,23 +338,33 @@ class PersistentLiteSVMChain(LiteSVMChain):
                      entry.compute_units, entry.fee, json.dumps([b.to_json() for b in pre]),
                      json.dumps([b.to_json() for b in post])),
                 )
-        self._remember(entry)
+        self._index_entry(entry)
         return outcome
 
     async def send_transaction(self, instructions: Sequence[Instruction], signers: Sequence[Keypair]) -> TxResult:
         if not signers:
             raise ValueError("a transaction needs at least one signer (the first pays the fee)")
         tx = Transaction(list(signers), Message(list(instructions), signers[0].pubkey()), self.svm.latest_blockhash())
-        outcome = self.execute(tx)
-        if isinstance(outcome, FailedTransactionMetadata):
-            meta = outcome.meta()
-            failure: TransactionFailure | None = parse_transaction_error(outcome.err())
-        else:
-            meta, failure = outcome, None
-        return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure)
+        return _result(self.execute(tx), tuple(ix.program_id for ix in instructions))
+
+    async def send_signed_transaction(self, tx: Transaction) -> TxResult:
+        """A transaction a wallet signed with a recent blockhash (one :meth:`latest_blockhash` handed out)."""
+        blockhash = tx.message.recent_blockhash
+        keys = tx.message.account_keys
+        programs = tuple(keys[ix.program_id_index] for ix in tx.message.instructions)
+        if blockhash != self.svm.latest_blockhash() and blockhash not in self._recent:
+            return TxResult(tx.signatures[0], (), 0, TransactionFailure("BlockhashNotFound"), programs)
+        self.svm.with_blockhash_check(False)
+        try:
+            outcome = self.execute(tx)
+        finally:
+            self.svm.with_blockhash_check(self.blockhash_check)
+        self._remember(self.svm.latest_blockhash())
+        return _result(outcome, programs)
 
     async def fund(self, pubkey: Pubkey, lamports: int) -> None:
         outcome = self.svm.airdrop(pubkey, lamports)
+        self.svm.expire_blockhash()  # an airdrop is a transaction: the next identical one must differ
         if isinstance(outcome, FailedTransactionMetadata):
             raise ChainError(f"airdrop of {lamports} lamports to {pubkey} failed: {outcome.err()}")
         with self._saving() as db:
@@ -403,6 +414,15 @@ class PersistentLiteSVMChain(LiteSVMChain):
     def journal_in_slot(self, slot: int) -> list[JournalEntry]:
         """Transactions executed in ``slot``, in execution order."""
         return list(self._by_slot.get(slot, []))
+
+
+def _result(outcome: TransactionMetadata | FailedTransactionMetadata, programs: tuple[Pubkey, ...]) -> TxResult:
+    if isinstance(outcome, FailedTransactionMetadata):
+        meta = outcome.meta()
+        failure: TransactionFailure | None = parse_transaction_error(outcome.err())
+    else:
+        meta, failure = outcome, None
+    return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure, programs)
 
 
 def _error_to_json(err: Any) -> str:

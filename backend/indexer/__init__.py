@@ -1,8 +1,8 @@
 """Indexer: chain → decoded events → storage (D1, D3 to D7) → live feed, each event applied once.
 
 :mod:`~backend.indexer.source` reads our programs' transactions in order (embedded journal or JSON-RPC),
-:mod:`~backend.indexer.logs` attributes each ``sol_log_data`` event to its instruction and program,
-:mod:`~backend.indexer.decode` decodes them, :mod:`~backend.indexer.apply` writes what they change,
+:mod:`~backend.indexer.decode` decodes our programs' events (attributed to the program that logged them
+by ``programs.events``) into one vocabulary, :mod:`~backend.indexer.apply` writes what they change,
 :mod:`~backend.indexer.indexer` runs it with the apply-once gate and the cursor.
 """
 

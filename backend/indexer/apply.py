@@ -12,12 +12,13 @@ closed (balance 0). An escrow vault (owned by an order) also sets its order's ``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
 from backend.indexer.decode import ChainEvent
 from backend.indexer.source import ChainTransaction
-from backend.storage import I64_MAX, Sql, balances, certificates, events, meters, orders, trades, users
+from backend.storage import I64_MAX, Sql, balances, certificates, events, meters, orders, payments, trades, users
 from backend.storage import reading_states as readings
 from backend.storage.events import EventRecord
 from programs.deployment import Deployment
@@ -38,13 +39,18 @@ async def apply_transaction(db: Sql, tx: ChainTransaction, decoded: Sequence[Cha
     """Write ``tx``'s events and balances; return the events as recorded (for the live feed)."""
     recorded: list[EventRecord] = []
     for event in decoded:
+        if event.meter_id is None and event.program == "certificates":
+            # Only CertificateIssued names the meter id; later events of the certificate inherit it.
+            known = await certificates.get_certificate(db, str(event.subject))
+            if known is not None and known.meter_id is not None:
+                event = dataclasses.replace(event, meter_id=known.meter_id)
         record = await events.insert_event(
             db, signature=tx.signature, ix_index=event.ix_index, event_index=event.event_index, slot=tx.slot,
             block_time=tx.block_time, program=event.program, kind=event.kind, version=event.version,
             subject=event.subject, meter_id=event.meter_id, payload=event.payload, wallets=event.wallets)
         if record is None:
             continue  # applied before (same signature, instruction and event index)
-        await _APPLY[event.kind](db, tx, event, record.id)
+        await _APPLY.get(event.kind, _recorded_only)(db, tx, event, record.id)
         recorded.append(record)
     await _balances(db, tx, deployment)
     return recorded
@@ -81,13 +87,13 @@ async def _escrow_order(db: Sql, owner: str) -> str | None:
 
 async def _user_registered(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
     p = e.payload
-    await users.record_registration(db, p["wallet"], p["user_type"], p["user"], tx.block_time, tx.signature)
+    await users.record_registration(db, p["wallet"], p["user_type"], p["user"], p["registered_at"], tx.signature)
 
 
 async def _meter_registered(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
     p = e.payload
     await meters.record_registered(db, p["meter_id"], p["meter"], p["owner"], bytes.fromhex(p["meter_key"]),
-                                   registered_at=tx.block_time, signature=tx.signature, slot=tx.slot)
+                                   registered_at=p["registered_at"], signature=tx.signature, slot=tx.slot)
 
 
 async def _meter_status(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
@@ -105,30 +111,44 @@ async def _meter_reassigned(db: Sql, tx: ChainTransaction, e: ChainEvent, event_
                               signature=tx.signature, slot=tx.slot)
 
 
+async def _settlement_recorded(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
+    p = e.payload
+    await meters.record_settlement(db, p["meter_id"], seq=_clamp(p["seq"]), mark_wh=p["settled_net_generation_wh"],
+                                   minted=0, signature=tx.signature, slot=tx.slot)
+
+
+async def _baseline(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
+    # Readings this backend recorded MINTED without a signature (settled by someone else) get this one.
+    await readings.fill_signature(db, e.payload["meter_id"], _clamp(e.payload["seq"]), tx.signature)
+
+
 async def _minted(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
     p = e.payload
-    await meters.record_settlement(db, p["meter_id"], seq=_clamp(p["seq"]), mark_wh=p["settled_mark_wh"],
-                                   minted=_clamp(p["minted"]), signature=tx.signature, slot=tx.slot)
-    # Readings this backend recorded MINTED without a signature (settled by someone else) get this one.
+    await meters.record_settlement(db, p["meter_id"], seq=_clamp(p["seq"]), mark_wh=p["mark"],
+                                   minted=_clamp(p["amount"]), signature=tx.signature, slot=tx.slot)
     await readings.fill_signature(db, p["meter_id"], _clamp(p["seq"]), tx.signature)
 
 
 async def _order_created(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
     p = e.payload
-    await orders.record_created(db, address=p["order"], order_id=_clamp(p.get("order_id", 0)), seller=p["seller"],
-                                vault=p.get("vault"), amount=_clamp(p["amount"]), price=_clamp(p["price"]),
-                                fee_bps=p.get("fee_bps"), created_at=p["timestamp"], expires_at=p.get("expires_at"),
+    await orders.record_created(db, address=p["order"], order_id=_clamp(p["order_id"]), seller=p["seller"],
+                                vault=p["vault"], amount=_clamp(p["amount"]), price=_clamp(p["price"]),
+                                fee_bps=p["fee_bps"], created_at=p["created_at"], expires_at=p["expires_at"],
                                 signature=tx.signature, slot=tx.slot)
+
+
+async def _order_filled(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
+    p = e.payload
+    await orders.record_filled(db, p["order"], remaining=_clamp(p["remaining"]), proceeds=_clamp(p["proceeds"]),
+                               state=p["state"], at=tx.block_time, signature=tx.signature, slot=tx.slot)
 
 
 async def _trade(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
     p = e.payload
     row = trades.TradeRow(tx.signature, e.ix_index, e.event_index, p["order"], p["seller"], p["buyer"],
                           _clamp(p["amount"]), _clamp(p["price"]), _clamp(p["cost"]), _clamp(p["fee"]),
-                          _clamp(p["remaining"]), p["timestamp"], tx.slot, event_id)
-    if await trades.insert_trade(db, row):
-        await orders.record_fill(db, p["order"], remaining=row.remaining, proceeds=row.cost - row.fee,
-                                 signature=tx.signature, slot=tx.slot, at=p["timestamp"])
+                          _clamp(p.get("remaining", 0)), p["timestamp"], tx.slot, event_id)
+    await trades.insert_trade(db, row)
 
 
 async def _order_closed(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
@@ -139,26 +159,35 @@ async def _order_closed(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: 
 
 async def _certificate(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
     p = e.payload
-    status = p["status"]
-    at = tx.block_time
-    existing = await certificates.get_certificate(db, p["certificate"])
-    if existing is None:
-        if "from_wh" not in p:
-            log.warning("indexer: certificate %s: its account is gone, terms unknown; not recorded",
-                        p["certificate"])
-            return
+    at = p["timestamp"]
+    if e.kind == "certificate_issued":
         await certificates.record_certificate(db, certificates.CertificateRow(
-            p["certificate"], p["meter"], e.meter_id, _clamp(p["index"]), p["holder"], _clamp(p["from_wh"]),
-            _clamp(p["to_wh"]), status, p.get("revoke_reason") or None, p["issued_at"], p["expires_at"],
-            at if status == "VALID" else None, at if status in ("RETIRED", "REVOKED", "EXPIRED") else None,
-            tx.signature, tx.signature, tx.slot, 0))
+            p["certificate"], p["meter"], p["meter_id"], _clamp(p["index"]), p["holder"], _clamp(p["from_wh"]),
+            _clamp(p["to_wh"]), p["status"], None, at, p["expires_at"], None, None, tx.signature, tx.signature,
+            tx.slot, 0))
         return
     await certificates.record_status(
-        db, p["certificate"], status, signature=tx.signature, slot=tx.slot,
-        holder=p.get("holder") if e.kind == "certificate_transferred" else None,
-        revoke_reason=p.get("revoke_reason") if e.kind == "certificate_revoked" else None,
+        db, p["certificate"], p["status"], signature=tx.signature, slot=tx.slot, holder=p["holder"],
+        revoke_reason=p.get("reason") if e.kind == "certificate_revoked" else None,
         validated_at=at if e.kind == "certificate_validated" else None,
         closed_at=at if e.kind in ("certificate_retired", "certificate_revoked", "certificate_expired") else None)
+
+
+async def _payment(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
+    p = e.payload
+    if e.kind == "thbc_issued":
+        kind, wallet, asset, reference = "ISSUE", str(p["payer"]), "THBC", p.get("reference")
+    elif e.kind == "thbc_redeemed":
+        kind, wallet, asset, reference = "REDEEM", str(p["holder"]), "THBC", p.get("payout_reference")
+    else:
+        kind, wallet, asset, reference = "CONSUME", str(p["holder"]), "GRID", None
+    await payments.insert_payment(db, payments.PaymentRow(tx.signature, e.ix_index, e.event_index, kind, wallet, asset,
+                                                          _clamp(p["amount"]), reference, p.get("timestamp"), tx.slot,
+                                                          event_id))
+
+
+async def _recorded_only(db: Sql, tx: ChainTransaction, e: ChainEvent, event_id: int) -> None:
+    """Configuration and bookkeeping events: in ``chain_events`` and the feed, nothing else to change."""
 
 
 _APPLY = {
@@ -167,15 +196,22 @@ _APPLY = {
     "meter_status_changed": _meter_status,
     "meter_key_changed": _meter_key,
     "meter_reassigned": _meter_reassigned,
+    "settlement_recorded": _settlement_recorded,
+    "baseline_recorded": _baseline,
     "minted": _minted,
+    "grid_consumed": _payment,
     "order_created": _order_created,
+    "order_filled": _order_filled,
     "trade_executed": _trade,
     "order_cancelled": _order_closed,
     "order_expired": _order_closed,
+    "order_closed": _recorded_only,
     "certificate_issued": _certificate,
     "certificate_validated": _certificate,
     "certificate_transferred": _certificate,
     "certificate_retired": _certificate,
     "certificate_revoked": _certificate,
     "certificate_expired": _certificate,
+    "thbc_issued": _payment,
+    "thbc_redeemed": _payment,
 }

@@ -1,51 +1,70 @@
-"""Our programs' events in a transaction, decoded into one vocabulary the indexer, the feed and the API share.
+"""Our programs' events in a transaction, in one vocabulary the indexer, the feed and the API share.
 
-:func:`decode_transaction` finds each event our programs emitted (backend/indexer/logs.py: attributed to
-its top-level instruction and to the program that logged it — events logged by any other program are
-ignored) and decodes it with the program's layout (docs/programs/<name>.md). The result is a list of
-:class:`ChainEvent`: ``kind`` (below), the event layout ``version``, the ``subject`` account it is about,
-``meter_id`` when it has one, the ``wallets`` it concerns (for per-wallet feeds) and ``payload`` — JSON
-values: addresses as base58 strings, amounts as integers in base units.
+The programs log one typed, versioned event per state change (docs/programs.md "Events"); the programs'
+decoder (``programs.events.decode_transaction_events``) finds them in a transaction's logs, attributed to
+the program that logged them — bytes that mimic our events logged by any other program are ignored — and
+to their top-level instruction. :func:`decode_transaction` turns each into a :class:`ChainEvent`:
+``kind`` (below), the layout ``version``, the instruction index and the event's index within that
+instruction (with the signature: the apply-once key), the ``subject`` account it is about, ``meter_id``
+when it has one, the ``wallets`` it concerns and ``payload`` — the event's fields as JSON values (addresses
+base58, amounts integers in base units, statuses by name, references as text or hex).
 
-Kinds: ``user_registered``, ``meter_registered``, ``meter_status_changed``, ``meter_key_changed``,
-``meter_reassigned`` (registry); ``minted`` (energy_token: a settlement, minted 0 for a baseline);
-``order_created``, ``trade_executed``, ``order_cancelled``, ``order_expired`` (trading);
-``certificate_issued``, ``certificate_validated``, ``certificate_transferred``, ``certificate_retired``,
-``certificate_revoked``, ``certificate_expired`` (certificates).
+- registry: UserRegistered → ``user_registered``, MeterRegistered → ``meter_registered``,
+  MeterStatusChanged → ``meter_status_changed``, MeterKeyChanged → ``meter_key_changed``,
+  MeterReassigned → ``meter_reassigned``, SettlementRecorded → ``settlement_recorded``;
+- energy_token: BaselineRecorded → ``baseline_recorded``, GridMinted → ``minted``, GridConsumed →
+  ``grid_consumed``;
+- trading: OrderCreated → ``order_created``, OrderFilled → ``order_filled``, TradeExecuted →
+  ``trade_executed``, OrderCancelled → ``order_cancelled``, OrderExpired → ``order_expired``, OrderClosed →
+  ``order_closed``, MarketUpdated → ``market_updated``;
+- certificates: CertificateIssued / Validated / Transferred / Retired / Revoked / Expired →
+  ``certificate_issued`` … ``certificate_expired``;
+- payments: PaymentIssued → ``thbc_issued``, Redeemed → ``thbc_redeemed``, OperatorChanged →
+  ``payment_operator_changed``.
 
-Where an event does not carry a field the database keeps, it is read from the instruction that emitted it
-(an order's id and expiry from CreateOrder's data, a certificate's new holder from Transfer's) or, for a
-certificate's fixed terms (range, dates), from its account.
+The one-time configuration events (``*_initialized``) are recorded too. A transaction whose logs were cut
+off (``Log truncated``) raises :class:`LogError`; bytes one of our programs logged
+that this version cannot decode (a newer event version after a program upgrade) raise
+:class:`UnknownEvent`: the indexer stops there until the backend is upgraded, rather than skip them.
 """
 
 from __future__ import annotations
 
-import logging
-import struct
+import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from solders.pubkey import Pubkey
 
-from backend.indexer.logs import LoggedEvent, events_in_logs
-from backend.indexer.source import ChainTransaction, Instr
+from backend.indexer.source import ChainTransaction
 from programs.certificates import client as certificates
+from programs.client.events import EventDecodeError, EventsTruncated, LoggedEvent
 from programs.deployment import Deployment
+from programs.events import decode_transaction_events
 from programs.registry import client as registry
 from programs.trading import client as trading
 
-__all__ = ["ChainEvent", "Decoder", "decode_transaction"]
-
-log = logging.getLogger(__name__)
+__all__ = ["ChainEvent", "Decoder", "LogError", "UnknownEvent", "decode_transaction"]
 
 _USER_KINDS = {int(registry.UserKind.PROSUMER): "prosumer", int(registry.UserKind.CONSUMER): "consumer"}
 _METER_STATUS = {int(s): s.name for s in registry.MeterStatus}
 _CERT_STATUS = {int(s): s.name for s in certificates.CertificateStatus}
-_CERT_KINDS = {b"issue": "certificate_issued", b"validate": "certificate_validated",
-               b"transfer": "certificate_transferred", b"retire": "certificate_retired",
-               b"revoke": "certificate_revoked", b"expire": "certificate_expired"}
-_TRADING_KINDS = {"created": "order_created", "cancelled": "order_cancelled", "expired": "order_expired"}
+_ORDER_STATE = {int(s): s.name for s in trading.OrderState}
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+# Event class name → kind, where the kind is not the class name in snake case.
+_KINDS = {"GridMinted": "minted", "PaymentIssued": "thbc_issued", "Redeemed": "thbc_redeemed",
+          "OperatorChanged": "payment_operator_changed"}
+_WALLET_FIELDS = ("wallet", "owner", "previous_owner", "seller", "buyer", "holder", "previous_holder", "payer")
+
+
+class LogError(ValueError):
+    """The transaction's logs were cut off (``Log truncated``): some of its events are missing."""
+
+
+class UnknownEvent(Exception):
+    """One of our programs logged an event this backend cannot decode: upgrade the backend."""
 
 
 @dataclass(frozen=True)
@@ -61,204 +80,96 @@ class ChainEvent:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-def _meter_id(raw: bytes) -> str:
-    return raw.rstrip(b"\0").decode("ascii", "replace")
-
-
-def _u64(raw: bytes) -> int:
-    if len(raw) != 8:
-        raise ValueError(f"expected 8 bytes, got {len(raw)}")
-    return int(struct.unpack("<Q", raw)[0])
-
-
-def _i64(raw: bytes) -> int:
-    if len(raw) != 8:
-        raise ValueError(f"expected 8 bytes, got {len(raw)}")
-    return int(struct.unpack("<q", raw)[0])
-
-
-def _key(raw: bytes) -> str:
-    if len(raw) != 32:
-        raise ValueError(f"expected a 32-byte key, got {len(raw)} bytes")
-    return str(Pubkey.from_bytes(raw))
-
-
 AccountReader = Callable[[Pubkey], Awaitable[bytes | None]]
 
 
 class Decoder:
-    """Decodes one deployment's events; ``read_account`` fetches an account's data (certificates' terms)."""
+    """Decodes one deployment's events. (``read_account`` is kept for callers that pass one; the events
+    carry every field the indexer records, so it is not used.)"""
 
-    def __init__(self, deployment: Deployment, read_account: AccountReader) -> None:
+    def __init__(self, deployment: Deployment, read_account: AccountReader | None = None) -> None:
         self.deployment = deployment
         self.read_account = read_account
-        self.unknown = 0  # events of our programs this version does not know (logged, not applied)
+        self.programs = deployment.by_name()
 
     async def decode(self, tx: ChainTransaction) -> list[ChainEvent]:
-        return await decode_transaction(tx, self)
+        return decode_transaction(tx, self)
 
 
-async def decode_transaction(tx: ChainTransaction, decoder: Decoder) -> list[ChainEvent]:
-    if tx.failed:
-        return []
-    d = decoder.deployment
-    logged = events_in_logs(tx.logs, [ix.program for ix in tx.instructions])
-    out: list[ChainEvent] = []
-    for event in logged:
-        name = d.program_name(event.program)
-        if name is None:
-            continue
-        ix = tx.instructions[event.ix_index]
-        try:
-            decoded = await _DECODERS[name](decoder, tx, ix, event) if name in _DECODERS else None
-        except (ValueError, KeyError, IndexError, struct.error) as exc:
-            log.warning("indexer: %s event %d.%d in %s not decoded: %s", name, event.ix_index, event.event_index,
-                        tx.signature, exc)
-            decoded = None
-        if decoded is None:
-            decoder.unknown += 1
-            continue
-        out.append(decoded)
+def _kind(name: str) -> str:
+    return _KINDS.get(name) or _CAMEL.sub("_", name).lower()
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Pubkey):
+        return str(value)
+    if isinstance(value, bytes):
+        text = value.rstrip(b"\0")
+        if text and all(0x20 < b < 0x7F for b in text):
+            return text.decode("ascii")  # a reference such as "KBANK-2025-000123"
+        return value.hex()
+    return value
+
+
+_KEY_FIELDS = ("meter_key", "previous_key")  # a gateway's Ed25519 key, not an account: hex, as elsewhere
+
+
+def _payload(event: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        out[f.name] = bytes(value).hex() if f.name in _KEY_FIELDS and isinstance(value, Pubkey) else _json(value)
     return out
 
 
-def _event(name: str, kind: str, e: LoggedEvent, subject: str | None, meter_id: str | None,
-           wallets: tuple[str, ...], payload: dict[str, Any], version: int = 1) -> ChainEvent:
-    return ChainEvent(name, kind, version, e.ix_index, e.event_index, subject, meter_id, wallets, payload)
+def _described(kind: str, p: dict[str, Any]) -> dict[str, Any]:
+    """Names for the enumerations the programs log as numbers, and the fields the stores expect."""
+    if kind == "user_registered":
+        p["user_type"] = _USER_KINDS.get(p["kind"], str(p["kind"]))
+    for key in ("status", "previous_status"):
+        if key in p and isinstance(p[key], int):
+            table = _CERT_STATUS if kind.startswith("certificate_") else _METER_STATUS
+            p[key] = table.get(p[key], str(p[key]))
+    if kind in ("order_filled", "order_closed") and isinstance(p.get("state"), int):
+        p["state"] = _ORDER_STATE.get(p["state"], str(p["state"]))
+    if kind == "minted":
+        p["minted"] = p["amount"]
+    return p
 
 
-# --- registry ------------------------------------------------------------------------------------
-
-async def _registry(decoder: Decoder, tx: ChainTransaction, ix: Instr, e: LoggedEvent) -> ChainEvent | None:
-    program = decoder.deployment.registry
-    f = e.fields
-    tag = f[0] if f else b""
-    if tag == b"user" and len(f) == 3 and len(f[2]) == 1:
-        wallet = _key(f[1])
-        user = str(registry.user_address(program, Pubkey.from_string(wallet))[0])
-        return _event("registry", "user_registered", e, user, None, (wallet,),
-                      {"wallet": wallet, "user": user, "user_type": _USER_KINDS.get(f[2][0], str(f[2][0]))})
-    if tag == b"meter" and len(f) == 4:
-        meter_id, owner, key = _meter_id(f[1]), _key(f[2]), f[3]
-        meter = str(registry.meter_address(program, f[1])[0])
-        return _event("registry", "meter_registered", e, meter, meter_id, (owner,),
-                      {"meter_id": meter_id, "meter": meter, "owner": owner, "meter_key": key.hex(),
-                       "status": "PENDING"})
-    if tag == b"status" and len(f) == 4 and len(f[2]) == len(f[3]) == 1:
-        meter_id = _meter_id(f[1])
-        meter = str(registry.meter_address(program, f[1])[0])
-        return _event("registry", "meter_status_changed", e, meter, meter_id, (),
-                      {"meter_id": meter_id, "meter": meter, "previous": _METER_STATUS.get(f[2][0], str(f[2][0])),
-                       "status": _METER_STATUS.get(f[3][0], str(f[3][0]))})
-    if tag == b"key" and len(f) == 3 and len(f[2]) == 32:
-        meter_id = _meter_id(f[1])
-        meter = str(registry.meter_address(program, f[1])[0])
-        return _event("registry", "meter_key_changed", e, meter, meter_id, (),
-                      {"meter_id": meter_id, "meter": meter, "meter_key": f[2].hex()})
-    if tag == b"reassign" and len(f) == 4:
-        meter_id, owner = _meter_id(f[1]), _key(f[2])
-        meter = str(registry.meter_address(program, f[1])[0])
-        return _event("registry", "meter_reassigned", e, meter, meter_id, (owner,),
-                      {"meter_id": meter_id, "meter": meter, "owner": owner, "meter_key": f[3].hex(),
-                       "status": "PENDING"})
-    return None
-
-
-# --- energy token -----------------------------------------------------------------------------------
-
-async def _energy(decoder: Decoder, tx: ChainTransaction, ix: Instr, e: LoggedEvent) -> ChainEvent | None:
-    f = e.fields
-    if not (len(f) == 5 and f[0] == b"settle"):
-        return None
-    meter_id = _meter_id(f[1])
-    meter = str(registry.meter_address(decoder.deployment.registry, f[1])[0])
-    # SettleAndMint's accounts: 0 config, 1 meter, 2 owner's GRID account, 3 GRID mint, …
-    destination = ix.accounts[2] if len(ix.accounts) > 2 else None
-    owner = next((str(b.owner) for b in tx.post_token_balances if b.account == destination), None)
-    minted = _u64(f[3])
-    return _event("energy_token", "minted", e, meter, meter_id, (owner,) if owner else (),
-                  {"meter_id": meter_id, "meter": meter, "seq": _u64(f[2]), "minted": minted,
-                   "settled_mark_wh": _i64(f[4]), "owner": owner,
-                   "destination": str(destination) if destination else None})
-
-
-# --- trading ----------------------------------------------------------------------------------------
-
-async def _trading(decoder: Decoder, tx: ChainTransaction, ix: Instr, e: LoggedEvent) -> ChainEvent | None:
-    if len(e.fields) != 1:
-        return None
+def decode_transaction(tx: ChainTransaction, decoder: Decoder) -> list[ChainEvent]:
+    if tx.failed:
+        return []
     try:
-        event = trading.decode_event(e.fields[0])
-    except ValueError:
-        return None
-    version = e.fields[0][1]
-    if isinstance(event, trading.TradeExecuted):
-        order = str(event.order)
-        return _event("trading", "trade_executed", e, order, None, (str(event.seller), str(event.buyer)), {
-            "order": order, "seller": str(event.seller), "buyer": str(event.buyer), "amount": event.amount,
-            "price": event.price, "cost": event.cost, "fee": event.fee, "remaining": event.remaining,
-            "timestamp": event.timestamp}, version)
-    order = str(event.order)
-    payload: dict[str, Any] = {"order": order, "seller": str(event.seller), "amount": event.amount,
-                               "price": event.price, "timestamp": event.timestamp}
-    if event.kind == "created":
-        # CreateOrder data: [0] 1, [1..9] order_id, [9..17] amount, [17..25] price, [25..33] expires_at.
-        if ix.data[:1] == bytes([trading.IX_CREATE_ORDER]) and len(ix.data) >= 33:
-            order_id, _, _, expires_at = struct.unpack_from("<QQQq", ix.data, 1)
-            payload |= {"order_id": order_id, "expires_at": expires_at}
-        payload["vault"] = str(trading.vault_address(decoder.deployment.trading, event.order)[0])
-        # The fee terms are fixed in the order account when it is created (issue 7); the event has no field.
-        data = await decoder.read_account(event.order)
-        if data is not None:
-            try:
-                payload["fee_bps"] = trading.Order.decode(data).fee_bps
-            except ValueError:
-                pass
-    return _event("trading", _TRADING_KINDS[event.kind], e, order, None, (str(event.seller),), payload, version)
+        found = decode_transaction_events(tx.logs, decoder.programs,
+                                          instruction_programs=[ix.program for ix in tx.instructions]).complete()
+    except EventsTruncated as exc:
+        raise LogError(str(exc)) from None
+    except EventDecodeError as exc:
+        raise UnknownEvent(f"transaction {tx.signature}: {exc}") from None
+    per_instruction: dict[int, int] = {}
+    out: list[ChainEvent] = []
+    fills = {(e.instruction_index, str(e.event.order)): e.event for e in found
+             if isinstance(e.event, trading.OrderFilled)}
+    for logged in found:
+        index = per_instruction.get(logged.instruction_index, 0)
+        per_instruction[logged.instruction_index] = index + 1
+        out.append(_event(logged, index, fills))
+    return out
 
 
-# --- certificates -----------------------------------------------------------------------------------
-
-async def _certificates(decoder: Decoder, tx: ChainTransaction, ix: Instr, e: LoggedEvent) -> ChainEvent | None:
-    f = e.fields
-    if not (len(f) == 4 and f[0] in _CERT_KINDS and len(f[3]) == 1):
-        return None
-    program = decoder.deployment.certificates
-    meter = Pubkey.from_bytes(f[1]) if len(f[1]) == 32 else None
-    if meter is None:
-        return None
-    index = _u64(f[2])
-    address = certificates.certificate_address(program, meter, index)[0]
-    payload: dict[str, Any] = {"certificate": str(address), "meter": str(meter), "index": index,
-                               "status": _CERT_STATUS.get(f[3][0], str(f[3][0]))}
-    data = await decoder.read_account(address)
-    meter_id: str | None = None
-    wallets: tuple[str, ...] = ()
-    if data is not None:
-        cert = certificates.Certificate.decode(data)
-        payload |= {"holder": str(cert.owner), "from_wh": cert.from_wh, "to_wh": cert.to_wh,
-                    "issued_at": cert.issued_at, "expires_at": cert.expires_at, "revoke_reason": cert.revoke_reason}
-        wallets = (str(cert.owner),)
-    meter_data = await decoder.read_account(meter)
-    if meter_data is not None:
-        try:
-            meter_id = registry.Meter.decode(meter_data).meter_id
-        except ValueError:
-            meter_id = None
-    if f[0] == b"transfer" and ix.data[:1] == bytes([certificates.IX_TRANSFER]) and len(ix.data) >= 33:
-        # Transfer data: [1..33] new holder; the account may have moved on since.
-        payload["holder"] = str(Pubkey.from_bytes(ix.data[1:33]))
-        wallets = tuple(dict.fromkeys((*wallets, payload["holder"])))
-    if f[0] == b"issue" and ix.accounts:
-        # Issue: the meter owner (accounts[0]) is the first holder, whoever holds it now.
-        payload["holder"] = payload["issuer"] = str(ix.accounts[0])
-        wallets = (payload["holder"],)
-    return _event("certificates", _CERT_KINDS[f[0]], e, str(address), meter_id, wallets, payload)
-
-
-_DECODERS: dict[str, Callable[[Decoder, ChainTransaction, Instr, LoggedEvent], Awaitable[ChainEvent | None]]] = {
-    "registry": _registry,
-    "energy_token": _energy,
-    "trading": _trading,
-    "certificates": _certificates,
-}
+def _event(logged: LoggedEvent, index: int, fills: dict[tuple[int, str], Any]) -> ChainEvent:
+    event = logged.event
+    kind = _kind(type(event).__name__)
+    p = _described(kind, _payload(event))
+    if kind == "trade_executed":
+        # TradeExecuted says what moved; the order's remaining amount is in its OrderFilled.
+        fill = fills.get((logged.instruction_index, p["order"]))
+        if fill is not None:
+            p["remaining"] = fill.remaining
+    subject = next((p[k] for k in ("order", "certificate", "meter", "user", "deposit", "market", "config")
+                    if isinstance(p.get(k), str)), None)
+    wallets = tuple(dict.fromkeys(p[k] for k in _WALLET_FIELDS if isinstance(p.get(k), str)))
+    meter_id = p.get("meter_id") if isinstance(p.get("meter_id"), str) else None
+    version = type(event).layout.version
+    return ChainEvent(logged.program, kind, version, logged.instruction_index, index, subject, meter_id, wallets, p)

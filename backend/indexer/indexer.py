@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 from backend.feed import Feed
 from backend.indexer.apply import apply_transaction
-from backend.indexer.decode import Decoder
-from backend.indexer.logs import LogError
+from backend.indexer.decode import Decoder, LogError
 from backend.indexer.source import ChainTransaction, TransactionSource
 from backend.storage import Storage, StorageError
 from backend.storage import events as store

@@ -45,6 +45,7 @@ from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import Message
+from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -73,7 +74,6 @@ log = logging.getLogger(__name__)
 
 # Refusals that mean "the chain already holds this reading or a newer one": final, never retried.
 _ALREADY_SETTLED = frozenset({"ReplayedReading", "StaleTimestamp"})
-_SETTLE_EVENT = b"settle"
 PACKET_DATA_SIZE = 1232  # the largest serialized transaction
 _T = TypeVar("_T")
 
@@ -501,7 +501,7 @@ class MintingWorker:
                    f"({' | '.join(result.logs[-3:])})")
 
     async def _landed(self, batch: Sequence[_Unit], result: TxResult, summary: MintingSummary) -> None:
-        minted = _settle_events(result)
+        minted = _settle_events(result, self.deployment.energy_program)
         signature = str(result.signature)
         summary.transactions += 1
         self.stats.transactions += 1
@@ -611,14 +611,13 @@ def _failure_name(failure: TransactionFailure, index_in_unit: int) -> str:
     return energy.ENERGY_TOKEN_ERRORS.name(failure)
 
 
-def _settle_events(result: TxResult) -> dict[tuple[str, int], int]:
-    """(meter id, seq) → minted base units, from the program's events: "settle", meter id, seq u64,
-    minted u64, mark i64."""
+def _settle_events(result: TxResult, energy_program: Pubkey) -> dict[tuple[str, int], int]:
+    """(meter id, seq) → minted base units, from the energy token's events: GridMinted's amount, 0 for a
+    BaselineRecorded (a meter's first reading)."""
     out = {}
-    for fields in result.events():
-        if len(fields) == 5 and fields[0] == _SETTLE_EVENT and len(fields[2]) == 8 and len(fields[3]) == 8:
-            meter_id = bytes(fields[1]).rstrip(b"\0").decode("ascii", "replace")
-            (seq,) = struct.unpack("<Q", fields[2])
-            (minted,) = struct.unpack("<Q", fields[3])
-            out[(meter_id, int(seq))] = int(minted)
+    for event in energy.decode_events(result, energy_program):
+        if isinstance(event, energy.GridMinted):
+            out[(event.meter_id, int(event.seq))] = int(event.amount)
+        elif isinstance(event, energy.BaselineRecorded):
+            out[(event.meter_id, int(event.seq))] = 0
     return out

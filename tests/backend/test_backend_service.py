@@ -81,8 +81,10 @@ def test_commands_refuse_bad_configuration_with_status_2(tmp_path: Path) -> None
     result = _backend("stats", "--config", str(bad))
     assert result.returncode == 2 and "database.url" in result.stderr and "surprise" in result.stderr
     assert "Traceback" not in result.stderr
-    result = _backend("run", "--database", f"sqlite:///{tmp_path}/b.db", "--roles", "api")
-    assert result.returncode == 2 and "issue 11" in result.stderr, result.stderr
+    result = _backend("run", "--database", f"sqlite:///{tmp_path}/b.db", "--roles", "minter,pricing",
+                      "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 2 and "roles.1" in result.stderr, result.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything was opened
     result = _backend("run", "--database", f"sqlite:///{tmp_path}/b.db", "--roles", "minter",
                       "--chain", "http://127.0.0.1:1", "--deployment", str(tmp_path / "missing.json"))
     assert result.returncode == 2 and "missing.json" in result.stderr, result.stderr
@@ -90,14 +92,16 @@ def test_commands_refuse_bad_configuration_with_status_2(tmp_path: Path) -> None
 
 @pytest.mark.chain
 async def test_embedded_chain_as_a_service_keeps_its_state_across_a_restart(tmp_path: Path) -> None:
-    """roles minter, indexer, cranks on the embedded chain, served over JSON-RPC for the owner's wallet and
-    the operator's `meters activate`; stopped with SIGTERM and started again: balances, cursor and rows kept."""
+    """roles minter, indexer, cranks and api on the embedded chain, served over JSON-RPC for the owner's
+    wallet and the operator's `meters activate`; stopped with SIGTERM and started again: balances, cursor and
+    rows kept."""
     db_url = f"sqlite:///{tmp_path}/backend.db"
-    port = _free_port()
+    port, api_port = _free_port(), _free_port()
     config = tmp_path / "backend.toml"
     config.write_text(
-        f'roles = ["minter", "indexer", "cranks"]\ndata_dir = "{tmp_path}/data"\n[database]\nurl = "{db_url}"\n'
-        f'[chain]\nlisten = "127.0.0.1:{port}"\n[minter]\ninterval_s = 0.3\n[indexer]\ninterval_s = 0.2\n'
+        f'roles = ["minter", "indexer", "cranks", "api"]\ndata_dir = "{tmp_path}/data"\n'
+        f'[database]\nurl = "{db_url}"\n[chain]\nlisten = "127.0.0.1:{port}"\n[minter]\ninterval_s = 0.3\n'
+        f'[indexer]\ninterval_s = 0.2\n[api]\nport = {api_port}\ntoken_key_file = "{tmp_path}/api-token.key"\n'
     )
     async with await open_storage(db_url) as storage:
         await storage.add_gateway(GATEWAY_ID, bytes(GATEWAY_KEY.verify_key))
@@ -105,6 +109,18 @@ async def test_embedded_chain_as_a_service_keeps_its_state_across_a_restart(tmp_
     try:
         url = f"http://127.0.0.1:{port}"
         await _wait_for(lambda: "served over JSON-RPC" in service.log(), service)
+        # The api role answers with this process's database and chain.
+        import httpx
+
+        async def healthy() -> bool:
+            try:
+                async with httpx.AsyncClient() as client:
+                    response = await client.get(f"http://127.0.0.1:{api_port}/healthz")
+            except httpx.HTTPError:
+                return False
+            return response.status_code == 200 and response.json()["checks"]["chain"]["status"] == "ok"
+
+        await _wait_for(healthy, service)
         deployment = Deployment.load(tmp_path / "data" / "chain" / "deployment.json")
         owner = Keypair()
         async with RpcChain(url, poll_interval=0.05) as chain:
@@ -143,13 +159,14 @@ async def test_embedded_chain_as_a_service_keeps_its_state_across_a_restart(tmp_
 
             await _wait_for(more, service)
             counts = await events.event_counts(storage)
-            assert counts["minted"] == 3 and counts["meter_registered"] == 1  # nothing applied twice
-            assert await events.last_event_id(storage) == before + 1
+            # Nothing applied twice: one baseline, two mints, one registration.
+            assert (counts["baseline_recorded"], counts["minted"], counts["meter_registered"]) == (1, 2, 1)
+            assert await events.last_event_id(storage) == before + 2  # SettlementRecorded + GridMinted
             assert (await rs.state_counts(storage))["MINTED"] == 4
             m = await meters.get_meter(storage, "pv-svc")
             assert m is not None and (m.status, m.minted_base_units) == ("ACTIVE", 1_500 * 10**6)
         stats = await asyncio.to_thread(_backend, "stats", "--config", str(config))
-        assert re.search(r"readings MINTED\t4", stats.stdout) and "events minted\t3" in stats.stdout, stats.stdout
+        assert re.search(r"readings MINTED\t4", stats.stdout) and "events minted\t2" in stats.stdout, stats.stdout
         assert service.terminate() == 0, service.log()[-3000:]
     finally:
         service.kill()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import csv
 import io
 import json
@@ -22,6 +21,9 @@ from backend.indexer import Decoder, EmbeddedSource, Indexer
 from backend.report import build_report, parse_when, render
 from backend.storage import open_storage
 from programs.certificates import client as certificates
+from programs.energy_token import client as energy
+from programs.events import decode_transaction_events
+from programs.payments import client as payments
 from programs.registry import client as registry
 from programs.trading import client as trading
 from tests.support.chainworld import GATEWAY_ID, GATEWAY_KEY, reading, token_balance
@@ -65,14 +67,18 @@ async def test_report_figures_reconcile_with_the_chain(tmp_path: Path) -> None:
         # The chain's own record: every transaction of the journal, decoded with the programs' layouts.
         journal = embedded.chain.journal_after(0, 100_000)
         trade_events = []
-        settle_minted = 0
+        settle_minted = consumed = issued = redeemed = 0
         for entry in journal:
             if entry.err is not None:
                 continue
-            fields = [[base64.b64decode(f) for f in line[14:].split()] for line in entry.logs
-                      if line.startswith("Program data: ")]
-            trade_events += [e for e in trading.decode_events(fields) if isinstance(e, trading.TradeExecuted)]
-            settle_minted += sum(struct.unpack("<Q", f[3])[0] for f in fields if f and f[0] == b"settle")
+            message = entry.transaction.message
+            found = decode_transaction_events(entry.logs, d.by_name(), instruction_programs=[
+                message.account_keys[ix.program_id_index] for ix in message.instructions]).complete()
+            trade_events += [e.event for e in found if isinstance(e.event, trading.TradeExecuted)]
+            settle_minted += sum(e.event.amount for e in found if isinstance(e.event, energy.GridMinted))
+            consumed += sum(e.event.amount for e in found if isinstance(e.event, energy.GridConsumed))
+            issued += sum(e.event.amount for e in found if isinstance(e.event, payments.PaymentIssued))
+            redeemed += sum(e.event.amount for e in found if isinstance(e.event, payments.Redeemed))
         mint = await embedded.chain.get_account(d.grid_mint)
         assert mint is not None
         supply = struct.unpack_from("<Q", bytes(mint.data), 36)[0]
@@ -80,8 +86,14 @@ async def test_report_figures_reconcile_with_the_chain(tmp_path: Path) -> None:
         assert meter is not None
 
         t = report.totals
-        assert t["minted_base_units"] == supply == settle_minted == meter.generation_since_baseline_wh * 10**6
-        assert t["settlements"] == 2  # the baseline and the reading that minted
+        assert t["minted_base_units"] == settle_minted == meter.generation_since_baseline_wh * 10**6
+        # GRID ends "burned or retired": what is in circulation is what was minted less what was consumed.
+        assert t["grid_consumed_base_units"] == consumed > 0
+        assert supply == t["minted_base_units"] - t["grid_consumed_base_units"]
+        assert t["thbc_issued"] == issued and t["thbc_redeemed"] == redeemed > 0
+        thbc = await embedded.chain.get_account(d.thbc_mint)
+        assert thbc is not None and struct.unpack_from("<Q", bytes(thbc.data), 36)[0] == issued - redeemed
+        assert t["settlements"] == 2  # the baseline (BaselineRecorded) and the reading that minted (GridMinted)
         assert t["trades"] == len(trade_events) == 2
         assert t["traded_base_units"] == sum(e.amount for e in trade_events)
         assert t["traded_thbc"] == sum(e.cost for e in trade_events)
@@ -98,8 +110,9 @@ async def test_report_figures_reconcile_with_the_chain(tmp_path: Path) -> None:
         by_wallet = {w.wallet: w for w in report.wallets}
         seller, buyer = by_wallet[str(s.seller.address)], by_wallet[str(s.buyer.address)]
         assert seller.received_thbc == await token_balance(embedded.chain, s.seller.thbc)  # it started with none
-        assert buyer.paid_thbc == 100 * 10**6 - await token_balance(embedded.chain, s.buyer.thbc)
-        assert buyer.bought_base_units == await token_balance(embedded.chain, s.buyer.grid)
+        # The buyer: 100 THBC issued, paid for its trades, redeemed some; bought GRID, consumed some.
+        assert buyer.paid_thbc == 100 * 10**6 - redeemed - await token_balance(embedded.chain, s.buyer.thbc)
+        assert buyer.bought_base_units == consumed + await token_balance(embedded.chain, s.buyer.grid)
 
         # The same report through the command line, as CSV and JSON.
         day = now.date()
@@ -107,12 +120,12 @@ async def test_report_figures_reconcile_with_the_chain(tmp_path: Path) -> None:
                str(day - timedelta(days=400)), "--to", str(day + timedelta(days=2))]
         as_json = await _run([*cmd, "--format", "json"])
         assert as_json.returncode == 0, as_json.stderr
-        assert json.loads(as_json.stdout)["totals"]["minted_base_units"] == supply
+        assert json.loads(as_json.stdout)["totals"]["minted_base_units"] == settle_minted
         as_csv = await _run([*cmd, "--format", "csv", "--meter", "pv-idx"])
         assert as_csv.returncode == 0, as_csv.stderr
         rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
         assert [(r["row"], r["id"], float(r["grid_minted"]), float(r["export_kwh"])) for r in rows] == [
-            ("meter", "pv-idx", supply / 10**9, 8.0), ("total", "", supply / 10**9, 8.0)]
+            ("meter", "pv-idx", settle_minted / 10**9, 8.0), ("total", "", settle_minted / 10**9, 8.0)]
         assert "pv-idx" in render(report, "text")
         bad_dates = await _run([*cmd[:-4], "--from", "yesterday", "--to", "2026-01-01"])
         assert bad_dates.returncode == 2 and "is not a date" in bad_dates.stderr

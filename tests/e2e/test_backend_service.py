@@ -13,7 +13,6 @@ backend minted names a transaction that settled it, and the feed subscriber gets
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import re
@@ -39,6 +38,8 @@ from backend.storage import reading_states as rs
 from gateway.keys import load_key
 from programs.client import RpcChain
 from programs.deployment import Deployment, load_keypair, save_keypair
+from programs.energy_token import client as energy
+from programs.events import decode_transaction_events
 from programs.registry import client as registry
 from programs.trading import client as trading
 from tests.support import fixtures, market
@@ -228,26 +229,30 @@ async def check_against_chain(storage: Storage, chain: RpcChain, d: Deployment) 
     rows = await trades.list_trades(storage, limit=1000)
     assert rows
     for t in rows:
-        found = await chain.client.get_transaction(Signature.from_string(t.signature), encoding="base64",
-                                                   max_supported_transaction_version=0)
-        logs = found.value.transaction.meta.log_messages
-        fields = [[base64.b64decode(f) for f in line[14:].split()]
-                  for line in logs if line.startswith("Program data: ")]
-        executed = [e for e in trading.decode_events(fields) if isinstance(e, trading.TradeExecuted)]
-        assert [(str(e.order), str(e.seller), str(e.buyer), e.amount, e.price, e.cost, e.fee, e.remaining)
-                for e in executed] == [(t.order_address, t.seller, t.buyer, t.amount, t.price, t.cost, t.fee,
-                                        t.remaining)]
+        found = await _events(chain, d, t.signature)
+        executed = [e for e in found if isinstance(e, trading.TradeExecuted)]
+        filled = [e for e in found if isinstance(e, trading.OrderFilled)]
+        assert [(str(e.order), str(e.seller), str(e.buyer), e.amount, e.price, e.cost, e.fee) for e in executed] == [
+            (t.order_address, t.seller, t.buyer, t.amount, t.price, t.cost, t.fee)]
+        assert [f.remaining for f in filled] == [t.remaining]
     # D2: every reading MINTED by its own settlement names the transaction that settled it.
     for meter_id, seq, signature in await storage.fetch(
             "SELECT meter_id, seq, tx_signature FROM reading_states WHERE state = 'MINTED' AND settled_by_seq = seq"):
         assert signature is not None, (meter_id, seq)
-        found = await chain.client.get_transaction(Signature.from_string(signature), encoding="base64",
-                                                   max_supported_transaction_version=0)
-        logs = found.value.transaction.meta.log_messages
-        settled = {(f[1].rstrip(b"\0").decode(), int.from_bytes(f[2], "little"))
-                   for f in ([base64.b64decode(x) for x in line[14:].split()]
-                             for line in logs if line.startswith("Program data: ")) if f[0] == b"settle"}
+        settled = {(e.meter_id, e.seq) for e in await _events(chain, d, signature)
+                   if isinstance(e, energy.GridMinted | energy.BaselineRecorded)}
         assert (meter_id, seq) in settled
+
+
+async def _events(chain: RpcChain, d: Deployment, signature: str) -> list[Any]:
+    """Our events in a transaction, decoded from the chain's record of it by the programs' decoder."""
+    found = await chain.client.get_transaction(Signature.from_string(signature), encoding="base64",
+                                               max_supported_transaction_version=0)
+    tx = found.value.transaction
+    message = tx.transaction.message
+    programs = [message.account_keys[ix.program_id_index] for ix in message.instructions]
+    return [e.event for e in decode_transaction_events(tx.meta.log_messages, d.by_name(),
+                                                       instruction_programs=programs).complete()]
 
 
 async def trade_and_expire(r: Rig, chain: RpcChain, storage: Storage, owners: dict[str, Keypair],
@@ -331,8 +336,8 @@ async def test_meter_to_trade_through_the_backend_service(tmp_path: Path, pg_url
         kinds = {e.kind for e in stored}
         assert {"user_registered", "meter_registered", "meter_status_changed", "minted", "order_created",
                 "trade_executed", "order_expired"} <= kinds
-        assert [e.kind for e in stored if e.subject == order] == ["order_created", "trade_executed",
-                                                                  "trade_executed", "order_expired"]
+        assert [e.kind for e in stored if e.subject == order] == [
+            "order_created", "order_filled", "trade_executed", "order_filled", "trade_executed", "order_expired"]
 
 
 async def _reindexed(r: Rig, tmp: Path) -> set[tuple[str, int, int, str]]:

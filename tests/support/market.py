@@ -7,6 +7,7 @@ in-process or JSON-RPC), built with the programs' clients.
 from __future__ import annotations
 
 import struct
+import uuid
 from dataclasses import dataclass
 
 from solders.keypair import Keypair
@@ -16,11 +17,13 @@ from spl.token.instructions import create_associated_token_account, get_associat
 from programs.certificates import client as certificates
 from programs.client.chain import Chain, TxResult
 from programs.deployment import Deployment
+from programs.energy_token import client as energy
+from programs.payments import client as payments
 from programs.registry import client as registry
 from programs.trading import client as trading
-from programs.trading.sandbox import mint_to_instruction
 
-__all__ = ["Wallet", "certify", "chain_now", "create_order", "new_wallet", "order_address"]
+__all__ = ["Wallet", "certify", "chain_now", "consume_grid", "create_order", "issue_thbc", "new_wallet",
+           "order_address", "redeem_thbc"]
 
 CLOCK = Pubkey.from_string("SysvarC1ock11111111111111111111111111111111")
 
@@ -46,7 +49,7 @@ async def chain_now(chain: Chain) -> int:
 async def new_wallet(chain: Chain, d: Deployment, *, kind: int | None = None, thbc: int = 0,
                      payment_gateway: Keypair | None = None, lamports: int = 10**9) -> Wallet:
     """A funded wallet with GRID and THBC accounts; registered as a user if ``kind``; ``thbc`` base units
-    issued to it by the payment gateway."""
+    issued to it by the payment operator against a fresh deposit reference."""
     key = Keypair()
     await chain.fund(key.pubkey(), lamports)
     grid = get_associated_token_address(key.pubkey(), d.grid_mint)
@@ -56,11 +59,30 @@ async def new_wallet(chain: Chain, d: Deployment, *, kind: int | None = None, th
     if kind is not None:
         ixs.insert(0, registry.register_user(d.registry, key.pubkey(), kind))
     (await chain.send_transaction(ixs, [key])).raise_for_failure()
+    wallet = Wallet(key, grid, thbc_account)
     if thbc:
         assert payment_gateway is not None
-        ix = mint_to_instruction(d.thbc_mint, thbc_account, payment_gateway.pubkey(), thbc)
-        (await chain.send_transaction([ix], [key, payment_gateway])).raise_for_failure()
-    return Wallet(key, grid, thbc_account)
+        await issue_thbc(chain, d, payment_gateway, wallet, thbc)
+    return wallet
+
+
+async def issue_thbc(chain: Chain, d: Deployment, operator: Keypair, to: Wallet, amount: int,
+                     reference: str | None = None) -> str:
+    """The payment operator issues ``amount`` THBC against a deposit reference (new if not given)."""
+    reference = reference or f"DEP-{uuid.uuid4().hex[:12]}"
+    ix = payments.issue(d.payments, operator.pubkey(), d.thbc_mint, to.thbc, reference, amount)
+    (await chain.send_transaction([ix], [operator])).raise_for_failure()
+    return reference
+
+
+async def redeem_thbc(chain: Chain, d: Deployment, holder: Wallet, amount: int, payout_reference: str) -> TxResult:
+    ix = payments.redeem(d.payments, holder.address, d.thbc_mint, amount, payout_reference, account=holder.thbc)
+    return (await chain.send_transaction([ix], [holder.key])).raise_for_failure()
+
+
+async def consume_grid(chain: Chain, d: Deployment, holder: Wallet, amount: int) -> TxResult:
+    ix = energy.consume(d.energy_token, holder.address, d.grid_mint, amount, account=holder.grid)
+    return (await chain.send_transaction([ix], [holder.key])).raise_for_failure()
 
 
 async def existing_wallet(chain: Chain, d: Deployment, key: Keypair) -> Wallet:

@@ -59,10 +59,16 @@ async def run_scenario(chain: Chain, embedded: EmbeddedChain, storage: Storage) 
     (await chain.send_transaction([certs.transfer(d.certificates, seller.address, cert, buyer.address)],
                                   [seller_key])).raise_for_failure()
     (await chain.send_transaction([certs.retire(d.certificates, buyer.address, cert)], [buyer.key])).raise_for_failure()
-    kinds = {"user_registered": 2, "meter_registered": 1, "meter_status_changed": 1, "minted": 2,
-             "order_created": 3, "trade_executed": 2, "order_cancelled": 1, "order_expired": 1,
+    # D7: the consumer redeems 2 THBC for a bank payout and burns the GRID it consumed.
+    await market.redeem_thbc(chain, d, buyer, 2 * 10**6, "PAYOUT-1")
+    await market.consume_grid(chain, d, buyer, KWH // 2)
+    kinds = {"registry_initialized": 1, "energy_token_initialized": 1, "payments_initialized": 1,
+             "market_initialized": 1, "certificates_initialized": 1,
+             "user_registered": 2, "meter_registered": 1, "meter_status_changed": 1,
+             "settlement_recorded": 2, "baseline_recorded": 1, "minted": 1, "thbc_issued": 1,
+             "order_created": 3, "order_filled": 2, "trade_executed": 2, "order_cancelled": 1, "order_expired": 1,
              "certificate_issued": 1, "certificate_validated": 1, "certificate_transferred": 1,
-             "certificate_retired": 1}
+             "certificate_retired": 1, "thbc_redeemed": 1, "grid_consumed": 1}
     addresses = {name: str(market.order_address(d, seller, i)) for name, i in (("bought", 1), ("cancelled", 2),
                                                                                  ("expired", 3))}
     return Scenario(seller, buyer, addresses, cert, kinds)
