@@ -165,6 +165,9 @@ async def test_embedded_chain_as_a_service_keeps_its_state_across_a_restart(tmp_
             assert (await rs.state_counts(storage))["MINTED"] == 4
             m = await meters.get_meter(storage, "pv-svc")
             assert m is not None and (m.status, m.minted_base_units) == ("ACTIVE", 1_500 * 10**6)
+        check = await asyncio.to_thread(_backend, "check", "--config", str(config), "--chain", url, "--deployment",
+                                        str(tmp_path / "data" / "chain" / "deployment.json"))
+        assert check.returncode == 0 and "consistent" in check.stdout, check.stdout + check.stderr
         stats = await asyncio.to_thread(_backend, "stats", "--config", str(config))
         assert re.search(r"readings MINTED\t4", stats.stdout) and "events minted\t2" in stats.stdout, stats.stdout
         assert service.terminate() == 0, service.log()[-3000:]
