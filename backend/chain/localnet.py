@@ -9,7 +9,7 @@
 - ``getTransaction`` with the transaction (``base64`` encoding), logs, error, fee, compute units, block
   time and ``preTokenBalances``/``postTokenBalances``;
 - ``getSignaturesForAddress`` (``before``, ``until``, ``limit``; newest first, with ``transactionIndex``);
-- ``getBlock`` (``transactionDetails: "signatures"``), ``getBlockTime``;
+- ``getBlock`` (``transactionDetails: "signatures"``), ``getBlockTime``, ``getMultipleAccounts``;
 - ``sendTransaction`` runs the preflight simulation first, as a validator does: a transaction refused
   in preflight is not executed (no fee, not in the journal).
 
@@ -28,6 +28,7 @@ from solders.account_decoder import UiTokenAmount
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.rpc.responses import (
+    GetMultipleAccountsResp,
     GetSignaturesForAddressResp,
     GetSignatureStatusesResp,
     GetTransactionResp,
@@ -105,6 +106,13 @@ class LocalnetServer(LiteSVMRpcServer):
             self.chain.set_account(pubkey, account)  # kept across restarts
         self._executed[outcome.signature()] = _airdrop(self._slot(), outcome)
         return _result(rid, str(outcome.signature()))
+
+    def _rpc_getMultipleAccounts(self, rid: Any, params: list[Any]) -> str:
+        accounts = []
+        for text in params[0][:100]:
+            account = self.svm.get_account(Pubkey.from_string(text))
+            accounts.append(None if account is None or (account.lamports == 0 and not account.data) else account)
+        return _with_id(GetMultipleAccountsResp(accounts, self._context()).to_json(), rid)
 
     def _rpc_getSignatureStatuses(self, rid: Any, params: list[Any]) -> str:
         statuses: list[TransactionStatus | None] = []
