@@ -1,10 +1,11 @@
 """``gridtokenx backend …``: run the ingest service and commission gateways.
 
-    gridtokenx backend run [--config FILE] [--database URL] [--mqtt-host H] [--mqtt-port P]
+    gridtokenx backend run [--config FILE] [--database URL] [--mqtt-host H] [--mqtt-port P] [--ack-key FILE]
     gridtokenx backend add-gateway --id GW --public-key HEX [--replace] [--database URL]
     gridtokenx backend requeue-quarantine --id GW [--database URL]
     gridtokenx backend gateways [--database URL]
     gridtokenx backend stats [--database URL]
+    gridtokenx backend ack-keygen --out FILE
 
 The database URL comes from ``--database``, else the environment variable GRIDTOKENX_DATABASE_URL,
 else the config file's ``[database] url``, else the embedded SQLite default.
@@ -25,9 +26,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend.ingest.ack_key import AckKeyError, generate_ack_key
 from backend.ingest.pipeline import Ingest
 from backend.ingest.receiver import BackendSettings, Receiver
-from backend.storage import Storage, StorageError, open_storage
+from backend.storage import Storage, StorageConfigError, StorageError, open_storage
 from gridtokenx.batch import BatchFormatError, check_gateway_id
 from gridtokenx.identity import fingerprint
 from gridtokenx.mqtt import MqttError
@@ -48,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common(run)
     run.add_argument("--mqtt-host", help="broker host (overrides the config file)")
     run.add_argument("--mqtt-port", type=int, help="broker port (overrides the config file)")
+    run.add_argument("--ack-key", type=Path, help="the key that signs acks (overrides [mqtt] ack_key_file)")
 
     add = sub.add_parser("add-gateway", help="commission a gateway: its id and Ed25519 public key")
     common(add)
@@ -63,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     for name, text in (("gateways", "list commissioned gateways"), ("stats", "count readings and quarantine")):
         common(sub.add_parser(name, help=text))
+
+    keygen = sub.add_parser("ack-keygen", help="create the key that signs acks (gateways get its .pub file)")
+    keygen.add_argument("--out", type=Path, required=True, help="e.g. /var/lib/gridtokenx/backend-ack.key")
 
 
 def load_settings(args: argparse.Namespace) -> BackendSettings:
@@ -84,6 +90,8 @@ def load_settings(args: argparse.Namespace) -> BackendSettings:
         settings.mqtt.host = args.mqtt_host
     if getattr(args, "mqtt_port", None):
         settings.mqtt.port = args.mqtt_port
+    if getattr(args, "ack_key", None):
+        settings.mqtt.ack_key_file = args.ack_key
     return settings
 
 
@@ -93,9 +101,13 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.backend_command == "ack-keygen":
+        return _ack_keygen(args)
     settings = load_settings(args)
     try:
         return asyncio.run(_ACTIONS[args.backend_command](args, settings))
+    except (StorageConfigError, AckKeyError) as exc:  # configuration: systemd must not restart on these
+        return _fail(str(exc))
     except StorageError as exc:
         print(f"gridtokenx backend: {exc}", file=sys.stderr)
         return 1
@@ -103,10 +115,26 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
 
 
+def _ack_keygen(args: argparse.Namespace) -> int:
+    try:
+        key = generate_ack_key(args.out)
+    except AckKeyError as exc:
+        return _fail(str(exc))
+    print(f"ack key written to {args.out} (mode 0600)")
+    print(f"public key {key.public_key.hex()} (fingerprint {key.fingerprint})")
+    print(f"give {args.out}.pub to every gateway as [mqtt] backend_key_file")
+    return 0
+
+
 async def _run_service(args: argparse.Namespace, settings: BackendSettings) -> int:
     storage = await open_storage(settings.database.url)
     ingest = Ingest(storage)
-    receiver = Receiver(settings.mqtt, ingest)
+    try:
+        receiver = Receiver(settings.mqtt, ingest)
+    except BaseException:
+        ingest.close()
+        await storage.close()
+        raise
     task = asyncio.create_task(receiver.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -32,6 +32,7 @@ from gateway.mqtt_publisher import MqttSettings
 from gateway.outbox import Outbox, OutboxSettings
 from gateway.sample import MeterSample
 from gateway.service import GatewayService
+from tests.support.ackkey import backend_pub
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import temp_database
 from tests.support.processes import Proc, backend_cmd, write_backend_config
@@ -104,6 +105,7 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
                 host="127.0.0.1",
                 port=broker.port,
                 gateway_id="gw-bench",
+                backend_key_file=backend_pub(work),
                 batch_size=args.batch_size,
                 inflight_batches=args.inflight,
                 ack_timeout_s=30,

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.errors import ConfigError
     from gateway.keys import DeviceKeyError, load_key
+    from gateway.mqtt_publisher import BackendKeyError, load_backend_key
     from gateway.outbox import OutboxCorruptError, OutboxError, OutboxSchemaError
     from gridtokenx.mqtt import MqttError
 
@@ -107,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         settings = resolve_sections(config, str(args.config))
         key = load_key(settings.key.path)
-    except (ConfigError, DeviceKeyError, MqttError) as exc:
+        load_backend_key(settings.mqtt.backend_key_file)  # acks are believed only with its signature
+    except (ConfigError, DeviceKeyError, BackendKeyError, MqttError) as exc:
         print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:

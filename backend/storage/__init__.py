@@ -11,6 +11,7 @@ from backend.storage.database import (
     QuarantineRow,
     ReadingRow,
     Storage,
+    StorageConfigError,
     StorageError,
     open_storage,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "QuarantineRow",
     "ReadingRow",
     "Storage",
+    "StorageConfigError",
     "StorageError",
     "open_storage",
 ]

@@ -71,9 +71,9 @@ async def test_refused_readings_are_quarantined_and_acknowledged_as_rejected(sto
     payload["readings"][1]["sig"] = sign(forged, other).signature.hex()  # signed by someone else
     ack = await ingest.handle(GW, json.dumps(payload).encode())
     assert ack is not None
-    assert [(r.seq, r.status, r.reason) for r in ack.results] == [
-        (2, AckStatus.REJECTED, "bad_signature"),
+    assert [(r.seq, r.status, r.reason) for r in ack.results] == [  # in batch order
         (1, AckStatus.STORED, None),
+        (2, AckStatus.REJECTED, "bad_signature"),
     ]
     # Plain fields that disagree with the signed bytes.
     lying = json.loads(_payload(key, [_reading(3)]))

@@ -9,6 +9,7 @@ from pathlib import Path
 from gateway.cli_run import resolve_sections
 from gateway.config import parse_config
 from gateway.errors import ConfigError
+from tests.support.ackkey import backend_pub
 from tests.support.processes import gateway_cmd
 
 CONFIG = """
@@ -48,7 +49,10 @@ def test_run_refuses_a_world_readable_key_and_says_why(tmp_path: Path) -> None:
     assert _run("keygen", "--out", str(key)).returncode == 0
     os.chmod(key, 0o644)
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG + f'[key]\npath = "{key}"\n[outbox]\npath = "{tmp_path}/o.db"\n')
+    config.write_text(
+        CONFIG + f'[key]\npath = "{key}"\n[outbox]\npath = "{tmp_path}/o.db"\n'
+        f'[mqtt]\nbackend_key_file = "{backend_pub(tmp_path)}"\n'
+    )
     done = _run("run", "--config", str(config))
     assert done.returncode == 2
     assert "mode 0644" in done.stderr and f"chmod 600 {key}" in done.stderr and "Traceback" not in done.stderr
@@ -63,12 +67,19 @@ def test_daemon_sections_are_validated_together() -> None:
         text = str(exc)
     else:
         raise AssertionError("invalid sections accepted")
-    assert text.startswith("gw.toml: 4 problems")
-    for fragment in ("mqtt.port:", "mqtt.colour: unknown key", "outbox.max_bytes:", "key.pth: unknown key"):
+    assert text.startswith("gw.toml: 5 problems")
+    for fragment in (
+        "mqtt.port:",
+        "mqtt.colour: unknown key",
+        "mqtt.backend_key_file:",
+        "outbox.max_bytes:",
+        "key.pth: unknown key",
+    ):
         assert fragment in text, text
 
 
-def test_gateway_id_comes_from_the_gateway_section() -> None:
-    settings = resolve_sections(parse_config(CONFIG + '[mqtt]\nhost = "broker"\n'))
+def test_gateway_id_comes_from_the_gateway_section(tmp_path: Path) -> None:
+    pub = backend_pub(tmp_path)
+    settings = resolve_sections(parse_config(CONFIG + f'[mqtt]\nhost = "broker"\nbackend_key_file = "{pub}"\n'))
     assert settings.mqtt.gateway_id == "gw-cli" and settings.mqtt.effective_client_id == "gridtokenx-gw-gw-cli"
     assert settings.outbox.synchronous == "full"
