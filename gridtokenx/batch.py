@@ -67,10 +67,10 @@ __all__ = [
 MESSAGE_VERSION = 1  # readings and status messages
 ACK_VERSION = 2  # acks are signed by the backend since version 2 (docs/mqtt.md, "Ack message")
 TOPIC_ROOT = "gridtokenx/v1"
-# A readings message of MAX_READINGS entries is about 2.4 MB; the backend refuses bigger messages
+# A readings message of MAX_READINGS entries is at most about 0.97 MiB; the backend refuses bigger messages
 # before parsing them, and docs/mqtt.md recommends the broker's message_size_limit at this value.
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-MAX_READINGS = 5000
+MAX_MESSAGE_BYTES = 1024 * 1024
+MAX_READINGS = 2000
 _U64_MAX = (1 << 64) - 1
 _I64_MAX = (1 << 63) - 1
 # Gateway ids are MQTT topic levels: no '/', '+', '#'; the same characters as [gateway] id allows.

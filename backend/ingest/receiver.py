@@ -55,8 +55,9 @@ class BackendMqttSettings(BrokerSettings):
     # Refused before parsing; keep the broker's message_size_limit at or below it (docs/mqtt.md).
     max_message_bytes: int = Field(default=MAX_MESSAGE_BYTES, ge=1024, le=256 * 1024 * 1024)
     max_readings: int = Field(default=MAX_READINGS, ge=1, le=100_000)
-    # A message the broker delivers again this many times (the backend died or stalled on it each
-    # time) is quarantined as "poison" instead of being processed once more.
+    # A message that was being processed this many times without being finished (the process died
+    # or was stopped each time, so the broker delivered it again) is quarantined as "poison" on its
+    # next delivery instead of being processed once more.
     poison_after: int = Field(default=3, ge=1, le=100)
 
 
@@ -164,7 +165,7 @@ class Receiver:
                 attempts = await self._retrying(
                     "counting a redelivery", lambda: self.ingest.storage.note_redelivery(ledger_key)
                 )
-                if attempts > self.settings.poison_after:
+                if attempts >= self.settings.poison_after:
                     return self._quarantine(topic, raw_topic, payload, "poison", redelivery)
             if len(payload) > self.settings.max_message_bytes:
                 return self._quarantine(topic, raw_topic, payload, "malformed:size", redelivery)
