@@ -209,9 +209,9 @@ class Prepared:
     """A judged message, ready to be stored (see :meth:`Ingest.prepare` and :meth:`Ingest.commit`).
 
     ``results`` has one slot per entry, in batch order: filled for entries already refused, None for
-    those whose fate the database decides — the ``rows`` to insert (with their entry's index) and
-    the ``repeats``, entries whose (meter, seq) came earlier in the same message with the same bytes
-    (index, index of that earlier entry)."""
+    verified readings, whose fate the database decides: the ``rows`` to insert (the first entry of
+    each (meter, seq), with its index) and the ``repeats`` (later entries of a (meter, seq) of this
+    message, same bytes or not, with their index)."""
 
     gateway_id: str
     batch_id: str | None  # None: not a readings batch; its bytes are quarantined whole
@@ -220,7 +220,7 @@ class Prepared:
     results: list[AckResult | None]
     received_ms: int
     digest: bytes = b""
-    repeats: list[tuple[int, int]] = field(default_factory=list)
+    repeats: list[tuple[int, ReadingRow]] = field(default_factory=list)
 
 
 def _quarantine_whole(gateway_id: str | None, reason: str, payload: bytes, received_ms: int) -> QuarantineRow:
@@ -343,19 +343,16 @@ class Ingest:
         rows: list[tuple[int, ReadingRow]] = []
         quarantined: list[QuarantineRow] = []
         results: list[AckResult | None] = [None] * len(checked)
-        repeats: list[tuple[int, int]] = []
-        first: dict[tuple[str, int], int] = {}  # (meter, seq) -> index of its first good entry
+        repeats: list[tuple[int, ReadingRow]] = []
+        seen: set[tuple[str, int]] = set()
         for i, (entry, (key, good, why)) in enumerate(zip(batch.entries, checked, strict=True)):
             if good is not None:
-                earlier = first.get(good.key)
-                if earlier is None:
-                    first[good.key] = i
+                if good.key in seen:
+                    repeats.append((i, good))  # judged against what the database holds after the insert
+                else:
+                    seen.add(good.key)
                     rows.append((i, good))
-                    continue
-                if checked[earlier][1].data == good.data:  # type: ignore[union-attr]
-                    repeats.append((i, earlier))  # the same reading twice: its fate is the first one's
-                    continue
-                why = "seq_conflict"  # other bytes under a (meter, seq) this message already holds
+                continue
             assert why is not None
             quarantined.append(
                 QuarantineRow(
@@ -393,14 +390,20 @@ class Ingest:
             return None
         rows = [row for _, row in prepared.rows]
         inserted = await self.storage.insert_readings(rows)
-        others = [r for r in rows if r.key not in inserted]
-        existing = await self.storage.existing_data(topic_gateway, [r.key for r in others]) if others else {}
+        # What the database holds under each (meter, seq) of this message now decides every entry of
+        # it: newly stored, the same bytes already held (a resend, or a repeat within the message),
+        # or other bytes (seq_conflict, whichever of them came first).
+        others = [r.key for r in rows if r.key not in inserted]
+        held = await self.storage.existing_data(topic_gateway, others) if others else {}
+        for r in rows:
+            if r.key in inserted:
+                held[r.key] = r.data
         stored = duplicates = 0
         for i, r in prepared.rows:
             if r.key in inserted:
                 results[i] = AckResult(r.meter_id, r.seq, AckStatus.STORED)
                 stored += 1
-            elif existing.get(r.key) == r.data:
+            elif held.get(r.key) == r.data:
                 results[i] = AckResult(r.meter_id, r.seq, AckStatus.DUPLICATE)
                 duplicates += 1
             else:
@@ -410,21 +413,17 @@ class Ingest:
                     )
                 )
                 results[i] = AckResult(r.meter_id, r.seq, AckStatus.REJECTED, "seq_conflict")
-        by_index = dict(prepared.rows)
-        for i, earlier in prepared.repeats:
-            first = results[earlier]
-            assert first is not None
-            if first.status is AckStatus.REJECTED:  # the same bytes as a reading refused just now
-                r = by_index[earlier]
+        for i, r in prepared.repeats:
+            if held.get(r.key) == r.data:
+                results[i] = AckResult(r.meter_id, r.seq, AckStatus.DUPLICATE)
+                duplicates += 1
+            else:
                 quarantined.append(
                     QuarantineRow(
                         topic_gateway, "seq_conflict", r.meter_id, r.seq, r.data, r.signature, received_ms=received_ms
                     )
                 )
-                results[i] = first
-            else:
-                results[i] = AckResult(first.meter_id, first.seq, AckStatus.DUPLICATE)
-                duplicates += 1
+                results[i] = AckResult(r.meter_id, r.seq, AckStatus.REJECTED, "seq_conflict")
         await self.storage.quarantine(quarantined)
 
         self.stats.stored += stored

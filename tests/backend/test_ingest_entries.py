@@ -100,6 +100,12 @@ async def test_other_bytes_under_a_meter_and_seq_of_the_same_message_are_a_seq_c
     ack = await _send(ingest, _message([other, other], batch="b2"))
     assert [(r.status, r.reason) for r in ack.results] == [(AckStatus.REJECTED, "seq_conflict")] * 2
     assert await storage.quarantine_counts() == {"seq_conflict": 3}
+    # Whatever the order inside a message, the bytes the database holds are a duplicate, others conflict.
+    ack = await _send(ingest, _message([other, first], batch="b3"))
+    assert [(r.status, r.reason) for r in ack.results] == [
+        (AckStatus.REJECTED, "seq_conflict"),
+        (AckStatus.DUPLICATE, None),
+    ]
     await _accounted(storage, ack)
     ingest.close()
 
