@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from backend.ingest.ack_key import AckKeyError, generate_ack_key
 from backend.ingest.pipeline import Ingest
 from backend.ingest.receiver import BackendSettings, Receiver
+from backend.ingest.verify import usable_public_key
 from backend.storage import Storage, StorageConfigError, StorageError, open_storage
 from gridtokenx.batch import BatchFormatError, check_gateway_id
 from gridtokenx.identity import fingerprint
@@ -161,12 +162,15 @@ async def _add_gateway(args: argparse.Namespace, settings: BackendSettings) -> i
     try:
         gateway_id = check_gateway_id(args.gateway_id)
         public_key = bytes.fromhex(args.public_key)
-        if len(public_key) != 32:
+        if not usable_public_key(public_key):
             raise ValueError
     except BatchFormatError as exc:
         return _fail(str(exc))
     except ValueError:
-        return _fail("--public-key must be 64 hex digits (the Ed25519 public key from `gateway keygen`)")
+        return _fail(
+            "--public-key must be 64 hex digits encoding an Ed25519 public key of the prime-order subgroup "
+            "(as `gateway keygen` prints it; small-order, mixed-order and non-canonical keys are refused)"
+        )
     async with await open_storage(settings.database.url) as storage:
         try:
             await storage.add_gateway(gateway_id, public_key, replace=args.replace)

@@ -8,10 +8,14 @@ has deleted every acknowledged row. It also prints the CPU seconds the backend, 
 process) and Mosquitto used during the drain, per reading, and how busy the whole machine was: on a
 shared machine a readings/s figure alone does not say whether other work took the cores.
 
-    python bench/bench_backlog_drain.py                      # 100 meters x 600 s, PostgreSQL
+    python bench/bench_backlog_drain.py                      # 100 meters x 600 s, PostgreSQL, 1 then 2 ingest processes
+    python bench/bench_backlog_drain.py --backends 1         # one ingest process only
+    python bench/bench_backlog_drain.py --backends 1,2,3     # one drain per count, one shared subscription
     python bench/bench_backlog_drain.py --sqlite             # the embedded backend database
-    python bench/bench_backlog_drain.py --backends 2         # two ingest processes, one shared subscription
     python bench/bench_backlog_drain.py --meters 100 --seconds 60 --batch-size 500 --inflight 8
+
+Each drain starts from a fresh backlog and a fresh database; the last lines compare them: readings/s
+end to end and the CPU per reading of every process.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ async def fill(outbox: Outbox, key, meters: int, seconds: int) -> float:  # type
     return time.perf_counter() - start
 
 
-async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
+async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int) -> str:
     total = args.meters * args.seconds
     key = generate_key(work / "device.key")
     settings = OutboxSettings(path=work / "outbox.db", max_bytes=max(64 << 20, total * 400))
@@ -90,14 +94,14 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
     with Mosquitto(work / "broker") as broker:
         # Several ingest processes share the readings topic through an MQTT shared subscription, as
         # docs/mqtt.md describes for a backend on more cores; one is the default.
-        share = "ingest" if args.backends > 1 else None
+        share = "ingest" if n_backends > 1 else None
         backends = [
             Proc(
                 backend_cmd("run", "--config", str(write_backend_config(
                     work / f"b{i}.toml", url=url, broker_port=broker.port, instance=i, shared_group=share))),
                 work / f"backend{i}.log",
             )
-            for i in range(args.backends)
+            for i in range(n_backends)
         ]
         try:
             await asyncio.sleep(2.0)  # let the backend connect and subscribe
@@ -148,6 +152,13 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
                 f"({os.cpu_count()} cores)"
             )
             assert stored == total, f"backend holds {stored} of {total}"
+            backend_us = [cpu[f"backend {i}"] / total * 1e6 for i in range(n_backends)]
+            return (
+                f"{n_backends} ingest process{'es' if n_backends > 1 else ''}: {total / elapsed:,.0f} readings/s; "
+                f"backend CPU {' + '.join(f'{u:.0f}' for u in backend_us)} = {sum(backend_us):.0f} us/reading, "
+                f"gateway {cpu['gateway (this process)'] / total * 1e6:.0f}, "
+                f"mosquitto {cpu['mosquitto'] / total * 1e6:.0f}; machine {busy[0] / busy[1]:.0%} busy"
+            )
         finally:
             for b in backends:
                 b.terminate()
@@ -161,15 +172,24 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--sqlite", action="store_true", help="backend on SQLite instead of PostgreSQL")
     parser.add_argument("--limit-s", type=float, default=300)
-    parser.add_argument("--backends", type=int, default=1, help="ingest processes sharing the subscription")
+    parser.add_argument(
+        "--backends", default="1,2", help="ingest processes sharing the subscription; a list runs one drain each"
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gtx-bench-") as tmp:
-        work = Path(tmp)
-        if args.sqlite:
-            asyncio.run(drain(args, f"sqlite:///{work}/backend.db", work))
-        else:
-            with temp_database() as url:
-                asyncio.run(drain(args, url, work))
+    counts = [int(n) for n in args.backends.split(",")]
+    lines = []
+    for n in counts:
+        print(f"--- {n} ingest process{'es' if n > 1 else ''} (load average {os.getloadavg()[0]:.2f})")
+        with tempfile.TemporaryDirectory(prefix="gtx-bench-") as tmp:
+            work = Path(tmp)
+            if args.sqlite:
+                lines.append(asyncio.run(drain(args, f"sqlite:///{work}/backend.db", work, n)))
+            else:
+                with temp_database() as url:
+                    lines.append(asyncio.run(drain(args, url, work, n)))
+    print("summary:")
+    for line in lines:
+        print(f"  {line}")
 
 
 if __name__ == "__main__":

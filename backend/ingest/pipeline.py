@@ -7,7 +7,8 @@ in the order of the entries (docs/mqtt.md):
 - ``duplicate``: these exact bytes were already stored (a resend, or the same reading twice in one
   message) — nothing changes;
 - ``rejected`` with a reason: kept in the quarantine table, never resent. Reasons: ``unknown_gateway``,
-  ``gateway_disabled``, ``gateway_mismatch`` (message names another gateway than its topic),
+  ``gateway_disabled``, ``bad_gateway_key`` (the commissioned key is no prime-order point),
+  ``gateway_mismatch`` (message names another gateway than its topic),
   ``bad_signature``, ``format:<code>`` (see docs/reading-format.md), ``malformed:entry`` (an entry
   that is not an object or whose ``data`` is not lowercase hex), ``claims_mismatch`` (the plain
   fields disagree with the signed bytes, in value or in JSON type), ``out_of_range`` and
@@ -21,7 +22,10 @@ unreachable: the receiver retries); anything unforeseen quarantines that message
 
 The ack is produced only after the database has committed, so an ack always means "the backend holds it".
 
-Signature checks run in worker threads: libsodium releases the GIL, so several cores verify at once.
+Signature checks (backend.ingest.verify: ed25519-dalek's verify_strict, as on chain) run in a worker
+thread, so the event loop stores and acknowledges the previous message meanwhile. The library holds
+the GIL: more cores are used by running several ingest processes on a shared subscription
+(docs/mqtt.md).
 """
 
 from __future__ import annotations
@@ -36,11 +40,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
+from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from backend.ingest.ratelog import RateLimitedLog
+from backend.ingest.verify import usable_public_key
 from backend.storage import I64_MAX, QuarantineRow, ReadingRow, Storage, StorageError
 from gridtokenx.batch import (
     MAX_MESSAGE_BYTES,
@@ -136,8 +140,10 @@ def _check_entries(
     out: list[_Checked] = []
     append = out.append
     cache: dict[bytes, _Header] = {} if headers is None else headers
-    # VerifyKey checks the key's length once; the bare binding skips PyNaCl's per-call wrapper.
-    pk = bytes(VerifyKey(public_key)) if public_key is not None and reason is None else None
+    # The same check as backend.ingest.verify.verifier(), inlined: ed25519-dalek's verify_strict,
+    # as strict as the chain's precompile (see that module).
+    pk = Pubkey(public_key) if public_key is not None and reason is None else None
+    new_signature = Signature
     unpack_tail = _TAIL.unpack_from
     missing = _MISSING
     for entry in entries:
@@ -162,9 +168,8 @@ def _check_entries(
         if pk is None:
             append((key, None, reason or "unknown_gateway"))
             continue
-        try:
-            crypto_sign_open(entry.signature + data, pk)
-        except (BadSignatureError, ValueError):
+        signature = entry.signature
+        if len(signature) != 64 or not new_signature(signature).verify(pk, data):
             append((key, None, "bad_signature"))
             continue
         power_w = power if power_present else None
@@ -242,17 +247,17 @@ class Ingest:
         self,
         storage: Storage,
         *,
-        verify_threads: int = 2,
+        verify_threads: int = 1,
         key_cache_s: float = 30.0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_readings: int = MAX_READINGS,
     ) -> None:
         self.storage = storage
         self.stats = IngestStats()
+        self._threads = max(1, verify_threads)
         self.max_message_bytes = max_message_bytes
         self.max_readings = max_readings
         self._pool = ThreadPoolExecutor(max_workers=verify_threads, thread_name_prefix="verify")
-        self._threads = verify_threads
         self._keys: dict[str, tuple[float, bytes | None, str | None]] = {}
         self._key_cache_s = key_cache_s
         self._headers: dict[bytes, _Header] = {}  # see _judge_header
@@ -283,6 +288,8 @@ class Ingest:
             result: tuple[bytes | None, str | None] = (None, "unknown_gateway")
         elif record.status != "active":
             result = (None, "gateway_disabled")
+        elif not usable_public_key(record.public_key):  # commissioned before keys were checked
+            result = (None, "bad_gateway_key")
         else:
             result = (record.public_key, None)
         if len(self._keys) >= 4096:
@@ -490,7 +497,7 @@ class Ingest:
         received_ms: int,
     ) -> list[_Checked]:
         args = (public_key, reason, gateway_id, received_ms, self._headers)
-        if len(entries) < 64 or self._threads <= 1:
+        if len(entries) < 64:
             return _check_entries(entries, *args)
         loop = asyncio.get_running_loop()
         size = -(-len(entries) // self._threads)
