@@ -44,10 +44,17 @@ from tests.support.processes import Proc, backend_cmd, write_backend_config
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far."""
+def cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far; with ``children``, plus its
+    live child processes (a backend's verification processes)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    own = (int(fields[11]) + int(fields[12])) / _TICK
+    if not children:
+        return own
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(c) for c in (task / "children").read_text().split()]
+    return own + sum(cpu_s(c, True) for c in kids)
 
 
 def machine_busy_s() -> tuple[float, float]:
@@ -95,14 +102,15 @@ async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int)
         # Several ingest processes share the readings topic through an MQTT shared subscription, as
         # docs/mqtt.md describes for a backend on more cores; one is the default.
         share = "ingest" if n_backends > 1 else None
-        backends = [
-            Proc(
-                backend_cmd("run", "--config", str(write_backend_config(
-                    work / f"b{i}.toml", url=url, broker_port=broker.port, instance=i, shared_group=share))),
-                work / f"backend{i}.log",
-            )
-            for i in range(n_backends)
-        ]
+        def command(i: int) -> list[str]:
+            extra = f"[ingest]\nverify_processes = {args.verify_processes}\n" if args.verify_processes else ""
+            cmd = backend_cmd("run", "--config", str(write_backend_config(
+                work / f"b{i}.toml", url=url, broker_port=broker.port, instance=i, shared_group=share, extra=extra)))
+            if args.profile is not None:  # cProfile of the event loop's thread, written at exit
+                cmd[1:1] = ["-m", "cProfile", "-o", str(args.profile / f"backend{n_backends}-{i}.prof")]
+            return cmd
+
+        backends = [Proc(command(i), work / f"backend{i}.log") for i in range(n_backends)]
         try:
             await asyncio.sleep(2.0)  # let the backend connect and subscribe
             mqtt = MqttSettings(
@@ -117,7 +125,7 @@ async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int)
             service = GatewayService(key=key, mqtt=mqtt, outbox=settings)
             pids = {f"backend {i}": b.proc.pid for i, b in enumerate(backends)}
             pids |= {"gateway (this process)": os.getpid(), "mosquitto": broker.proc.pid}
-            cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+            cpu_before = {name: cpu_s(pid, name.startswith("backend")) for name, pid in pids.items()}
             busy_before = machine_busy_s()
             start = time.perf_counter()
             task = asyncio.create_task(service.run())
@@ -133,7 +141,7 @@ async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int)
                 if time.perf_counter() - start > args.limit_s:
                     raise SystemExit(f"not drained within {args.limit_s} s; see {work}/backend*.log")
             elapsed = time.perf_counter() - start
-            cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
+            cpu = {name: cpu_s(pid, name.startswith("backend")) - cpu_before[name] for name, pid in pids.items()}
             busy = [after - before for after, before in zip(machine_busy_s(), busy_before, strict=True)]
             service.stop()
             await task
@@ -172,6 +180,10 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--sqlite", action="store_true", help="backend on SQLite instead of PostgreSQL")
     parser.add_argument("--limit-s", type=float, default=300)
+    parser.add_argument(
+        "--verify-processes", type=int, default=0, help="signature-checking processes per ingest process"
+    )
+    parser.add_argument("--profile", type=Path, help="write a cProfile of each backend process into this folder")
     parser.add_argument(
         "--backends", default="1,2", help="ingest processes sharing the subscription; a list runs one drain each"
     )

@@ -33,18 +33,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
 import struct
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
 from backend.ingest.ratelog import RateLimitedLog
-from backend.ingest.verify import usable_public_key
+from backend.ingest.verify import PAIR, usable_public_key, verify_pairs
 from backend.storage import I64_MAX, QuarantineRow, ReadingRow, Storage, StorageError
 from gridtokenx.batch import (
     MAX_MESSAGE_BYTES,
@@ -132,11 +133,14 @@ def _check_entries(
     gateway_id: str = "",
     received_ms: int = 0,
     headers: dict[bytes, _Header] | None = None,
+    verdicts: bytes | None = None,
 ) -> list[_Checked]:
-    """Decode, verify and check the claims of each entry: the backend's hot path, run in worker
-    threads. Per reading it is one dictionary look-up, one unpack, one libsodium call (which releases
-    the GIL) and one tuple comparison; decode() and check_claims() stay the authority for anything
-    unusual — a header not seen before, or any mismatch, is re-checked by them for its precise reason."""
+    """Decode, verify and check the claims of each entry: the backend's hot path. Per reading it is
+    one dictionary look-up, one unpack, one signature check and one tuple comparison; decode() and
+    check_claims() stay the authority for anything unusual — a header not seen before, or any
+    mismatch, is re-checked by them for its precise reason. ``verdicts``: the signature checks,
+    already made by verification processes (:func:`backend.ingest.verify.verify_pairs`, one byte per
+    entry, made from :func:`_pairs`)."""
     out: list[_Checked] = []
     append = out.append
     cache: dict[bytes, _Header] = {} if headers is None else headers
@@ -146,7 +150,7 @@ def _check_entries(
     new_signature = Signature
     unpack_tail = _TAIL.unpack_from
     missing = _MISSING
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if entry.problem is not None:
             append((entry.key, None, entry.problem))
             continue
@@ -169,7 +173,9 @@ def _check_entries(
             append((key, None, reason or "unknown_gateway"))
             continue
         signature = entry.signature
-        if len(signature) != 64 or not new_signature(signature).verify(pk, data):
+        if len(signature) != 64 or not (
+            verdicts[i] if verdicts is not None else new_signature(signature).verify(pk, data)
+        ):
             append((key, None, "bad_signature"))
             continue
         power_w = power if power_present else None
@@ -207,6 +213,16 @@ def _check_entries(
             )
         )
     return out
+
+
+_NO_PAIR = bytes(PAIR)
+
+
+def _pairs(entries: Sequence[BatchEntry]) -> bytes:
+    """Each entry's (reading, signature) as 124 bytes, zeros for an entry that cannot be one."""
+    return b"".join(
+        [e.data + e.signature if len(e.data) == READING_LEN and len(e.signature) == 64 else _NO_PAIR for e in entries]
+    )
 
 
 @dataclass(frozen=True)
@@ -248,6 +264,7 @@ class Ingest:
         storage: Storage,
         *,
         verify_threads: int = 1,
+        verify_processes: int = 0,
         key_cache_s: float = 30.0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_readings: int = MAX_READINGS,
@@ -258,6 +275,16 @@ class Ingest:
         self.max_message_bytes = max_message_bytes
         self.max_readings = max_readings
         self._pool = ThreadPoolExecutor(max_workers=verify_threads, thread_name_prefix="verify")
+        # Verification processes (the check holds the GIL): the loop thread then only parses, stores
+        # and acknowledges. "spawn": forking a process that runs threads is unsafe.
+        self._processes = verify_processes
+        self._process_pool = (
+            ProcessPoolExecutor(verify_processes, mp_context=multiprocessing.get_context("spawn"))
+            if verify_processes > 0
+            else None
+        )
+        for _ in range(verify_processes):  # start them now, not on the first message
+            self._process_pool.submit(verify_pairs, bytes(32), b"")  # type: ignore[union-attr]
         self._keys: dict[str, tuple[float, bytes | None, str | None]] = {}
         self._key_cache_s = key_cache_s
         self._headers: dict[bytes, _Header] = {}  # see _judge_header
@@ -265,6 +292,8 @@ class Ingest:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+        if self._process_pool is not None:
+            self._process_pool.shutdown(wait=True, cancel_futures=True)
 
     def metrics(self) -> dict[str, int]:
         out = self.stats.metrics()
@@ -500,6 +529,15 @@ class Ingest:
         if len(entries) < 64:
             return _check_entries(entries, *args)
         loop = asyncio.get_running_loop()
+        if self._process_pool is not None and public_key is not None and reason is None:
+            size = -(-len(entries) // self._processes)
+            verdicts = await asyncio.gather(
+                *(
+                    loop.run_in_executor(self._process_pool, verify_pairs, public_key, _pairs(entries[i : i + size]))
+                    for i in range(0, len(entries), size)
+                )
+            )
+            return _check_entries(entries, *args, b"".join(verdicts))
         size = -(-len(entries) // self._threads)
         parts = await asyncio.gather(
             *(

@@ -322,5 +322,13 @@ class BackendSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
         url: str = "sqlite:///var/lib/gridtokenx/backend.db"
 
+    class IngestSection(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        # Processes that check signatures for this ingest process (0: its own worker thread). The
+        # check holds the GIL, so this is how one ingest process uses more than one core; several
+        # ingest processes on a shared subscription are the other way (docs/mqtt.md).
+        verify_processes: int = Field(default=0, ge=0, le=64)
+
     database: Database = Database()
     mqtt: BackendMqttSettings = BackendMqttSettings()
+    ingest: IngestSection = IngestSection()

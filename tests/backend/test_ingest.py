@@ -116,17 +116,26 @@ async def test_disabled_gateway_and_rekeying(storage: Storage, key: SigningKey) 
     ingest.close()
 
 
-async def test_many_readings_are_verified_in_threads_with_the_same_result(storage: Storage, key: SigningKey) -> None:
+@pytest.mark.parametrize("workers", [{"verify_threads": 2}, {"verify_processes": 2}], ids=["threads", "processes"])
+async def test_many_readings_are_verified_in_workers_with_the_same_result(
+    storage: Storage, key: SigningKey, workers: dict[str, int]
+) -> None:
     await storage.add_gateway(GW, bytes(key.verify_key))
-    ingest = Ingest(storage, verify_threads=2)
+    ingest = Ingest(storage, **workers)
     readings = [_reading(s, meter=f"m{s % 7}") for s in range(700)]
     payload = json.loads(_payload(key, readings))
     payload["readings"][333]["sig"] = "00" * 64
+    payload["readings"][334]["data"] = payload["readings"][334]["data"][:-2]  # not 60 bytes: no pair to check
+    payload["readings"][335]["sig"] = payload["readings"][336]["sig"]  # another reading's signature
     ack = await ingest.handle(GW, json.dumps(payload).encode())
     assert ack is not None and len(ack.results) == 700
-    bad = [r for r in ack.results if r.status is AckStatus.REJECTED]
-    assert [(r.meter_id, r.seq) for r in bad] == [(readings[333].meter_id, 333)]
-    assert await storage.reading_count(GW) == 699
+    bad = [(r.meter_id, r.seq, r.reason) for r in ack.results if r.status is AckStatus.REJECTED]
+    assert bad == [
+        (readings[333].meter_id, 333, "bad_signature"),
+        (readings[334].meter_id, 334, "format:length"),
+        (readings[335].meter_id, 335, "bad_signature"),
+    ]
+    assert await storage.reading_count(GW) == 697
     ingest.close()
 
 

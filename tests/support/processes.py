@@ -121,11 +121,12 @@ def write_gateway_config(
 
 
 def write_backend_config(
-    path: Path, *, url: str, broker_port: int, instance: int = 0, shared_group: str | None = None
+    path: Path, *, url: str, broker_port: int, instance: int = 0, shared_group: str | None = None, extra: str = ""
 ) -> Path:
     share = f'shared_group = "{shared_group}"\n' if shared_group else ""
     path.write_text(
         f'[database]\nurl = "{url}"\n\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nreconnect_max_s = 1\n'
         f'client_id = "backend-{broker_port}-{instance}"\nack_key_file = "{write_ack_key(path.parent)}"\n{share}'
+        f"{extra}"
     )
     return path
