@@ -95,8 +95,8 @@ class MqttSettings(BrokerSettings):
     ack_timeout_max_s: float = Field(default=300.0, gt=0)
     status_interval_s: float = Field(default=60.0, gt=0)
     # The backend's ack public key (the .pub file of `gridtokenx backend ack-keygen`): only acks it
-    # signed delete readings from the outbox.
-    backend_key_file: Path
+    # signed delete readings from the outbox. Read when the daemon starts: missing is a config error.
+    backend_key_file: Path = Path("/etc/gridtokenx/backend-ack.key.pub")
 
     @field_validator("gateway_id")
     @classmethod
@@ -135,6 +135,8 @@ class PublisherStats:
     readings_rejected: int = 0
     ack_timeouts: int = 0
     bad_acks: int = 0  # not signed by the backend, or answering nothing this process sent
+    connects: int = 0  # successful connections to the broker, the first one included
+    last_ack_ms: int | None = None  # wall-clock time of the backend's latest acknowledgement
 
 
 class ReadingPublisher:
@@ -168,6 +170,16 @@ class ReadingPublisher:
         self._timeouts_in_a_row = 0
         self._conn: MqttConnection | None = None
         self._rejections_logged: set[str] = set()
+        # Wall-clock time the link last went up or down (down since start until the first connect).
+        self.link_since_ms = int(time.time() * 1000)
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.connected.is_set()
+
+    @property
+    def broker(self) -> str:
+        return f"{self.settings.host}:{self.settings.effective_port}"
 
     def notify(self) -> None:
         self._wake.set()
@@ -206,6 +218,7 @@ class ReadingPublisher:
             # Last Will: the broker marks us offline (retained) if we vanish without a goodbye.
             will=(status, self._status(online=False), 1, True),
             on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
             on_message=self._on_message,
             # The window bounds what we hand paho; its own queue limit is only a backstop.
             max_inflight=s.inflight_batches + 4,
@@ -228,10 +241,15 @@ class ReadingPublisher:
         # Acks for anything in flight may have gone to the old session: send it all again (the backend
         # deduplicates), now rather than after the ack timeout.
         self._requeue_all()
+        self.stats.connects += 1
+        self.link_since_ms = int(time.time() * 1000)
         assert self._conn is not None
         with contextlib.suppress(MqttError):
             self._conn.publish(status_topic(self._gw, self.settings.topic_root), self._status(True), 1, True)
         self._wake.set()
+
+    def _on_disconnect(self) -> None:
+        self.link_since_ms = int(time.time() * 1000)
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
         try:
@@ -395,6 +413,7 @@ class ReadingPublisher:
             self.stats.readings_acked += len(keys)
             if keys:
                 self._timeouts_in_a_row = 0
+                self.stats.last_ack_ms = int(time.time() * 1000)
             acked = set(keys)
             for ack in answered:
                 self._recent.pop(ack.batch_id, None)

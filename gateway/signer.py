@@ -101,6 +101,11 @@ class OutboxWriter:
         self._full = False
         self._current: asyncio.Future[None] | None = None
 
+    @property
+    def disk_full(self) -> bool:
+        """The outbox is full and the writer is waiting for room (a known state, not a hang)."""
+        return self._full
+
     async def run(self) -> None:
         """Forever: wait for samples, commit them. Cancel to stop; :meth:`flush` commits the rest."""
         while True:

@@ -140,7 +140,7 @@ async def _trade(chain: LiteSVMChain, d: EmbeddedDeployment, seller: Keypair, me
     now = chain.svm.get_clock().unix_timestamp
     seller_thbc = get_associated_token_address(seller.pubkey(), d.thbc_mint)
     order = trading.create_order(program, seller.pubkey(), meter.grid_account, grid_mint, 1, offered, PRICE,
-                                 now + ORDER_SECONDS)
+                                 now + ORDER_SECONDS, max_fee_bps=d.fee_bps)
     open_thbc = create_associated_token_account(seller.pubkey(), seller.pubkey(), d.thbc_mint)
     (await chain.send_transaction([open_thbc, order], [seller])).raise_for_failure()
     _say(f"{meter.meter_id}'s owner offers {_kwh(offered)} at {_thbc(PRICE)}/kWh for {ORDER_SECONDS // 60} min")

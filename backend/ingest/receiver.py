@@ -37,7 +37,7 @@ from gridtokenx.batch import (
 )
 from gridtokenx.mqtt import BrokerSettings, MqttConnection, MqttError
 
-__all__ = ["BackendMqttSettings", "Receiver"]
+__all__ = ["BackendMqttSettings", "IngestSettings", "Receiver"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -59,6 +59,16 @@ class BackendMqttSettings(BrokerSettings):
     # or was stopped each time, so the broker delivered it again) is quarantined as "poison" on its
     # next delivery instead of being processed once more.
     poison_after: int = Field(default=3, ge=1, le=100)
+
+
+class IngestSettings(BaseModel):
+    """``[ingest]``: how ingest uses the machine."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Processes that check signatures for this ingest process (0: its own worker thread). The check
+    # holds the GIL, so this is how one ingest process uses more than one core; several ingest
+    # processes on a shared subscription are the other way (docs/mqtt.md).
+    verify_processes: int = Field(default=0, ge=0, le=64)
 
 
 @dataclass(frozen=True)
@@ -322,13 +332,6 @@ class BackendSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
         url: str = "sqlite:///var/lib/gridtokenx/backend.db"
 
-    class IngestSection(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        # Processes that check signatures for this ingest process (0: its own worker thread). The
-        # check holds the GIL, so this is how one ingest process uses more than one core; several
-        # ingest processes on a shared subscription are the other way (docs/mqtt.md).
-        verify_processes: int = Field(default=0, ge=0, le=64)
-
     database: Database = Database()
     mqtt: BackendMqttSettings = BackendMqttSettings()
-    ingest: IngestSection = IngestSection()
+    ingest: IngestSettings = IngestSettings()

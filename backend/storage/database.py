@@ -25,29 +25,43 @@ fit is quarantined with reason ``out_of_range`` (our gateways' epochs keep ``seq
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Protocol, Self
 
 __all__ = [
-    "SCHEMA_VERSION",
     "GatewayRecord",
     "QuarantineRow",
     "ReadingRow",
+    "Sql",
     "Storage",
     "StorageConfigError",
     "StorageError",
     "open_storage",
 ]
 
-SCHEMA_VERSION = 2
 I64_MAX = (1 << 63) - 1
 _METER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,16}")
 _REASON_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class Sql(Protocol):
+    """What repository functions need: a storage, or one transaction of it (:meth:`Storage.transaction`).
+    Statements use ``$n`` placeholders on both dialects; ``dialect`` is ``postgresql`` or ``sqlite``."""
+
+    dialect: str
+
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]: ...
 
 
 class StorageError(Exception):
@@ -112,7 +126,9 @@ class GatewayRecord:
     status_ms: int | None
 
 
-_SCHEMA = [
+# The tables of schema version 1, as the first backends created them. Later versions change them only
+# through migrations (backend/storage/schema.py), so a database of any earlier version upgrades in place.
+SCHEMA_V1 = [
     "CREATE TABLE IF NOT EXISTS schema_info (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS gateways (
         gateway_id TEXT PRIMARY KEY,
@@ -150,21 +166,6 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS quarantine_gateway ON quarantine (gateway_id, reason)",
 ]
 
-# Migration steps: version N's statements take a database from version N-1 to N. A new database
-# gets _SCHEMA (version 1) and then every step.
-_MIGRATIONS: dict[int, list[str]] = {
-    # Ingest under hostile input (issue 8): the raw topic of a message that came on a topic not ours,
-    # and the redelivery ledger behind the ``poison`` verdict.
-    2: [
-        "ALTER TABLE quarantine ADD COLUMN topic {blob}",
-        """CREATE TABLE IF NOT EXISTS ingest_redeliveries (
-            digest {blob} PRIMARY KEY,
-            attempts INTEGER NOT NULL,
-            first_ms BIGINT NOT NULL
-        )""",
-    ],
-}
-assert max(_MIGRATIONS) == SCHEMA_VERSION
 
 _READING_COLUMNS = (
     "gateway_id, meter_id, seq, timestamp_ms, import_wh, export_wh, power_w, flags, data, signature, received_ms"
@@ -177,8 +178,10 @@ def _now_ms() -> int:
 
 
 class Storage(abc.ABC):
-    """What ingest (and later the minting worker) needs from the database."""
+    """The backend's database: ingest's statements here, each data store's in its repository module
+    (backend/storage/<store>.py), all through :class:`Sql`."""
 
+    dialect = "sqlite"
     blob_type = "BLOB"
     serial_type = "INTEGER PRIMARY KEY"
 
@@ -218,31 +221,18 @@ class Storage(abc.ABC):
     # -- shared SQL ------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        def fmt(stmt: str) -> str:
-            return stmt.format(blob=self.blob_type, serial=self.serial_type)
+        """Create the schema, or upgrade an older one in place (backend/storage/schema.py)."""
+        from backend.storage.schema import upgrade
 
-        for stmt in _SCHEMA:
-            await self.execute(fmt(stmt))
-        rows = await self.fetch("SELECT value FROM schema_info WHERE key = 'schema_version'")
-        if not rows:
-            await self.execute("INSERT INTO schema_info (key, value) VALUES ('schema_version', 1)")
-            version = 1
-        else:
-            version = int(rows[0][0])
-        if version > SCHEMA_VERSION:
-            raise StorageError(
-                f"database {self.where} has schema version {version}, this backend knows {SCHEMA_VERSION}"
-            )
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            # Each step and its version number in one transaction: a crash leaves the old version.
-            await self.run_in_transaction(
-                [fmt(stmt) for stmt in _MIGRATIONS[step]]
-                + [f"UPDATE schema_info SET value = {step} WHERE key = 'schema_version'"]
-            )
+        await upgrade(self)
 
     @abc.abstractmethod
-    async def run_in_transaction(self, statements: Sequence[str]) -> None:
-        """Run argument-less statements in one transaction."""
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Sql]:
+        """One database transaction: everything done through the yielded :class:`Sql` commits together,
+        or not at all if the block raises."""
+
+    @abc.abstractmethod
+    async def table_exists(self, name: str) -> bool: ...
 
     async def ping(self) -> None:
         """Raise StorageError unless the database answers."""
@@ -377,6 +367,7 @@ def _gateway_record(r: Sequence[Any]) -> GatewayRecord:
 
 
 class PostgresStorage(Storage):
+    dialect = "postgresql"
     blob_type = "BYTEA"
     serial_type = "BIGSERIAL PRIMARY KEY"
 
@@ -420,19 +411,35 @@ class PostgresStorage(Storage):
     async def execute(self, sql: str, *args: Any) -> None:
         await self._run("execute", sql, *args)
 
-    async def run_in_transaction(self, statements: Sequence[str]) -> None:
-        async def work(conn: Any) -> None:
-            async with conn.transaction():
-                for stmt in statements:
-                    await conn.execute(stmt)
-
-        await self._with_connection(work)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._run("executemany", sql, list(rows))
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await self._run("fetch", sql, *args)]
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Sql]:
+        import asyncpg
+
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _PostgresTx(conn, self.where)
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.InsufficientResourcesError,
+            asyncpg.SerializationError,
+            asyncpg.DeadlockDetectedError,
+        ) as exc:
+            raise StorageError(f"PostgreSQL {self.where}: {exc}") from exc
+        except (asyncpg.PostgresError, asyncpg.DataError) as exc:
+            raise StorageError(f"PostgreSQL {self.where} refused: {exc}", transient=False) from exc
+
+    async def table_exists(self, name: str) -> bool:
+        return bool((await self.fetch("SELECT to_regclass($1) IS NOT NULL", name))[0][0])
 
     async def insert_readings(self, rows: Sequence[ReadingRow]) -> set[tuple[str, int]]:
         if not rows:
@@ -475,15 +482,39 @@ class PostgresStorage(Storage):
         await self._pool.close()
 
 
+class _PostgresTx:
+    """One connection inside a transaction; errors are translated by :meth:`PostgresStorage.transaction`."""
+
+    dialect = "postgresql"
+
+    def __init__(self, conn: Any, where: str) -> None:
+        self._conn = conn
+        self.where = where
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, list(rows))
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._conn.fetch(sql, *args)]
+
+
 # --- SQLite -----------------------------------------------------------------------------------
 
 _DOLLAR = re.compile(r"\$(\d+)")
 
 
 class SqliteStorage(Storage):
+    """One aiosqlite connection. A transaction spans several awaits, so every operation takes
+    ``_lock``: another task's statement must not land inside someone else's BEGIN … COMMIT."""
+
     def __init__(self, db: Any, where: str) -> None:
         super().__init__(where)
         self._db = db
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
 
     @classmethod
     async def connect(cls, path: Path) -> SqliteStorage:
@@ -513,46 +544,64 @@ class SqliteStorage(Storage):
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite {self.where} refused: {exc}", transient=False) from exc
 
-    async def execute(self, sql: str, *args: Any) -> None:
-        await self._guard(self._db.execute(self._sql(sql), args))
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        if self._owner is not None and self._owner is asyncio.current_task():
+            raise RuntimeError("inside Storage.transaction(), use the transaction's Sql, not the storage")
+        async with self._lock:
+            self._owner = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._owner = None
 
-    async def run_in_transaction(self, statements: Sequence[str]) -> None:
-        await self._guard(self._db.execute("BEGIN IMMEDIATE"))
-        try:
-            for stmt in statements:
-                await self._guard(self._db.execute(stmt))
-            await self._guard(self._db.execute("COMMIT"))
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+    async def _execute(self, sql: str, args: Sequence[Any]) -> None:
+        await self._guard(self._db.execute(self._sql(sql), tuple(args)))
+
+    async def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._guard(self._db.executemany(self._sql(sql), [tuple(r) for r in rows]))
+
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._guard(self._db.execute_fetchall(self._sql(sql), tuple(args)))]
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        async with self._exclusive():
+            await self._execute(sql, args)
+
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._guard(self._db.execute("BEGIN IMMEDIATE"))
-        try:
-            await self._guard(self._db.executemany(self._sql(sql), [tuple(r) for r in rows]))
-            await self._guard(self._db.execute("COMMIT"))
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+        async with self.transaction() as tx:
+            await tx.executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in await self._guard(self._db.execute_fetchall(self._sql(sql), args))]
+        async with self._exclusive():
+            return await self._fetch(sql, args)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Sql]:
+        async with self._exclusive():
+            await self._guard(self._db.execute("BEGIN IMMEDIATE"))
+            try:
+                yield _SqliteTx(self)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._guard(self._db.execute("COMMIT"))
+
+    async def table_exists(self, name: str) -> bool:
+        rows = await self.fetch("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1", name)
+        return bool(rows[0][0])
 
     async def insert_readings(self, rows: Sequence[ReadingRow]) -> set[tuple[str, int]]:
-        sql = self._sql(
+        sql = (
             f"INSERT INTO readings ({_READING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
             "ON CONFLICT DO NOTHING RETURNING meter_id, seq"
         )
         inserted: set[tuple[str, int]] = set()
-        await self._guard(self._db.execute("BEGIN IMMEDIATE"))
-        try:
+        async with self.transaction() as tx:
             for r in rows:
-                got = await self._guard(self._db.execute_fetchall(sql, tuple(r)))
+                got = await tx.fetch(sql, *r)
                 inserted.update((g[0], g[1]) for g in got)
-            await self._guard(self._db.execute("COMMIT"))
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
         return inserted
 
     async def existing_data(self, gateway_id: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
@@ -570,6 +619,23 @@ class SqliteStorage(Storage):
 
     async def close(self) -> None:
         await self._db.close()
+
+
+class _SqliteTx:
+    dialect = "sqlite"
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        self._s = storage
+        self.where = storage.where
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._s._execute(sql, args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._s._executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return await self._s._fetch(sql, args)
 
 
 def _redact(url: str) -> str:

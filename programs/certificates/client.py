@@ -1,7 +1,8 @@
 """Instruction builders, account decoders, PDAs and error names of the certificates program.
 
 Mirror of programs/certificates/src/instructions.h and state.h (docs/programs/certificates.md).
-Integers little-endian; every account starts with discriminator, version (1), bump.
+Integers little-endian; every account starts with discriminator, version (2), bump. Version 2: every
+account sits at the canonical PDA (find_program_address's bump) of the seeds it stores.
 
 Config      (PDA ["config"], 80 bytes): [0] 0x30, [8..40] governance, [40..72] registry program,
                                         [72..80] validity_seconds i64
@@ -54,6 +55,7 @@ __all__ = [
 CONFIG_SEED, MARK_SEED, CERT_SEED = b"config", b"mark", b"cert"
 DISC_CONFIG, DISC_MARK, DISC_CERTIFICATE = 0x30, 0x31, 0x32
 CONFIG_LEN, MARK_LEN, CERTIFICATE_LEN = 80, 56, 128
+VERSION = 2  # every account at the canonical PDA of the seeds it stores
 ONE_YEAR_SECONDS = 365 * 24 * 3600
 IX_INITIALIZE, IX_ISSUE, IX_VALIDATE, IX_RETIRE, IX_REVOKE, IX_EXPIRE, IX_TRANSFER = range(7)
 
@@ -73,6 +75,7 @@ CERTIFICATES_ERRORS = ProgramErrors("certificates", {
     13: "InvalidReason",
     14: "NotCertificateOwner",
     15: "InvalidValidity",
+    16: "NonCanonicalBump",
 })
 
 
@@ -97,8 +100,8 @@ def certificate_address(program_id: Pubkey, meter: Pubkey, index: int) -> tuple[
 
 
 def _check(data: bytes, disc: int, length: int, what: str) -> None:
-    if len(data) != length or data[0] != disc:
-        raise ValueError(f"not a certificates {what} account ({len(data)} bytes)")
+    if len(data) != length or data[0] != disc or data[1] != VERSION:
+        raise ValueError(f"not a version-{VERSION} certificates {what} account ({len(data)} bytes)")
 
 
 @dataclass(frozen=True)

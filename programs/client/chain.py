@@ -159,6 +159,9 @@ class LiteSVMChain:
 
     async def fund(self, pubkey: Pubkey, lamports: int) -> None:
         outcome = self.svm.airdrop(pubkey, lamports)
+        # An airdrop is a transaction too: without a new blockhash a second identical one (same key, same
+        # amount) would be AlreadyProcessed.
+        self.svm.expire_blockhash()
         if isinstance(outcome, FailedTransactionMetadata):
             raise ChainError(f"airdrop of {lamports} lamports to {pubkey} failed: {outcome.err()}")
 

@@ -2,7 +2,7 @@
 
 Mirror of programs/energy_token/src/instructions.h and state.h (docs/programs/energy-token.md).
 
-Config (PDA ["config"], 104 bytes): [0] 0x20, [1] version, [2] bump, [3] authority bump,
+Config (PDA ["config"], 104 bytes): [0] 0x20, [1] version (2), [2] bump, [3] authority bump,
 [8..40] registry program, [40..72] GRID mint, [72..104] authority PDA ["authority"] (GRID's mint
 authority and the registry's settlement authority).
 
@@ -52,6 +52,7 @@ __all__ = [
 
 CONFIG_SEED, AUTHORITY_SEED = b"config", b"authority"
 DISC_CONFIG = 0x20
+VERSION = 2  # the config at the canonical PDA ["config"], naming the canonical authority PDA
 CONFIG_LEN = 104
 MINT_LEN = 82
 GRID_DECIMALS = 9
@@ -86,6 +87,7 @@ ENERGY_TOKEN_ERRORS = ProgramErrors("energy_token", {
     24: "TokenAccountWrongMint",
     25: "WrongTokenOwner",
     26: "WrongAuthority",
+    27: "NonCanonicalBump",
 })
 
 
@@ -109,8 +111,8 @@ class EnergyConfig:
 
     @classmethod
     def decode(cls, data: bytes) -> EnergyConfig:
-        if len(data) != CONFIG_LEN or data[0] != DISC_CONFIG:
-            raise ValueError(f"not an energy-token config ({len(data)} bytes)")
+        if len(data) != CONFIG_LEN or data[0] != DISC_CONFIG or data[1] != VERSION:
+            raise ValueError(f"not a version-{VERSION} energy-token config ({len(data)} bytes)")
         return cls(data[1], data[2], data[3], Pubkey.from_bytes(data[8:40]), Pubkey.from_bytes(data[40:72]),
                    Pubkey.from_bytes(data[72:104]))
 

@@ -1,6 +1,6 @@
 """Instruction builders for the hello program (mirror of programs/hello/src/instructions.h).
 
-Greeting account (PDA of [b"greeting", authority]), 50 bytes: [0] version (1), [1] bump,
+Greeting account (PDA of [b"greeting", authority]), 50 bytes: [0] version (2: at the canonical bump), [1] bump,
 [2..34] authority, [34..42] count u64 LE, [42..50] total u64 LE.
 """
 
@@ -27,6 +27,7 @@ HELLO_ERRORS = ProgramErrors("hello", {
     1: "UnknownInstruction",
     2: "GreetingWrongSize",
     3: "WrongAuthority",
+    4: "NonCanonicalBump",
 })
 
 

@@ -1,7 +1,9 @@
 """Instruction builders, account decoders, PDAs and error names of the registry program.
 
 Mirror of programs/registry/src/instructions.h and state.h (docs/programs/registry.md). Every account
-starts with discriminator, version (1), bump; integers are little-endian.
+starts with discriminator, version (2), bump; integers are little-endian. Version 2: every account sits at
+the canonical PDA (find_program_address's bump) of the seeds it stores; the program refuses to create one
+at any other bump (NonCanonicalBump) and refuses version-1 accounts.
 
 Config  (PDA ["config"], 72 bytes):  [0] 0x10, [1] version, [2] bump, [8..40] authority,
                                      [40..72] settlement authority
@@ -60,6 +62,7 @@ __all__ = [
 CONFIG_SEED, USER_SEED, METER_SEED = b"config", b"user", b"meter"
 DISC_CONFIG, DISC_USER, DISC_METER = 0x10, 0x11, 0x12
 CONFIG_LEN, USER_LEN, METER_LEN = 72, 48, 160
+VERSION = 2
 METER_ID_LEN = 16
 (IX_INITIALIZE, IX_REGISTER_USER, IX_REGISTER_METER, IX_SET_METER_STATUS, IX_RECORD_SETTLEMENT,
  IX_SET_METER_KEY, IX_REASSIGN_METER) = range(7)
@@ -82,6 +85,7 @@ REGISTRY_ERRORS = ProgramErrors("registry", {
     15: "SettledMarkMismatch",
     16: "SameMeterKey",
     17: "MeterHasHistory",
+    18: "NonCanonicalBump",
 })
 
 
@@ -118,8 +122,9 @@ def meter_address(program_id: Pubkey, meter_id: str | bytes) -> tuple[Pubkey, in
 
 
 def _check(data: bytes, disc: int, length: int, what: str) -> None:
-    if len(data) != length or data[0] != disc:
-        raise ValueError(f"not a registry {what} account ({len(data)} bytes, discriminator {data[:1].hex()})")
+    if len(data) != length or data[0] != disc or data[1] != VERSION:
+        raise ValueError(f"not a version-{VERSION} registry {what} account ({len(data)} bytes, "
+                         f"discriminator and version {data[:2].hex()})")
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ themselves; keyword overrides (``order=``, ``vault=``, ...) exist so that tests 
 
 Amounts: GRID in base units (1 kWh = 10**9), THBC in base units (10**6 per baht); a price is THBC base
 units per kWh. The cost of ``amount`` GRID is ``ceil(amount * price / 10**9)`` (rounded up, in the
-seller's favour); the fee is ``floor(cost * fee_bps / 10_000)`` and comes out of the buyer's payment,
-so the buyer pays ``cost`` and the seller receives ``cost - fee``.
+seller's favour); the fee is ``ceil(cost * fee_bps / 10_000)`` (rounded up: no fill with a non-zero cost
+is fee-free in a market with a fee) and comes out of the buyer's payment, so the buyer pays ``cost`` and
+the seller receives ``cost - fee``. ``fee_bps`` is the order's own, fixed when it was created (at most
+the ``max_fee_bps`` the seller signed); UpdateMarket changes it for later orders only.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ FEE_BPS_MAX = 10_000
 U64_MAX = 2**64 - 1
 
 MARKET_SEED, ORDER_SEED, VAULT_SEED = b"market", b"order", b"vault"
-MARKET_LEN, ORDER_LEN = 135, 157
-DISC_MARKET, DISC_ORDER, VERSION = 1, 2, 1
+MARKET_LEN, ORDER_LEN = 135, 159
+DISC_MARKET, DISC_ORDER, VERSION = 1, 2, 2
 
 (IX_INITIALIZE_MARKET, IX_CREATE_ORDER, IX_BUY, IX_CANCEL_ORDER, IX_EXPIRE_ORDER, IX_CLOSE_ORDER,
  IX_UPDATE_MARKET) = range(7)
@@ -89,6 +91,8 @@ TRADING_ERRORS = ProgramErrors("trading", {
     23: "CostOverflow",
     24: "OrderStillOpen",
     25: "NotMarketAuthority",
+    26: "FeeAboveLimit",
+    27: "NonCanonicalBump",
 })
 
 
@@ -100,8 +104,8 @@ def trade_cost(amount: int, price: int) -> int:
 
 
 def trade_fee(cost: int, fee_bps: int) -> int:
-    """The fee part of ``cost``, rounded down."""
-    return cost * fee_bps // FEE_BPS_MAX
+    """The fee part of ``cost``, rounded up (a non-zero cost at a non-zero fee never pays 0)."""
+    return -(-cost * fee_bps // FEE_BPS_MAX)
 
 
 # --- PDAs ------------------------------------------------------------------------------------------------
@@ -138,7 +142,7 @@ def _check_header(data: bytes, kind: str, length: int, disc: int) -> None:
 
 @dataclass(frozen=True)
 class Market:
-    """Market PDA ["market"], 135 bytes: [0] disc 1, [1] version 1, [2] bump, [3] GRID decimals,
+    """Market PDA ["market"], 135 bytes: [0] disc 1, [1] version 2, [2] bump, [3] GRID decimals,
     [4] THBC decimals, [5..7] fee_bps u16, [7..39] authority, [39..71] GRID mint, [71..103] THBC mint,
     [103..135] fee account."""
 
@@ -160,10 +164,11 @@ class Market:
 
 @dataclass(frozen=True)
 class Order:
-    """Order PDA ["order", seller, order_id u64], 157 bytes: [0] disc 2, [1] version 1, [2] bump,
+    """Order PDA ["order", seller, order_id u64], 159 bytes: [0] disc 2, [1] version 2, [2] bump,
     [3] vault bump, [4] state, [5..37] market, [37..69] seller, [69..101] vault, [101..109] order_id,
     [109..117] amount, [117..125] remaining, [125..133] price, [133..141] expires_at i64,
-    [141..149] created_at i64, [149..157] proceeds (THBC the seller received, after fees)."""
+    [141..149] created_at i64, [149..157] proceeds (THBC the seller received, after fees),
+    [157..159] fee_bps u16 (the market's fee when the order was created; every fill pays it)."""
 
     bump: int
     vault_bump: int
@@ -178,11 +183,12 @@ class Order:
     expires_at: int
     created_at: int
     proceeds: int
+    fee_bps: int
 
     @classmethod
     def decode(cls, data: bytes) -> Order:
         _check_header(data, "order", ORDER_LEN, DISC_ORDER)
-        bump, vault_bump, state, market, seller, vault, *numbers = struct.unpack_from("<BBB32s32s32sQQQQqqQ",
+        bump, vault_bump, state, market, seller, vault, *numbers = struct.unpack_from("<BBB32s32s32sQQQQqqQH",
                                                                                      data, 2)
         return cls(bump, vault_bump, OrderState(state), Pubkey.from_bytes(market), Pubkey.from_bytes(seller),
                    Pubkey.from_bytes(vault), *numbers)
@@ -191,6 +197,7 @@ class Order:
 # --- events ----------------------------------------------------------------------------------------------
 
 EVENT_TRADE_EXECUTED, EVENT_ORDER_CREATED, EVENT_ORDER_CANCELLED, EVENT_ORDER_EXPIRED = 1, 2, 3, 4
+EVENT_VERSION = 1
 _TRADE = struct.Struct("<BB32s32s32sQQQQQq")
 _ORDER_EVENT = struct.Struct("<BB32s32sQQq")
 
@@ -231,8 +238,8 @@ _ORDER_EVENT_KINDS = {EVENT_ORDER_CREATED: "created", EVENT_ORDER_CANCELLED: "ca
 
 
 def decode_event(data: bytes) -> TradeExecuted | OrderEvent:
-    if len(data) < 2 or data[1] != VERSION:
-        raise ValueError(f"not a version-{VERSION} trading event: {data[:2].hex()}")
+    if len(data) < 2 or data[1] != EVENT_VERSION:
+        raise ValueError(f"not a version-{EVENT_VERSION} trading event: {data[:2].hex()}")
     if data[0] == EVENT_TRADE_EXECUTED and len(data) == _TRADE.size:
         _, _, order, seller, buyer, *numbers = _TRADE.unpack(data)
         return TradeExecuted(Pubkey.from_bytes(order), Pubkey.from_bytes(seller), Pubkey.from_bytes(buyer),
@@ -290,7 +297,8 @@ def initialize_market(program_id: Pubkey, authority: Pubkey, grid_mint: Pubkey, 
 
 def update_market(program_id: Pubkey, authority: Pubkey, fee_account: Pubkey, fee_bps: int, *,
                   market: Pubkey | None = None, authority_signs: bool = True) -> Instruction:
-    """6 UpdateMarket (market authority only): new fee and fee account for the next buys.
+    """6 UpdateMarket (market authority only): new fee for orders created from now on, new fee account
+    for every later buy.
 
     accounts: 0 authority [s], 1 market [w], 2 fee account (THBC token account)
     data:     [0] 6, [1..3] fee_bps u16
@@ -307,7 +315,7 @@ def update_market(program_id: Pubkey, authority: Pubkey, fee_account: Pubkey, fe
 
 
 def create_order(program_id: Pubkey, seller: Pubkey, seller_grid: Pubkey, grid_mint: Pubkey, order_id: int,
-                 amount: int, price: int, expires_at: int, *, market: Pubkey | None = None,
+                 amount: int, price: int, expires_at: int, *, max_fee_bps: int, market: Pubkey | None = None,
                  order: Pubkey | None = None, order_bump: int | None = None, vault: Pubkey | None = None,
                  vault_bump: int | None = None) -> Instruction:
     """1 CreateOrder: order PDA + escrow vault created, ``amount`` GRID moved into the vault.
@@ -316,16 +324,20 @@ def create_order(program_id: Pubkey, seller: Pubkey, seller_grid: Pubkey, grid_m
               (PDA ["order", seller, order_id u64]), 3 vault [w] (PDA ["vault", order]), 4 seller's GRID
               account [w], 5 GRID mint, 6 Token program, 7 System program
     data:     [0] 1, [1..9] order_id u64, [9..17] amount u64, [17..25] price u64 (THBC base units per
-              kWh), [25..33] expires_at i64 (unix seconds), [33] order bump, [34] vault bump
+              kWh), [25..33] expires_at i64 (unix seconds), [33] order bump, [34] vault bump (canonical),
+              [35..37] max_fee_bps u16
+
+    ``max_fee_bps`` is the highest market fee the seller agrees to (refused with FeeAboveLimit if the
+    market's is higher when the transaction lands); the order keeps the market's fee of that moment.
     """
     derived_order, derived_order_bump = order_address(program_id, seller, order_id)
     order = order or derived_order
     derived_vault, derived_vault_bump = vault_address(program_id, order)
     return Instruction(
         program_id,
-        struct.pack("<BQQQqBB", IX_CREATE_ORDER, order_id, amount, price, expires_at,
+        struct.pack("<BQQQqBBH", IX_CREATE_ORDER, order_id, amount, price, expires_at,
                     derived_order_bump if order_bump is None else order_bump,
-                    derived_vault_bump if vault_bump is None else vault_bump),
+                    derived_vault_bump if vault_bump is None else vault_bump, max_fee_bps),
         [
             AccountMeta(seller, True, True),
             AccountMeta(market or market_address(program_id)[0], False, False),

@@ -128,9 +128,10 @@ class TradingSandbox:
             (await chain.send_transaction([ix], [authority])).raise_for_failure()
         return sandbox
 
-    async def trader(self, *, grid: int = 0, thbc: int = 0) -> Trader:
-        """A funded keypair with a GRID and a THBC account holding ``grid`` / ``thbc`` base units."""
-        key = Keypair()
+    async def trader(self, *, grid: int = 0, thbc: int = 0, key: Keypair | None = None) -> Trader:
+        """A funded keypair (``key``, or a fresh one) with a GRID and a THBC account holding ``grid`` /
+        ``thbc`` base units."""
+        key = key or Keypair()
         await self.chain.fund(key.pubkey(), LAMPORTS)
         grid_account = await create_token_account(self.chain, key, self.grid_mint, key.pubkey())
         thbc_account = await create_token_account(self.chain, key, self.thbc_mint, key.pubkey())
@@ -141,12 +142,15 @@ class TradingSandbox:
         return Trader(key, grid_account, thbc_account)
 
     def create_order_ix(self, seller: Trader, amount: int, price: int, expires_at: int,
-                        order_id: int | None = None) -> tuple[Instruction, int]:
+                        order_id: int | None = None, *, max_fee_bps: int | None = None) -> tuple[Instruction, int]:
+        """CreateOrder with the next order id; the seller accepts at most the market's fee as the sandbox
+        set it (``max_fee_bps`` overrides)."""
         if order_id is None:
             order_id = self.next_order_id
             self.next_order_id += 1
+        limit = self.fee_bps if max_fee_bps is None else max_fee_bps
         ix = trading.create_order(self.program_id, seller.pubkey, seller.grid, self.grid_mint, order_id, amount,
-                                  price, expires_at)
+                                  price, expires_at, max_fee_bps=limit)
         return ix, order_id
 
     def buy_ix(self, buyer: Trader, seller: Trader, order_id: int, amount: int) -> Instruction:

@@ -54,7 +54,7 @@ def _builders() -> dict[str, dict[int, Instruction]]:
         },
         "trading": {
             0: trading.initialize_market(pid, _key(), _key(), _key(), _key(), 25),
-            1: trading.create_order(pid, _key(), _key(), _key(), 1, 10, 20, 30),
+            1: trading.create_order(pid, _key(), _key(), _key(), 1, 10, 20, 30, max_fee_bps=25),
             2: trading.buy(pid, _key(), _key(), 1, 10, buyer_grid=_key(), buyer_thbc=_key(), seller_thbc=_key(),
                            fee_account=_key()),
             3: trading.cancel_order(pid, _key(), 1, _key()),

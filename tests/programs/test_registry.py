@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from program_testkit import funded, refused_by, without_signature
+from program_testkit import funded, invalid_bump, refused_by, without_signature
 from solders.account import Account
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -71,7 +71,7 @@ async def test_initialize_stores_authority_and_settlement_authority(world: World
     account = await world.chain.get_account(address)
     assert account is not None and account.owner == REGISTRY_ID
     config = registry.RegistryConfig.decode(bytes(account.data))
-    assert config == registry.RegistryConfig(1, bump, world.admin.pubkey(), world.settler.pubkey())
+    assert config == registry.RegistryConfig(registry.VERSION, bump, world.admin.pubkey(), world.settler.pubkey())
 
 
 async def test_initialize_twice_is_refused(world: World) -> None:
@@ -128,8 +128,9 @@ async def test_register_user_refusals(world: World) -> None:
     # A forged user address, and the right address with another bump.
     forged = registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER, user=Pubkey.new_unique())
     _refused(await world.send(forged, other), "InvalidSeeds")
-    _, bump = registry.user_address(REGISTRY_ID, other.pubkey())
-    wrong_bump = registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER, bump=bump - 1)
+    # A bump that gives no program address (a valid non-canonical one: test_canonical_addresses.py).
+    bump = invalid_bump([b"user", bytes(other.pubkey())], REGISTRY_ID)
+    wrong_bump = registry.register_user(REGISTRY_ID, other.pubkey(), UserKind.PROSUMER, bump=bump)
     _refused(await world.send(wrong_bump, other), "InvalidSeeds")
 
 

@@ -24,7 +24,8 @@ uint64_t process_initialize(const GtxInput *in) {
   SolSignerSeed auth_seed = {(const uint8_t *)ENERGY_AUTHORITY_SEED, sizeof(ENERGY_AUTHORITY_SEED) - 1};
   SolSignerSeeds auth_seeds = {&auth_seed, 1};
   SolPubkey authority;
-  GTX_TRY(gtx_create_program_address(&auth_seeds, authority_bump, in->program_id, &authority));
+  GTX_TRY(gtx_canonical_pda(&auth_seeds, authority_bump, in->program_id, &authority,
+                            GTX_CUSTOM_ERROR(ENERGY_ERROR_NON_CANONICAL_BUMP)));
 
   GtxMint m;
   GTX_TRY(gtx_mint_load(mint, &m));
@@ -47,7 +48,8 @@ uint64_t process_initialize(const GtxInput *in) {
 
   SolSignerSeed parts[2] = {{(const uint8_t *)ENERGY_CONFIG_SEED, sizeof(ENERGY_CONFIG_SEED) - 1}, {0, 0}};
   SolSignerSeeds seeds = {parts, 1};
-  GTX_TRY(expect_pda(config, &seeds, config_bump, in->program_id));
+  GTX_TRY(gtx_expect_canonical_pda(config, &seeds, config_bump, in->program_id,
+                                   GTX_CUSTOM_ERROR(ENERGY_ERROR_NON_CANONICAL_BUMP)));
   if (gtx_pubkey_eq(config->owner, in->program_id) || config->data_len != 0) {
     GTX_LOG_KEY("initialize: config exists already:", config->key);
     return ERROR_ACCOUNT_ALREADY_INITIALIZED;

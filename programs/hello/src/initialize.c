@@ -20,7 +20,9 @@ uint64_t process_initialize(const GtxInput *in) {
   SolSignerSeed parts[3];
   SolSignerSeeds seeds;
   greeting_seeds(authority->key, parts, &seeds);
-  GTX_TRY(expect_pda(greeting, &seeds, bump, in->program_id));
+  /* Only at the canonical bump: one greeting per authority. */
+  GTX_TRY(gtx_expect_canonical_pda(greeting, &seeds, bump, in->program_id,
+                                   GTX_CUSTOM_ERROR(HELLO_ERROR_NON_CANONICAL_BUMP)));
   if (*greeting->lamports != 0) {
     GTX_LOG_KEY("greeting already exists:", greeting->key);
     return ERROR_ACCOUNT_ALREADY_INITIALIZED;

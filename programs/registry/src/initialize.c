@@ -18,8 +18,8 @@ uint64_t process_initialize(const GtxInput *in) {
   GTX_TRY(expect_program(&in->accounts[3], &GTX_SYSTEM_PROGRAM_ID));
 
   SolSignerSeed parts[2];
-  parts[0].addr = (const uint8_t *)CONFIG_SEED;
-  parts[0].len = sizeof(CONFIG_SEED) - 1;
+  SolSignerSeeds unused;
+  registry_config_seeds(parts, &unused);
   RegistryCreate create = {in, authority, config, parts, 1, in->data[1], REGISTRY_CONFIG_LEN};
   GTX_TRY(registry_create_pda(&create));
 

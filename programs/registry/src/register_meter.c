@@ -53,7 +53,7 @@ uint64_t process_register_meter(const GtxInput *in) {
 
   SolSignerSeed parts[3];
   SolSignerSeeds unused;
-  seeds_of(parts, METER_SEED, sizeof(METER_SEED) - 1, meter_id, GTX_READING_METER_ID_LEN, &unused);
+  registry_meter_seeds(meter_id, parts, &unused);
   RegistryCreate create = {in, owner, meter, parts, 2, in->data[1], METER_LEN};
   GTX_TRY(registry_create_pda(&create));
 

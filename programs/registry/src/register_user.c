@@ -23,7 +23,7 @@ uint64_t process_register_user(const GtxInput *in) {
 
   SolSignerSeed parts[3];
   SolSignerSeeds unused;
-  seeds_of(parts, USER_SEED, sizeof(USER_SEED) - 1, wallet->key->x, GTX_PUBKEY_LEN, &unused);
+  registry_user_seeds(wallet->key, parts, &unused);
   RegistryCreate create = {in, wallet, user, parts, 2, in->data[1], USER_LEN};
   GTX_TRY(registry_create_pda(&create));
 

@@ -45,10 +45,6 @@ uint64_t process_buy(const GtxInput *in) {
   Order *o;
   GTX_TRY(order_load(order_account, in->program_id, &o));
   GTX_TRY(expect_writable(order_account));
-  SolSignerSeed oparts[4];
-  SolSignerSeeds oseeds;
-  order_seeds(&o->seller, (const uint8_t *)&o->order_id, oparts, &oseeds);
-  GTX_TRY(expect_pda(order_account, &oseeds, o->bump, in->program_id));
   Market *m;
   GTX_TRY(market_load(market_account, in->program_id, &m));
   if (!gtx_pubkey_eq(market_account->key, &o->market)) {
@@ -108,7 +104,8 @@ uint64_t process_buy(const GtxInput *in) {
 
   uint64_t cost, proceeds_total;
   GTX_TRY(trade_cost(amount, o->price, &cost));
-  uint64_t fee = trade_fee(cost, m->fee_bps);
+  /* The order's own fee, fixed when it was created: a later UpdateMarket does not reach it. */
+  uint64_t fee = trade_fee(cost, o->fee_bps);
   uint64_t to_seller = cost - fee; /* fee <= cost since fee_bps <= 10_000 */
   if (payer.amount < cost) {
     GTX_LOG("buy: buyer holds less THBC than the cost");

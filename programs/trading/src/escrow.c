@@ -9,10 +9,6 @@
 uint64_t escrow_return(const EscrowReturn *r) {
   Order *o = r->order;
   GTX_TRY(expect_writable(r->order_account));
-  SolSignerSeed oparts[4];
-  SolSignerSeeds oseeds;
-  order_seeds(&o->seller, (const uint8_t *)&o->order_id, oparts, &oseeds);
-  GTX_TRY(expect_pda(r->order_account, &oseeds, o->bump, r->in->program_id));
   if (!order_is_open(o)) {
     GTX_LOG_KEY("order is not active:", r->order_account->key);
     return GTX_CUSTOM_ERROR(TRADING_ERROR_ORDER_NOT_ACTIVE);

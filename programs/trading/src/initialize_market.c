@@ -50,7 +50,8 @@ uint64_t process_initialize_market(const GtxInput *in) {
   SolSignerSeed parts[2];
   SolSignerSeeds seeds;
   market_seeds(parts, &seeds);
-  GTX_TRY(expect_pda(market, &seeds, bump, in->program_id));
+  GTX_TRY(gtx_expect_canonical_pda(market, &seeds, bump, in->program_id,
+                                   GTX_CUSTOM_ERROR(TRADING_ERROR_NON_CANONICAL_BUMP)));
   uint64_t lamports;
   GTX_TRY(gtx_rent_minimum_balance(MARKET_LEN, &lamports));
   seeds_with_bump(&seeds, parts, &bump);

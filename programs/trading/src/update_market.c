@@ -18,10 +18,6 @@ uint64_t process_update_market(const GtxInput *in) {
   GTX_TRY(expect_writable(market));
   Market *m;
   GTX_TRY(market_load(market, in->program_id, &m));
-  SolSignerSeed parts[2];
-  SolSignerSeeds seeds;
-  market_seeds(parts, &seeds);
-  GTX_TRY(expect_pda(market, &seeds, m->bump, in->program_id));
   if (!gtx_pubkey_eq(authority->key, &m->authority)) {
     GTX_LOG_KEY("update_market: not the market authority:", authority->key);
     return GTX_CUSTOM_ERROR(TRADING_ERROR_NOT_MARKET_AUTHORITY);
