@@ -445,10 +445,20 @@ class PostgresStorage(Storage):
         if not rows:
             return set()
 
-        # COPY into a per-session temporary table, then one INSERT … ON CONFLICT DO NOTHING RETURNING:
-        # asyncpg's binary COPY encodes a batch at a fraction of the cost of eleven array parameters
-        # (whose elements it type-checks one by one), and the conflict handling stays in one statement.
+        import asyncpg
+
+        # Usually every reading is new: COPY straight into the table, in one transaction, and all were
+        # stored. If any was there already (a resend), the COPY fails as a whole and nothing of it
+        # stays; then COPY into a per-session temporary table and one INSERT … ON CONFLICT DO NOTHING
+        # RETURNING says which are new. asyncpg's binary COPY encodes a batch at a fraction of the cost
+        # of eleven array parameters (whose elements it type-checks one by one).
         async def work(conn: Any) -> set[tuple[str, int]]:
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table("readings", records=rows, columns=_READING_COLUMN_LIST)
+                return {(r[1], r[2]) for r in rows}
+            except asyncpg.UniqueViolationError:
+                pass
             async with conn.transaction():
                 await conn.execute(
                     "SET LOCAL client_min_messages = warning; "
