@@ -8,14 +8,15 @@ has deleted every acknowledged row. It also prints the CPU seconds the backend, 
 process) and Mosquitto used during the drain, per reading, and how busy the whole machine was: on a
 shared machine a readings/s figure alone does not say whether other work took the cores.
 
-    python bench/bench_backlog_drain.py                      # 100 meters x 600 s, PostgreSQL, 1 then 2 ingest processes
-    python bench/bench_backlog_drain.py --backends 1         # one ingest process only
-    python bench/bench_backlog_drain.py --backends 1,2,3     # one drain per count, one shared subscription
-    python bench/bench_backlog_drain.py --sqlite             # the embedded backend database
+    python bench/bench_backlog_drain.py                  # 100 meters x 600 s, PostgreSQL; runs 1, 2 and 1:2
+    python bench/bench_backlog_drain.py --runs 1         # one ingest process only
+    python bench/bench_backlog_drain.py --runs 2,3       # 2, then 3 ingest processes on a shared subscription
+    python bench/bench_backlog_drain.py --runs 1:2       # one ingest process with 2 verification processes
+    python bench/bench_backlog_drain.py --sqlite         # the embedded backend database
     python bench/bench_backlog_drain.py --meters 100 --seconds 60 --batch-size 500 --inflight 8
 
 Each drain starts from a fresh backlog and a fresh database; the last lines compare them: readings/s
-end to end and the CPU per reading of every process.
+end to end and the CPU per reading of every process (a backend's verification processes included).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ async def fill(outbox: Outbox, key, meters: int, seconds: int) -> float:  # type
     return time.perf_counter() - start
 
 
-async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int) -> str:
+async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int, verify_processes: int) -> str:
     total = args.meters * args.seconds
     key = generate_key(work / "device.key")
     settings = OutboxSettings(path=work / "outbox.db", max_bytes=max(64 << 20, total * 400))
@@ -103,7 +104,7 @@ async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int)
         # docs/mqtt.md describes for a backend on more cores; one is the default.
         share = "ingest" if n_backends > 1 else None
         def command(i: int) -> list[str]:
-            extra = f"[ingest]\nverify_processes = {args.verify_processes}\n" if args.verify_processes else ""
+            extra = f"[ingest]\nverify_processes = {verify_processes}\n" if verify_processes else ""
             cmd = backend_cmd("run", "--config", str(write_backend_config(
                 work / f"b{i}.toml", url=url, broker_port=broker.port, instance=i, shared_group=share, extra=extra)))
             if args.profile is not None:  # cProfile of the event loop's thread, written at exit
@@ -162,7 +163,9 @@ async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int)
             assert stored == total, f"backend holds {stored} of {total}"
             backend_us = [cpu[f"backend {i}"] / total * 1e6 for i in range(n_backends)]
             return (
-                f"{n_backends} ingest process{'es' if n_backends > 1 else ''}: {total / elapsed:,.0f} readings/s; "
+                f"{n_backends} ingest process{'es' if n_backends > 1 else ''}"
+                f"{f' with {verify_processes} verification processes each' if verify_processes else ''}: "
+                f"{total / elapsed:,.0f} readings/s; "
                 f"backend CPU {' + '.join(f'{u:.0f}' for u in backend_us)} = {sum(backend_us):.0f} us/reading, "
                 f"gateway {cpu['gateway (this process)'] / total * 1e6:.0f}, "
                 f"mosquitto {cpu['mosquitto'] / total * 1e6:.0f}; machine {busy[0] / busy[1]:.0%} busy"
@@ -180,25 +183,26 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--sqlite", action="store_true", help="backend on SQLite instead of PostgreSQL")
     parser.add_argument("--limit-s", type=float, default=300)
-    parser.add_argument(
-        "--verify-processes", type=int, default=0, help="signature-checking processes per ingest process"
-    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of each backend process into this folder")
     parser.add_argument(
-        "--backends", default="1,2", help="ingest processes sharing the subscription; a list runs one drain each"
+        "--runs",
+        default="1,2,1:2",
+        help="drains to run: N ingest processes (on one shared subscription), or N:V with V verification "
+        "processes each ([ingest] verify_processes)",
     )
     args = parser.parse_args()
-    counts = [int(n) for n in args.backends.split(",")]
+    runs = [(int(r.split(":")[0]), int(r.split(":")[1]) if ":" in r else 0) for r in args.runs.split(",")]
     lines = []
-    for n in counts:
-        print(f"--- {n} ingest process{'es' if n > 1 else ''} (load average {os.getloadavg()[0]:.2f})")
+    for n, v in runs:
+        print(f"--- {n} ingest process{'es' if n > 1 else ''}, {v} verification processes each "
+              f"(load average {os.getloadavg()[0]:.2f})")
         with tempfile.TemporaryDirectory(prefix="gtx-bench-") as tmp:
             work = Path(tmp)
             if args.sqlite:
-                lines.append(asyncio.run(drain(args, f"sqlite:///{work}/backend.db", work, n)))
+                lines.append(asyncio.run(drain(args, f"sqlite:///{work}/backend.db", work, n, v)))
             else:
                 with temp_database() as url:
-                    lines.append(asyncio.run(drain(args, url, work, n)))
+                    lines.append(asyncio.run(drain(args, url, work, n, v)))
     print("summary:")
     for line in lines:
         print(f"  {line}")

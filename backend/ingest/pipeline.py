@@ -39,6 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from solders.pubkey import Pubkey
@@ -278,17 +279,17 @@ class Ingest:
         # Verification processes (the check holds the GIL): the loop thread then only parses, stores
         # and acknowledges. "spawn": forking a process that runs threads is unsafe.
         self._processes = verify_processes
-        self._process_pool = (
-            ProcessPoolExecutor(verify_processes, mp_context=multiprocessing.get_context("spawn"))
-            if verify_processes > 0
-            else None
-        )
-        for _ in range(verify_processes):  # start them now, not on the first message
-            self._process_pool.submit(verify_pairs, bytes(32), b"")  # type: ignore[union-attr]
+        self._process_pool = self._start_processes() if verify_processes > 0 else None
         self._keys: dict[str, tuple[float, bytes | None, str | None]] = {}
         self._key_cache_s = key_cache_s
         self._headers: dict[bytes, _Header] = {}  # see _judge_header
         self.log = RateLimitedLog(log)
+
+    def _start_processes(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+        for _ in range(self._processes):  # start them now, not on the first message
+            pool.submit(verify_pairs, bytes(32), b"")
+        return pool
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -529,15 +530,25 @@ class Ingest:
         if len(entries) < 64:
             return _check_entries(entries, *args)
         loop = asyncio.get_running_loop()
-        if self._process_pool is not None and public_key is not None and reason is None:
+        pool = self._process_pool
+        if pool is not None and public_key is not None and reason is None:
             size = -(-len(entries) // self._processes)
-            verdicts = await asyncio.gather(
-                *(
-                    loop.run_in_executor(self._process_pool, verify_pairs, public_key, _pairs(entries[i : i + size]))
-                    for i in range(0, len(entries), size)
+            try:
+                verdicts = await asyncio.gather(
+                    *(
+                        loop.run_in_executor(pool, verify_pairs, public_key, _pairs(entries[i : i + size]))
+                        for i in range(0, len(entries), size)
+                    )
                 )
-            )
-            return _check_entries(entries, *args, b"".join(verdicts))
+            except BrokenProcessPool:
+                # A verification process died (killed, out of memory): start new ones, and check this
+                # message in the thread meanwhile — never a verdict about readings from a dead worker.
+                self.log(logging.ERROR, "verify_processes", "a verification process died: starting new ones")
+                if self._process_pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._process_pool = self._start_processes()
+            else:
+                return _check_entries(entries, *args, b"".join(verdicts))
         size = -(-len(entries) // self._threads)
         parts = await asyncio.gather(
             *(

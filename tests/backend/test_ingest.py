@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -155,3 +158,29 @@ async def test_readings_sent_before_commissioning_are_recovered_from_quarantine(
     assert await storage.quarantine_counts() == {"bad_signature": 1}
     assert await ingest.reprocess_quarantine(GW) == (0, 0)  # nothing left to release
     ingest.close()
+
+
+async def test_a_verification_process_that_dies_costs_no_verdict(storage: Storage, key: SigningKey) -> None:
+    await storage.add_gateway(GW, bytes(key.verify_key))
+    ingest = Ingest(storage, verify_processes=1)
+    try:
+        ack = await ingest.handle(GW, _payload(key, [_reading(s) for s in range(100)]))
+        assert ack is not None and {r.status for r in ack.results} == {AckStatus.STORED}
+        workers = multiprocessing.active_children()
+        assert workers, "no verification process"
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            worker.join(10)
+        for batch in ("b2", "b3"):  # the message during the breakdown, and the one after it
+            start = 100 if batch == "b2" else 200
+            payload = json.loads(_payload(key, [_reading(s) for s in range(start, start + 100)], batch=batch))
+            payload["readings"][7]["sig"] = "00" * 64
+            ack = await ingest.handle(GW, json.dumps(payload).encode())
+            assert ack is not None
+            assert [(r.seq, r.reason) for r in ack.results if r.status is AckStatus.REJECTED] == [
+                (start + 7, "bad_signature")
+            ]
+        assert await storage.reading_count(GW) == 298
+        assert ingest.log.events["verify_processes"] == 1
+    finally:
+        ingest.close()
