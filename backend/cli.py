@@ -129,7 +129,7 @@ def _ack_keygen(args: argparse.Namespace) -> int:
 
 async def _run_service(args: argparse.Namespace, settings: BackendSettings) -> int:
     storage = await open_storage(settings.database.url)
-    ingest = Ingest(storage, verify_processes=settings.ingest.verify_processes)
+    ingest = Ingest(storage, verify_processes=settings.ingest.effective_verify_processes())
     try:
         receiver = Receiver(settings.mqtt, ingest)
     except BaseException:

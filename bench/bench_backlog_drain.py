@@ -104,7 +104,7 @@ async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int,
         # docs/mqtt.md describes for a backend on more cores; one is the default.
         share = "ingest" if n_backends > 1 else None
         def command(i: int) -> list[str]:
-            extra = f"[ingest]\nverify_processes = {verify_processes}\n" if verify_processes else ""
+            extra = f"[ingest]\nverify_processes = {verify_processes}\n"
             cmd = backend_cmd("run", "--config", str(write_backend_config(
                 work / f"b{i}.toml", url=url, broker_port=broker.port, instance=i, shared_group=share, extra=extra)))
             if args.profile is not None:  # cProfile of the event loop's thread, written at exit
