@@ -162,9 +162,9 @@ async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int,
             )
             assert stored == total, f"backend holds {stored} of {total}"
             backend_us = [cpu[f"backend {i}"] / total * 1e6 for i in range(n_backends)]
+            checks = f"{verify_processes} verification processes each" if verify_processes else "checks in a thread"
             return (
-                f"{n_backends} ingest process{'es' if n_backends > 1 else ''}"
-                f"{f' with {verify_processes} verification processes each' if verify_processes else ''}: "
+                f"{n_backends} ingest process{'es' if n_backends > 1 else ''} ({checks}): "
                 f"{total / elapsed:,.0f} readings/s; "
                 f"backend CPU {' + '.join(f'{u:.0f}' for u in backend_us)} = {sum(backend_us):.0f} us/reading, "
                 f"gateway {cpu['gateway (this process)'] / total * 1e6:.0f}, "
