@@ -113,6 +113,9 @@ class Receiver:
         ingest.max_readings = settings.max_readings
         self._queue: asyncio.Queue[paho.MQTTMessage] = asyncio.Queue()
         self.processed = 0
+        self._in_progress = 0  # messages handed to the judge stage and not yet stored
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.connection = MqttConnection(
             settings,
             settings.client_id,
@@ -149,12 +152,22 @@ class Receiver:
     async def _judge_stage(self, out: asyncio.Queue[_Judging]) -> None:
         while True:
             message = await self._queue.get()
+            # A redelivered message (the process died or stopped while it was in flight) is processed
+            # alone: nothing else is in progress while it is, so if it kills the process again, the
+            # redelivery ledger counts that against it and not against the messages queued behind it.
+            alone = bool(message.dup)
+            if alone:
+                await self._idle.wait()
             task = asyncio.ensure_future(self._judge(message))
+            self._in_progress += 1
+            self._idle.clear()
             try:
                 await out.put((message, task))
             except BaseException:
                 task.cancel()
                 raise
+            if alone:
+                await self._idle.wait()
 
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``attempt()`` until it does not raise StorageError (the database is down: wait for it)."""
@@ -243,7 +256,12 @@ class Receiver:
             except BaseException:
                 task.cancel()
                 raise
-            await self._process(conn, message, work)
+            try:
+                await self._process(conn, message, work)
+            finally:
+                self._in_progress -= 1
+                if self._in_progress == 0:
+                    self._idle.set()
 
     async def _process(self, conn: MqttConnection, message: paho.MQTTMessage, work: _Work) -> None:
         ack = await self._commit(work, bytes(message.payload), _topic_of(message)[1])
@@ -257,26 +275,28 @@ class Receiver:
         self.processed += 1
 
     async def _commit(self, work: _Work, payload: bytes, raw_topic: bytes) -> Ack | None:
-        """Carry out a _Work. A database that is down is waited for; one that answers but refuses this
-        message three times gets it quarantined as ``storage_refused`` instead (and if even that is
-        refused, a bare row saying so): no message blocks the ones behind it for long."""
+        """Carry out a _Work. A database that is down is waited for; one that answers ``SELECT 1`` right
+        after failing this message, three times, has this message quarantined as ``storage_refused``
+        instead (and if even that is refused, a bare row saying so): no message blocks the ones
+        behind it for long, and an outage never quarantines anything."""
         delay = 0.5
-        failures = 0
+        blamed = 0
         while True:
             try:
                 return await self._carry_out(work)
             except StorageError as exc:
-                failures += 1
-                if failures >= 3 and await self._database_answers():
-                    if work.kind == "quarantine" and work.row is not None and work.row.reason == "storage_refused":
-                        work = _Work("quarantine", row=QuarantineRow(None, "storage_refused"))
-                    else:
-                        work = replace(
-                            self._quarantine(work.gateway_id, raw_topic, payload, "storage_refused", None),
-                            redelivery=work.redelivery,
-                        )
-                    failures = 0
-                    continue
+                if await self._database_answers():
+                    blamed += 1
+                    if blamed >= 3:
+                        if work.kind == "quarantine" and work.row is not None and work.row.reason == "storage_refused":
+                            work = _Work("quarantine", row=QuarantineRow(None, "storage_refused"))
+                        else:
+                            work = replace(
+                                self._quarantine(work.gateway_id, raw_topic, payload, "storage_refused", None),
+                                redelivery=work.redelivery,
+                            )
+                        blamed = 0
+                        continue
                 self.ingest.log(
                     logging.ERROR, "storage", "storing a message failed (%s): retrying in %.1f s", exc, delay
                 )

@@ -119,3 +119,47 @@ async def test_a_message_that_kills_ingest_every_time_is_quarantined_as_poison(b
         assert [(g, r, json.loads(bytes(p))["batch"]) for g, r, p in rows] == [(GW, "poison", "poison")]
         # The ledger forgets what was finished: nothing is left counting.
         assert await storage.fetch("SELECT count(*) FROM ingest_redeliveries") == [(0,)]
+
+
+async def test_a_message_the_database_keeps_refusing_is_quarantined_and_the_next_one_flows(
+    broker: Mosquitto, pg_url: str
+) -> None:
+    """A refusal the backend could not foresee (here a DBA's trigger): the database answers, but not for
+    this message. After three tries it is quarantined as storage_refused, bytes kept; the one behind
+    it is stored."""
+    async with await open_storage(pg_url) as storage:
+        await storage.add_gateway(GW, bytes(KEY.verify_key))
+        await storage.execute(
+            "CREATE FUNCTION refuse_seq_13() RETURNS trigger AS $$ BEGIN IF NEW.seq = 13 THEN "
+            "RAISE EXCEPTION 'refused by policy'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        await storage.execute(
+            "CREATE TRIGGER refuse_seq_13 BEFORE INSERT ON readings FOR EACH ROW EXECUTE FUNCTION refuse_seq_13()"
+        )
+        ingest = Ingest(storage)
+        receiver = Receiver(
+            BackendMqttSettings(host="127.0.0.1", port=broker.port, client_id="refused-test"),
+            ingest,
+            ack_key=test_ack_key(),
+        )
+        task = asyncio.create_task(receiver.run())
+        try:
+            await asyncio.wait_for(receiver.connection.connected.wait(), 10)
+            await asyncio.sleep(0.3)
+            refused, good = _payload(13, "refused"), _payload(14, "good")
+            started = asyncio.get_running_loop().time()
+            await asyncio.to_thread(_publish, broker.port, [refused, good])
+            for _ in range(200):
+                if await storage.reading_count(GW) == 1:
+                    break
+                await asyncio.sleep(0.05)
+            waited = asyncio.get_running_loop().time() - started
+            assert await storage.reading_count(GW) == 1 and waited < 8
+            rows = await storage.fetch("SELECT reason, payload FROM quarantine")
+            assert [(r, bytes(p)) for r, p in rows] == [("storage_refused", refused)]
+            assert not task.done()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            ingest.close()
