@@ -78,6 +78,9 @@ async def measure() -> dict[str, int]:
     await register_active_meter(chain, grid, admin, owner, far, bytes(meter_key.verify_key))
     await settle(1, 1_000, 4_500, far)
     cu["settle_and_mint (mints; meter's canonical bump 255 - 3)"] = await settle(2, 1_100, 5_000, far)
+    # The owner burns GRID it consumed.
+    ix = energy.consume(ENERGY_ID, owner.pubkey(), mint.pubkey(), 100 * energy.BASE_UNITS_PER_WH)
+    cu["consume"] = _units(await send([ix], [owner]))
     return cu
 
 

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "backend": ("backend.cli", "the backend: verify, store and acknowledge signed readings"),
     "demo": ("gridtokenx.demo", "one command: simulated meters through the gateway to the backend"),
     "programs": ("programs.cli", "build and inspect the on-chain programs"),
+    "wallet": ("gridtokenx.wallet", "a keypair-file wallet: sign in, register, sell, buy, cancel (signs locally)"),
 }
 
 

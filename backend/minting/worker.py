@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import struct
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from backend.storage import Storage, StorageError
@@ -79,7 +79,6 @@ SETTLEMENTS_SCHEMA = """CREATE TABLE IF NOT EXISTS settlements (
 
 # Refusals that mean "the chain already holds this reading or a newer one": final, never retried.
 _ALREADY_SETTLED = frozenset({"ReplayedReading", "StaleTimestamp"})
-_SETTLE_EVENT = b"settle"
 _T = TypeVar("_T")
 
 
@@ -371,7 +370,8 @@ class MintingWorker:
         result = await self._chain_call(f"{where}: settle",
                                         lambda: self.chain.send_transaction(ixs, [self.relayer]))
         if result.failure is None:
-            settled = MeterSettlement(c.gateway_id, c.meter_id, c.seq, Outcome.MINTED, _minted(result, where),
+            settled = MeterSettlement(c.gateway_id, c.meter_id, c.seq, Outcome.MINTED,
+                                      _minted(result, d.energy_program, where),
                                       str(result.signature), None, c.net_wh, c.passed_over, baseline)
             await self._record(settled)
             if baseline:
@@ -426,10 +426,12 @@ def _failure_name(failure: TransactionFailure) -> str:
     return energy.ENERGY_TOKEN_ERRORS.name(failure)
 
 
-def _minted(result: TxResult, where: str) -> int:
-    """Minted base units from the program's event: "settle", meter id, seq u64, minted u64, mark i64."""
-    for fields in result.events():
-        if len(fields) == 5 and fields[0] == _SETTLE_EVENT:
-            (minted,) = struct.unpack("<Q", fields[3])
-            return int(minted)
-    raise MintingError(f"{where}: settlement {result.signature} succeeded without its settle event")
+def _minted(result: TxResult, energy_program: Pubkey, where: str) -> int:
+    """Minted base units from the program's event: GridMinted's amount, 0 for a BaselineRecorded."""
+    for event in energy.decode_events(result, energy_program):
+        if isinstance(event, energy.GridMinted):
+            return event.amount
+        if isinstance(event, energy.BaselineRecorded):
+            return 0
+    raise MintingError(f"{where}: settlement {result.signature} succeeded without its GridMinted / "
+                       f"BaselineRecorded event")

@@ -13,6 +13,7 @@
  *   gtx/ids.h            System program, Instructions sysvar, Ed25519 precompile ids
  *   gtx/system.h         gtx_create_account (CPI, PDA-signed), gtx_rent_minimum_balance
  *   gtx/introspection.h  Instructions sysvar reader, gtx_find_ed25519_verification
+ *   gtx/events.h         GtxEventHeader, GTX_EVENT_TAG, gtx_event_header, gtx_emit (docs/programs.md "Events")
  *
  * Build: `gridtokenx programs build` (programs/toolchain/build.py); see docs/programs.md, "Toolchain". */
 #ifndef GTX_SOL_H
@@ -28,5 +29,6 @@
 #include "gtx/ids.h"
 #include "gtx/system.h"
 #include "gtx/introspection.h"
+#include "gtx/events.h"
 
 #endif

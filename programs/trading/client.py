@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from solders.instruction import AccountMeta, Instruction
@@ -27,18 +26,27 @@ from spl.token.constants import TOKEN_PROGRAM_ID
 from programs.client.chain import TxResult
 from programs.client.deploy import programdata_address
 from programs.client.errors import ProgramErrors
+from programs.client.events import I64, U8, U16, U64, Key, ProgramEvents, event
 
 __all__ = [
+    "EVENTS",
     "FEE_BPS_MAX",
     "GRID_PER_KWH",
     "MARKET_LEN",
     "ORDER_LEN",
     "TRADING_ERRORS",
     "Market",
+    "MarketInitialized",
+    "MarketUpdated",
     "Order",
-    "OrderEvent",
+    "OrderCancelled",
+    "OrderClosed",
+    "OrderCreated",
+    "OrderExpired",
+    "OrderFilled",
     "OrderState",
     "TradeExecuted",
+    "TradingEvent",
     "buy",
     "cancel_order",
     "close_order",
@@ -194,78 +202,135 @@ class Order:
                    Pubkey.from_bytes(vault), *numbers)
 
 
-# --- events ----------------------------------------------------------------------------------------------
+# --- events (programs/trading/src/events.h; docs/programs.md "Events") ----------------------------------
 
-EVENT_TRADE_EXECUTED, EVENT_ORDER_CREATED, EVENT_ORDER_CANCELLED, EVENT_ORDER_EXPIRED = 1, 2, 3, 4
-EVENT_VERSION = 1
-_TRADE = struct.Struct("<BB32s32s32sQQQQQq")
-_ORDER_EVENT = struct.Struct("<BB32s32sQQq")
+@event("MarketInitialized")
+@dataclass(frozen=True)
+class MarketInitialized:
+    market: Key
+    authority: Key
+    grid_mint: Key
+    thbc_mint: Key
+    fee_account: Key
+    fee_bps: U16
+    grid_decimals: U8
+    thbc_decimals: U8
 
 
+@event("MarketUpdated")
+@dataclass(frozen=True)
+class MarketUpdated:
+    """UpdateMarket: ``fee_bps`` for orders created from now on; ``fee_account`` for every later Buy."""
+
+    market: Key
+    authority: Key
+    previous_fee_account: Key
+    fee_account: Key
+    previous_fee_bps: U16
+    fee_bps: U16
+
+
+@event("OrderCreated")
+@dataclass(frozen=True)
+class OrderCreated:
+    """CreateOrder: ``amount`` GRID moved from ``seller_grid`` into ``vault``; every fill pays ``fee_bps``."""
+
+    order: Key
+    market: Key
+    seller: Key
+    vault: Key
+    seller_grid: Key
+    order_id: U64
+    amount: U64
+    price: U64
+    expires_at: I64
+    created_at: I64
+    fee_bps: U16
+    max_fee_bps: U16
+
+
+@event("OrderFilled")
+@dataclass(frozen=True)
+class OrderFilled:
+    """Buy, the order's side: its state after the fill (PartiallyFilled or Filled)."""
+
+    order: Key
+    seller: Key
+    buyer: Key
+    amount: U64
+    cost: U64
+    fee: U64
+    remaining: U64
+    proceeds: U64  # the seller's total so far, after fees
+    state: U8
+
+
+@event("TradeExecuted")
 @dataclass(frozen=True)
 class TradeExecuted:
-    """Event 1, 146 bytes: [0] 1, [1] version, [2..34] order, [34..66] seller, [66..98] buyer,
-    [98..106] amount, [106..114] price, [114..122] cost, [122..130] fee, [130..138] remaining,
-    [138..146] timestamp i64."""
+    """Buy, the trade: GRID from the vault to ``grid_recipient``'s account (``grid_delivered``: ``amount``,
+    plus on the last fill anything sent into the vault from outside), THBC from the buyer: ``cost - fee``
+    to the seller, ``fee`` to ``fee_account``."""
 
-    order: Pubkey
-    seller: Pubkey
-    buyer: Pubkey
-    amount: int
-    price: int
-    cost: int
-    fee: int
-    remaining: int
-    timestamp: int
+    order: Key
+    seller: Key
+    buyer: Key
+    grid_recipient: Key
+    fee_account: Key
+    amount: U64
+    grid_delivered: U64
+    price: U64
+    cost: U64
+    fee: U64
+    timestamp: I64
 
 
+@event("OrderCancelled")
 @dataclass(frozen=True)
-class OrderEvent:
-    """Events 2 OrderCreated / 3 OrderCancelled / 4 OrderExpired, 90 bytes: [0] kind, [1] version,
-    [2..34] order, [34..66] seller, [66..74] amount (offered, or returned from escrow), [74..82] price,
-    [82..90] timestamp i64."""
+class OrderCancelled:
+    """CancelOrder: the vault's whole balance (``refunded``) back to ``seller_grid``, vault closed."""
 
-    kind: str
-    order: Pubkey
-    seller: Pubkey
-    amount: int
-    price: int
-    timestamp: int
+    order: Key
+    seller: Key
+    seller_grid: Key
+    refunded: U64
+    remaining: U64
+    timestamp: I64
 
 
-_ORDER_EVENT_KINDS = {EVENT_ORDER_CREATED: "created", EVENT_ORDER_CANCELLED: "cancelled",
-                      EVENT_ORDER_EXPIRED: "expired"}
+@event("OrderExpired")
+@dataclass(frozen=True)
+class OrderExpired:
+    """ExpireOrder: as OrderCancelled, sent by anyone once ``expires_at`` has passed."""
+
+    order: Key
+    seller: Key
+    seller_grid: Key
+    refunded: U64
+    remaining: U64
+    timestamp: I64
 
 
-def decode_event(data: bytes) -> TradeExecuted | OrderEvent:
-    if len(data) < 2 or data[1] != EVENT_VERSION:
-        raise ValueError(f"not a version-{EVENT_VERSION} trading event: {data[:2].hex()}")
-    if data[0] == EVENT_TRADE_EXECUTED and len(data) == _TRADE.size:
-        _, _, order, seller, buyer, *numbers = _TRADE.unpack(data)
-        return TradeExecuted(Pubkey.from_bytes(order), Pubkey.from_bytes(seller), Pubkey.from_bytes(buyer),
-                             *numbers)
-    if data[0] in _ORDER_EVENT_KINDS and len(data) == _ORDER_EVENT.size:
-        kind, _, order, seller, amount, price, timestamp = _ORDER_EVENT.unpack(data)
-        return OrderEvent(_ORDER_EVENT_KINDS[kind], Pubkey.from_bytes(order), Pubkey.from_bytes(seller),
-                          amount, price, timestamp)
-    raise ValueError(f"unknown trading event {data[0]} of {len(data)} bytes")
+@event("OrderClosed")
+@dataclass(frozen=True)
+class OrderClosed:
+    """CloseOrder: the finished order's account closed, ``lamports`` to the seller."""
+
+    order: Key
+    seller: Key
+    state: U8
+    lamports: U64
 
 
-def decode_events(source: TxResult | Iterable[list[bytes]]) -> list[TradeExecuted | OrderEvent]:
-    """The trading events of a transaction (its "Program data: <base64>" log lines), in order.
+TradingEvent = (MarketInitialized | MarketUpdated | OrderCreated | OrderFilled | TradeExecuted | OrderCancelled
+                | OrderExpired | OrderClosed)
+EVENTS = ProgramEvents("trading", [MarketInitialized, MarketUpdated, OrderCreated, OrderFilled, TradeExecuted,
+                                   OrderCancelled, OrderExpired, OrderClosed])
 
-    Other programs' events in the same transaction are single fields too; only well-formed trading
-    layouts are returned, so pass the result of a transaction that called this program.
-    """
-    fields = source.events() if isinstance(source, TxResult) else source
-    events: list[TradeExecuted | OrderEvent] = []
-    for event in fields:
-        if len(event) == 1:
-            try:
-                events.append(decode_event(event[0]))
-            except ValueError:
-                continue
-    return events
+
+def decode_events(result: TxResult, program_id: Pubkey) -> list[TradingEvent]:
+    """The trading program's events in a transaction, in order (EventsTruncated if the logs were cut off)."""
+    return [e.event for e in result.decode_events({program_id: EVENTS}).complete()]
 
 
 # --- instructions ----------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from spl.token import instructions as spl
 from spl.token import models as spl_models
 from spl.token.constants import TOKEN_PROGRAM_ID
 
-from programs.client.chain import Chain
+from programs.client.chain import Chain, TxResult
 from programs.trading import client as trading
 
 __all__ = ["MINT_LEN", "TOKEN_ACCOUNT_LEN", "Trader", "TradingSandbox", "create_mint", "create_token_account",
@@ -156,6 +156,10 @@ class TradingSandbox:
     def buy_ix(self, buyer: Trader, seller: Trader, order_id: int, amount: int) -> Instruction:
         return trading.buy(self.program_id, buyer.pubkey, seller.pubkey, order_id, amount, buyer_grid=buyer.grid,
                            buyer_thbc=buyer.thbc, seller_thbc=seller.thbc, fee_account=self.fee_account)
+
+    def events(self, result: TxResult) -> list[trading.TradingEvent]:
+        """The trading program's events in ``result``, in order."""
+        return trading.decode_events(result, self.program_id)
 
     async def order(self, seller: Trader, order_id: int) -> trading.Order | None:
         found = await self.chain.get_account(trading.order_address(self.program_id, seller.pubkey, order_id)[0])

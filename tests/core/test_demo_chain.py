@@ -79,7 +79,8 @@ async def test_surplus_is_minted_sold_and_every_balance_adds_up(
     assert "house-main   seq 6 settled: export - import -2020 Wh → 0.000 kWh GRID minted" in out
     assert "flat-2       no good reading to settle" in out
     assert "TradeExecuted: 1.050 kWh for 3.675000 THBC (fee 0.009188 THBC)" in out
-    assert result.trade.remaining == 2_100 * WH - amount and result.trade.timestamp > 1_700_000_000
+    assert result.fill is not None and result.fill.remaining == 2_100 * WH - amount
+    assert result.trade.timestamp > 1_700_000_000
     assert trading.trade_cost(amount, PRICE) == cost
 
 

@@ -16,7 +16,14 @@ from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from programs.client import LiteSVMChain, ProgramErrors, TxResult, add_program_with_authority, program_so
+from programs.client import (
+    ED25519_PROGRAM_ID,
+    LiteSVMChain,
+    ProgramErrors,
+    TxResult,
+    add_program_with_authority,
+    program_so,
+)
 
 __all__ = [
     "FEE_PER_SIGNATURE",
@@ -46,7 +53,6 @@ needs_clang = pytest.mark.skipif(
 
 FUNDS = 10 * 10**9  # lamports: enough for every account a test creates
 FEE_PER_SIGNATURE = 5_000  # LiteSVM's default; charged even when a transaction fails
-ED25519_PROGRAM_ID = Pubkey.from_string("Ed25519SigVerify111111111111111111111111111")
 TRADING_ID = Pubkey.from_string("Trading111111111111111111111111111111111111")
 
 

@@ -40,9 +40,10 @@ from programs.client.deploy import add_program_with_authority
 from programs.energy_token import client as energy
 from programs.energy_token.bootstrap import GridDeployment, bootstrap, register_active_meter
 from programs.hello import client as hello
+from programs.payments import client as payments
 from programs.registry import client as registry
 from programs.trading import client as trading
-from programs.trading.sandbox import Trader, TradingSandbox, token_amount
+from programs.trading.sandbox import Trader, TradingSandbox, create_token_account, token_amount
 
 pytestmark = pytest.mark.chain
 
@@ -50,6 +51,7 @@ REGISTRY_ID = Keypair.from_seed(bytes([0x71]) * 32).pubkey()
 ENERGY_ID = Keypair.from_seed(bytes([0x72]) * 32).pubkey()
 CERTS_ID = Keypair.from_seed(bytes([0x73]) * 32).pubkey()
 HELLO_ID = Keypair.from_seed(bytes([0x74]) * 32).pubkey()
+PAYMENTS_ID = Keypair.from_seed(bytes([0x75]) * 32).pubkey()
 NOW = 1_764_072_000
 KWH = trading.GRID_PER_KWH
 METER_ID = "SDM630-000042"
@@ -62,6 +64,7 @@ ERRORS: dict[str, ProgramErrors] = {
     "certificates": certs.CERTIFICATES_ERRORS,
     "trading": trading.TRADING_ERRORS,
     "hello": hello.HELLO_ERRORS,
+    "payments": payments.PAYMENTS_ERRORS,
 }
 
 
@@ -77,6 +80,8 @@ class World:
     meter: Pubkey | None = None
     market: TradingSandbox | None = None
     seller: Trader | None = None
+    thbc: Pubkey | None = None
+    thbc_account: Pubkey | None = None
     done: set[str] = field(default_factory=set)
 
     @classmethod
@@ -85,7 +90,7 @@ class World:
         set_unix_time(chain, NOW)
         admin, owner = await funded(chain), await funded(chain)
         for program, name in ((REGISTRY_ID, "registry"), (ENERGY_ID, "energy_token"), (CERTS_ID, "certificates"),
-                              (TRADING_ID, "trading"), (HELLO_ID, "hello")):
+                              (TRADING_ID, "trading"), (HELLO_ID, "hello"), (PAYMENTS_ID, "payments")):
             add_program_with_authority(chain, program, program_so(name), admin.pubkey())
         return cls(chain, admin, owner)
 
@@ -143,6 +148,25 @@ class World:
             self.done.add("certs")
             ix = certs.initialize(CERTS_ID, self.admin.pubkey(), self.admin.pubkey(), REGISTRY_ID)
             await self.send([ix], [self.admin])
+
+    async def thbc_ready(self) -> None:
+        """A THBC mint whose authority is the payments PDA; no payments config yet."""
+        if self.thbc is None:
+            mint = Keypair()
+            lamports = await self.chain.minimum_balance(payments.MINT_LEN)
+            await self.send(payments.create_thbc_mint(self.admin.pubkey(), mint.pubkey(), PAYMENTS_ID, lamports),
+                            [self.admin, mint])
+            self.thbc = mint.pubkey()
+
+    async def payments_ready(self) -> None:
+        """Payments initialised with ``owner`` as operator, and a THBC account of ``owner``."""
+        await self.thbc_ready()
+        if "payments" not in self.done:
+            self.done.add("payments")
+            assert self.thbc is not None
+            await self.send([payments.initialize(PAYMENTS_ID, self.admin.pubkey(), self.thbc, self.owner.pubkey())],
+                            [self.admin])
+            self.thbc_account = await create_token_account(self.chain, self.owner, self.thbc, self.owner.pubkey())
 
     async def mints_ready(self) -> None:
         """GRID and THBC mints and a fee account; no market yet."""
@@ -233,6 +257,14 @@ CREATIONS = [
     Creation("trading create_order: vault", "trading", World.market_ready,
              lambda w: ([b"vault", bytes(_order_key(w))], TRADING_ID),
              lambda w, a, b: ([_create_order(w, vault=a, vault_bump=b)], [w.owner])),
+    Creation("payments initialize: config", "payments", World.thbc_ready,
+             lambda w: ([b"config"], PAYMENTS_ID),
+             lambda w, a, b: ([payments.initialize(PAYMENTS_ID, w.admin.pubkey(), w.thbc,  # type: ignore[arg-type]
+                                                   w.owner.pubkey(), config=a, config_bump=b)], [w.admin])),
+    Creation("payments issue: deposit", "payments", World.payments_ready,
+             lambda w: ([b"deposit", payments.reference_bytes("KBANK-1")], PAYMENTS_ID),
+             lambda w, a, b: ([payments.issue(PAYMENTS_ID, w.owner.pubkey(), w.thbc, w.thbc_account,  # type: ignore
+                                              "KBANK-1", 10**6, deposit=a, bump=b)], [w.owner])),
     Creation("hello initialize: greeting", "hello", _nothing,
              lambda w: ([b"greeting", bytes(w.owner.pubkey())], HELLO_ID),
              lambda w, a, b: ([hello.initialize(HELLO_ID, w.owner.pubkey(), greeting=a, bump=b)], [w.owner])),
@@ -256,6 +288,19 @@ async def test_creating_an_account_at_a_non_canonical_bump_is_refused(case: Crea
     ixs, signers = case.build(world, canonical, canonical_bump)
     (await world.chain.send_transaction(ixs, signers)).raise_for_failure()
     assert await world.chain.get_account(canonical) is not None
+
+
+async def test_the_payments_mint_authority_must_be_the_canonical_pda() -> None:
+    world = await World.fresh()
+    bump = non_canonical_bump([b"authority"], PAYMENTS_ID)
+    mint = Keypair()
+    lamports = await world.chain.minimum_balance(payments.MINT_LEN)
+    other_authority = pda_at([b"authority"], bump, PAYMENTS_ID)
+    await world.send(payments.create_thbc_mint(world.admin.pubkey(), mint.pubkey(), PAYMENTS_ID, lamports,
+                                               mint_authority=other_authority), [world.admin, mint])
+    ix = payments.initialize(PAYMENTS_ID, world.admin.pubkey(), mint.pubkey(), world.owner.pubkey(),
+                             authority_bump=bump)
+    await refused_without_effect(world.chain, payments.PAYMENTS_ERRORS, [ix], [world.admin], "NonCanonicalBump")
 
 
 async def test_the_energy_token_authority_must_be_the_canonical_pda() -> None:
@@ -296,6 +341,10 @@ SINGLETONS = [
     Singleton("certificates", _nothing, b"config", CERTS_ID,
               lambda w, a, b: certs.initialize(CERTS_ID, w.admin.pubkey(), w.admin.pubkey(), REGISTRY_ID, config=a,
                                                bump=b),
+              "AccountAlreadyInitialized"),
+    Singleton("payments", World.thbc_ready, b"config", PAYMENTS_ID,
+              lambda w, a, b: payments.initialize(PAYMENTS_ID, w.admin.pubkey(), w.thbc,  # type: ignore[arg-type]
+                                                  w.admin.pubkey(), config=a, config_bump=b),
               "AccountAlreadyInitialized"),
     # The review's second market charged 50 %: it must not be possible to open one beside the first.
     Singleton("trading", World.mints_ready, b"market", TRADING_ID,

@@ -37,7 +37,7 @@ BUDGETS = {
         "register_user": 5_000,
         "register_meter": 6_000,
         "set_meter_status": 2_000,
-        "record_settlement (direct, baseline)": 1_500,
+        "record_settlement (direct, baseline)": 2_000,
         "set_meter_key": 2_000,
         "reassign_meter": 3_000,
     },
@@ -47,6 +47,7 @@ BUDGETS = {
         "settle_and_mint (later reading, mints)": 15_000,
         "settle_and_mint (net below mark, records only)": 15_000,
         "settle_and_mint (mints; meter's canonical bump 255 - 3)": 15_000,
+        "consume": 4_000,
     },
     "certificates": {
         "initialize": 7_000,
@@ -67,6 +68,12 @@ BUDGETS = {
         "close_order": 1_000,
         "cancel_order": 8_000,
         "expire_order": 8_000,
+    },
+    "payments": {
+        "initialize": 12_000,  # includes the ProgramData address search, which depends on the program id
+        "issue": 8_000,
+        "redeem": 4_000,
+        "set_operator": 1_500,
     },
 }
 

@@ -48,7 +48,11 @@ async def test_greet_counts_logs_and_emits_an_event(chain: LiteSVMChain, payer: 
         result.raise_for_failure()
     assert "Program log: hello, world" in result.logs
     assert "Program log: 0x2, 0xc, 0x7, 0x0, 0x0" in result.logs
-    assert result.events() == [[b"greet", bytes(payer.pubkey()), struct.pack("<Q", 2), struct.pack("<Q", 12)]]
+    assert hello.decode_events(result, HELLO_ID) == [hello.Greeted(address, payer.pubkey(), 7, 2, 12)]
+    # One field: the 9-byte header (tag, version 1), then the fields.
+    [[data]] = result.events()
+    assert data[:9] == hello.Greeted.layout.tag + b"\x01" and len(data) == 97
+    assert struct.unpack_from("<QQQ", data, 73) == (7, 2, 12)
     assert 0 < result.compute_units < 10_000
     account = await chain.get_account(address)
     assert account is not None

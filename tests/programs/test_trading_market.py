@@ -48,7 +48,8 @@ async def test_initialize_market_records_mints_fee_account_and_fee(chain: LiteSV
     address, bump = trading.market_address(TRADING_ID)
     result = await chain.send_transaction([_init(bare)], [bare.authority])
     result.raise_for_failure()
-    assert "Program log: trading: market initialised" in result.logs
+    assert bare.events(result) == [trading.MarketInitialized(address, bare.authority.pubkey(), bare.grid_mint,
+                                                             bare.thbc_mint, bare.fee_account, 25, 9, 6)]
     account = await chain.get_account(address)
     assert account is not None and account.owner == TRADING_ID
     assert account.lamports == await chain.minimum_balance(trading.MARKET_LEN)
@@ -132,7 +133,7 @@ async def test_deployed_through_the_upgradeable_loader_it_trades() -> None:
     (await chain.send_transaction([ix], [seller.key])).raise_for_failure()
     result = await chain.send_transaction([market.buy_ix(buyer, seller, order_id, KWH)], [buyer.key])
     result.raise_for_failure()
-    [event] = trading.decode_events(result)
+    [_, event] = market.events(result)
     assert isinstance(event, trading.TradeExecuted) and (event.cost, event.fee) == (4_100_000, 10_250)
     assert [await token_amount(chain, a) for a in (buyer.grid, seller.thbc, market.fee_account)] == [
         KWH, 4_100_000 - 10_250, 10_250]

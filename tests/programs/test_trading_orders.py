@@ -78,8 +78,9 @@ async def test_create_order_moves_grid_into_a_vault_held_by_the_order(
     vault, vault_bump = trading.vault_address(TRADING_ID, order_key)
     result = await chain.send_transaction([_create(market, seller, 7)], [seller.key])
     result.raise_for_failure()
-    assert trading.decode_events(result) == [trading.OrderEvent("created", order_key, seller.pubkey, 5 * KWH, PRICE,
-                                                                NOW)]
+    assert market.events(result) == [trading.OrderCreated(
+        order_key, trading.market_address(TRADING_ID)[0], seller.pubkey, vault, seller.grid, 7, 5 * KWH, PRICE,
+        NOW + 900, NOW, 25, 25)]
     order = await market.order(seller, 7)
     assert order == trading.Order(order_bump, vault_bump, trading.OrderState.ACTIVE,
                                   trading.market_address(TRADING_ID)[0], seller.pubkey, vault, 7, 5 * KWH, 5 * KWH,
@@ -156,8 +157,8 @@ async def test_cancel_returns_the_escrow_and_closes_the_vault(
     result = await chain.send_transaction([trading.cancel_order(TRADING_ID, seller.pubkey, 7, seller.grid)],
                                           [seller.key])
     result.raise_for_failure()
-    assert trading.decode_events(result) == [trading.OrderEvent("cancelled", order_key, seller.pubkey, 3 * KWH, PRICE,
-                                                                NOW)]
+    assert market.events(result) == [trading.OrderCancelled(order_key, seller.pubkey, seller.grid, 3 * KWH, 3 * KWH,
+                                                            NOW)]
     order = await market.order(seller, 7)
     assert order is not None and order.state == trading.OrderState.CANCELLED and order.remaining == 3 * KWH
     assert await chain.get_account(vault) is None
@@ -209,8 +210,8 @@ async def test_expire_is_open_to_anyone_after_expiry_and_pays_only_the_seller(
     vault_rent = (await chain.get_account(vault)).lamports  # type: ignore[union-attr]
     result = await chain.send_transaction([expire], [keeper.key])
     result.raise_for_failure()
-    assert trading.decode_events(result) == [trading.OrderEvent("expired", order_key, seller.pubkey, 5 * KWH, PRICE,
-                                                                NOW + 300)]
+    assert market.events(result) == [trading.OrderExpired(order_key, seller.pubkey, seller.grid, 5 * KWH, 5 * KWH,
+                                                          NOW + 300)]
     order = await market.order(seller, 7)
     assert order is not None and order.state == trading.OrderState.EXPIRED
     assert await token_amount(chain, seller.grid) == 20 * KWH

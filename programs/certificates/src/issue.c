@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -126,6 +127,11 @@ uint64_t process_issue(const GtxInput *in) {
   cert->expires_at = expires_at;
   k->certified_up_to_wh = to_wh;
   k->next_index = next;
-  CERT_EVENT("issue", cert);
+  CertificateIssuedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_CertificateIssued, CERT_EVENT_VERSION);
+  cert_event_body(&e.body, certificate->key, cert, now);
+  e.expires_at = expires_at;
+  gtx_memcpy(e.meter_id, m->meter_id, 16);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -216,12 +216,4 @@ static inline uint64_t cert_create_pda(const CertCreate *c) {
   return gtx_create_pda(&create);
 }
 
-static inline void cert_event(const char *name, uint64_t name_len, const Certificate *cert) {
-  /* Event: name, meter, index u64, status u8 */
-  SolBytes event[4] = {{(const uint8_t *)name, name_len}, {cert->meter.x, GTX_PUBKEY_LEN},
-                       {(const uint8_t *)&cert->index, 8}, {&cert->status, 1}};
-  sol_log_data(event, 4);
-}
-#define CERT_EVENT(literal, cert) cert_event("" literal, sizeof(literal) - 1, (cert))
-
 #endif

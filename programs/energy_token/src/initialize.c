@@ -3,6 +3,7 @@
 #include <gtx/token.h>
 #include <gtx/upgradeable.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -70,6 +71,12 @@ uint64_t process_initialize(const GtxInput *in) {
   gtx_memcpy(&c->registry_program, in->data + 3, GTX_PUBKEY_LEN);
   gtx_memcpy(&c->mint, mint->key, GTX_PUBKEY_LEN);
   gtx_memcpy(&c->authority, &authority, GTX_PUBKEY_LEN);
-  GTX_LOG("energy_token: initialised");
+  EnergyTokenInitializedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_EnergyTokenInitialized, ENERGY_EVENT_VERSION);
+  gtx_memcpy(&e.config, config->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.registry_program, &c->registry_program, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.mint, mint->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.authority, &authority, GTX_PUBKEY_LEN);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -44,5 +45,10 @@ uint64_t process_initialize(const GtxInput *in) {
   g->count = 0;
   g->total = 0;
   GTX_LOG("hello: greeting created");
+  GreetingCreatedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_GreetingCreated, HELLO_EVENT_VERSION);
+  gtx_memcpy(&e.greeting, greeting->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.authority, authority->key, GTX_PUBKEY_LEN);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -1,6 +1,7 @@
 #include <gtx_sol.h>
 #include <gtx/upgradeable.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -29,6 +30,11 @@ uint64_t process_initialize(const GtxInput *in) {
   c->bump = in->data[1];
   gtx_memcpy(&c->authority, authority->key, GTX_PUBKEY_LEN);
   gtx_memcpy(&c->settlement_authority, in->data + 2, GTX_PUBKEY_LEN);
-  GTX_LOG("registry: initialised");
+  RegistryInitializedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_RegistryInitialized, REGISTRY_EVENT_VERSION);
+  gtx_memcpy(&e.config, config->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.authority, &c->authority, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.settlement_authority, &c->settlement_authority, GTX_PUBKEY_LEN);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

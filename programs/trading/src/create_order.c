@@ -126,6 +126,20 @@ uint64_t process_create_order(const GtxInput *in) {
   o->created_at = now;
   o->proceeds = 0;
   o->fee_bps = m->fee_bps;
-  emit_order_event(EVENT_ORDER_CREATED, order_account->key, o, amount, now);
+  OrderCreatedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_OrderCreated, TRADING_EVENT_VERSION);
+  gtx_memcpy(&e.order, order_account->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.market, market_account->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.seller, seller->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.vault, vault->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.seller_grid, seller_grid->key, GTX_PUBKEY_LEN);
+  e.order_id = o->order_id;
+  e.amount = amount;
+  e.price = price;
+  e.expires_at = expires_at;
+  e.created_at = now;
+  e.fee_bps = o->fee_bps;
+  e.max_fee_bps = max_fee_bps;
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }
