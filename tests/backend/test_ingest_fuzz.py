@@ -50,8 +50,9 @@ pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.timeout(240)
 
 SEED = 20261125
 MESSAGES = 2400  # hostile messages, in two halves around a restart of the backend
-# Bounds stated by issue 8's test: the backend's peak resident memory (VmHWM; an idle backend is
-# about 60 MB, one 1 MiB message may be held by paho, parsed and quarantined at once) and its log.
+# Bounds stated by issue 8's test: the ingest process's peak resident memory (VmHWM; an idle backend
+# is about 60 MB, one 1 MiB message may be held by paho, parsed and quarantined at once; its
+# verification processes only ever receive 124-byte (reading, signature) pairs) and its log lines.
 MEMORY_BOUND_MB = 150
 LOG_LINES_BOUND = 120
 
