@@ -171,11 +171,11 @@ async def _run_service(args: argparse.Namespace, config: BackendConfig) -> int:
     from backend.ingest.ack_key import load_ack_key
     from backend.service import RoleUnavailable, open_context, run_roles
 
-    if "ingest" in config.roles:
-        # A missing or unsafe ack key is a configuration error: exit 2 before any role starts.
-        load_ack_key(config.mqtt.ack_key_file)
     try:
         async with open_context(config) as ctx:
+            if "ingest" in config.roles:
+                # A missing or unsafe ack key is a configuration error: exit 2 before any role starts.
+                load_ack_key(config.mqtt.ack_key_file)
             return await run_roles(ctx)
     except RoleUnavailable as exc:
         return _fail(str(exc))
