@@ -29,6 +29,7 @@ PROGRAMS = {
     "energy_token": "cu_energy_token.py",
     "certificates": "cu_certificates.py",
     "trading": "cu_trading.py",
+    "payments": "cu_payments.py",
 }
 SETTLE_AND_MINT_TARGET = 15_000  # the aim for a full trustless settle-and-mint
 

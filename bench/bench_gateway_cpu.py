@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.storage import open_storage
 from gateway.keys import generate_key
+from tests.support.ackkey import backend_pub
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import temp_database
 from tests.support.processes import Proc, backend_cmd, gateway_cmd, start_meter_sim, write_backend_config
@@ -117,7 +118,8 @@ def write_config(path: Path, work: Path, sim_port: int, broker_port: int, meters
         for u in range(1, meters + 1)
     )
     text += (
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nreconnect_max_s = 2\n\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nreconnect_max_s = 2\n'
+        f'backend_key_file = "{backend_pub(work)}"\n\n'
         f'[outbox]\npath = "{work}/state/outbox.db"\n\n[key]\npath = "{work}/state/device.key"\n\n{extra}'
     )
     path.write_text(text)

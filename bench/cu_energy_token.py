@@ -60,8 +60,8 @@ async def measure() -> dict[str, int]:
     meter_key = SigningKey(bytes(range(32)))
     await register_active_meter(chain, grid, admin, owner, "SDM630-000042", bytes(meter_key.verify_key))
 
-    async def settle(seq: int, import_wh: int, export_wh: int) -> int:
-        signed = sign(Reading("SDM630-000042", seq, T0 + seq, import_wh, export_wh), meter_key)
+    async def settle(seq: int, import_wh: int, export_wh: int, meter_id: str = "SDM630-000042") -> int:
+        signed = sign(Reading(meter_id, seq, T0 + seq, import_wh, export_wh), meter_key)
         ixs = energy.settle_transaction(
             ENERGY_ID, REGISTRY_ID, mint.pubkey(), owner.pubkey(), signed, bytes(meter_key.verify_key)
         )
@@ -71,7 +71,27 @@ async def measure() -> dict[str, int]:
     cu["settle_and_mint (first reading: baseline, records only)"] = await settle(1, 1_000, 4_500)
     cu["settle_and_mint (later reading, mints)"] = await settle(2, 1_100, 5_000)
     cu["settle_and_mint (net below mark, records only)"] = await settle(3, 3_000, 5_000)
+    # The meter above sits at canonical bump 255, the cheapest case of the canonical-PDA check; each valid
+    # bump above a meter's canonical one costs ~340 CU more. A meter three bumps down (1 in 16 meters is
+    # at least that far):
+    far = _meter_id_with_bump_below_255(3)
+    await register_active_meter(chain, grid, admin, owner, far, bytes(meter_key.verify_key))
+    await settle(1, 1_000, 4_500, far)
+    cu["settle_and_mint (mints; meter's canonical bump 255 - 3)"] = await settle(2, 1_100, 5_000, far)
+    # The owner burns GRID it consumed.
+    ix = energy.consume(ENERGY_ID, owner.pubkey(), mint.pubkey(), 100 * energy.BASE_UNITS_PER_WH)
+    cu["consume"] = _units(await send([ix], [owner]))
     return cu
+
+
+def _meter_id_with_bump_below_255(steps: int) -> str:
+    """The first meter id SDM630-nnnnnn whose canonical PDA bump under REGISTRY_ID is 255 - steps."""
+    n = 0
+    while True:
+        meter_id = f"SDM630-{n:06d}"
+        if registry.meter_address(REGISTRY_ID, meter_id)[1] == 255 - steps:
+            return meter_id
+        n += 1
 
 
 def table(cu: dict[str, int]) -> str:

@@ -4,9 +4,9 @@
     await measure()  # {"buy (partial fill)": 7462, ...}; bench/bench_compute_units.py runs them all
 
 Each figure is the whole transaction's consumption for one top-level instruction, so token and System
-program CPIs are included. The numbers are deterministic for a given .so (no PDA search on chain: bumps
-are stored), except that a freshly generated key can need a different number of base58 digits in a log
-line, which does not change CU.
+program CPIs are included. Keys are fixed so that the figures are deterministic for a given .so: creating
+an order checks that its bumps are canonical, which costs ~340 CU more per valid bump above the canonical
+one, and that depends on the seller's key and the program id.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ async def _measure(chain: Chain, authority: Keypair) -> dict[str, int]:
                                    market.fee_account, market.fee_bps)
     cu = {"initialize_market": _units(await chain.send_transaction([ix], [market.authority]))}
 
-    seller = await market.trader(grid=100 * KWH)
-    buyer = await market.trader(thbc=10_000 * 10**6)
+    seller = await market.trader(grid=100 * KWH, key=Keypair.from_seed(bytes([0xA2]) * 32))
+    buyer = await market.trader(thbc=10_000 * 10**6, key=Keypair.from_seed(bytes([0xA3]) * 32))
     ix, order = market.create_order_ix(seller, 10 * KWH, PRICE, NOW + 900)
     cu["create_order"] = _units(await chain.send_transaction([ix], [seller.key]))
     cu["buy (partial fill)"] = _units(await chain.send_transaction([market.buy_ix(buyer, seller, order, 4 * KWH)],
@@ -50,16 +50,17 @@ async def _measure(chain: Chain, authority: Keypair) -> dict[str, int]:
         [market.buy_ix(buyer, seller, order, 6 * KWH)], [buyer.key]))
     ix = trading.update_market(TRADING_ID, authority.pubkey(), market.fee_account, 30)
     cu["update_market"] = _units(await chain.send_transaction([ix], [authority]))
+    market.fee_bps = 30  # later orders are created under (and accept) the new fee
     cu["close_order"] = _units(await chain.send_transaction(
         [trading.close_order(TRADING_ID, seller.pubkey, order)], [seller.key]))
 
     ix, cancelled = market.create_order_ix(seller, 10 * KWH, PRICE, NOW + 900)
-    await chain.send_transaction([ix], [seller.key])
+    _units(await chain.send_transaction([ix], [seller.key]))
     cu["cancel_order"] = _units(await chain.send_transaction(
         [trading.cancel_order(TRADING_ID, seller.pubkey, cancelled, seller.grid)], [seller.key]))
 
     ix, expiring = market.create_order_ix(seller, 10 * KWH, PRICE, NOW + 60)
-    await chain.send_transaction([ix], [seller.key])
+    _units(await chain.send_transaction([ix], [seller.key]))
     if isinstance(chain, LiteSVMChain):
         clock = chain.svm.get_clock()
         clock.unix_timestamp = NOW + 60
@@ -72,7 +73,7 @@ async def _measure(chain: Chain, authority: Keypair) -> dict[str, int]:
 async def measure() -> dict[str, int]:
     """Compute units per instruction, on one fresh LiteSVM."""
     chain = LiteSVMChain()
-    authority = Keypair()
+    authority = Keypair.from_seed(bytes([0xA1]) * 32)
     add_program_with_authority(chain, TRADING_ID, program_so("trading"), authority.pubkey())
     clock = chain.svm.get_clock()
     clock.unix_timestamp = NOW

@@ -18,6 +18,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("gateway.cli_scan", "probe Modbus unit ids on a serial line or a TCP gateway for meters"),
     "run": ("gateway.cli_run", "the daemon: poll, sign, store and forward readings until SIGTERM"),
     "keygen": ("gateway.cli_keygen", "create this device's Ed25519 key (0600) and print its public key"),
+    "check-config": (
+        "gateway.cli_check_config",
+        "validate a configuration (file + environment) and print it with defaults, secrets masked; exit 0/2",
+    ),
 }
 
 DEFAULT_CONFIG = "/etc/gridtokenx/gateway.toml"

@@ -1,25 +1,64 @@
-"""The gateway's configuration file (TOML), validated whole at start-up.
+"""The gateway's configuration: one typed model, read from TOML and overridden from the environment.
 
-Unknown keys are rejected, and every problem -- field errors and cross-references such as a meter
-naming a bus that does not exist -- is gathered into one :class:`~gateway.errors.ConfigError` whose
-message names the entry and key, one problem per line.  See ``systemd/gateway.example.toml``.
+Layers, lowest first (later ones win):
 
-The ``[mqtt]``, ``[outbox]``, ``[key]``, ``[status]`` and ``[telemetry]`` sections belong to other parts of the daemon;
-they are accepted here as plain tables and validated by their owners.
+1. the TOML file (``systemd/gateway.example.toml`` is the commented example);
+2. secret files in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``), one file per key named
+   with ``__`` between levels, e.g. ``mqtt__password`` or ``status__token``;
+3. environment variables ``GRIDTOKENX_<SECTION>__<KEY>`` for every scalar key, nested with ``__``
+   (``GRIDTOKENX_MQTT__HOST``, ``GRIDTOKENX_MQTT__TLS__CA_FILE``); entries of ``[[bus]]`` and
+   ``[[meter]]`` by their position: ``GRIDTOKENX_METER__0__INTERVAL=5``. A whole section may also be
+   given as JSON (``GRIDTOKENX_STATUS='{"listen": "0.0.0.0:8080"}'``).
+
+pydantic-settings parses layers 2 and 3 (prefix, case, nesting, JSON values); they are merged here,
+list-aware, so a ``[[meter]]`` entry can be changed by index without restating the list. Then
+:class:`GatewayConfig` validates the result once: unknown keys are rejected, and every problem -- field
+errors in any section and cross-references such as a meter naming a bus that does not exist -- is
+gathered into one :class:`~gateway.errors.ConfigError` whose lines name the key path (and the
+environment variable, when the value came from one).
+
+Sections other modules add go here as typed fields too, so that one validation covers them; see
+:func:`effective_config` for what ``gridtokenx gateway check-config`` prints (secrets masked).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NestedSecretsSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from gateway.errors import ConfigError
+from gateway.keys import KeySettings
 from gateway.measurements import Measurement
 from gateway.models import MODELS
+from gateway.mqtt_publisher import MqttSettings
+from gateway.outbox import OutboxSettings
+from gateway.status_page import StatusSettings
+from gateway.telemetry import TelemetrySettings
+from gridtokenx.batch import BatchFormatError, check_gateway_id
 
 __all__ = [
     "BusConfig",
@@ -28,14 +67,30 @@ __all__ = [
     "MeterConfig",
     "RtuBusConfig",
     "TcpBusConfig",
+    "effective_config",
     "load_config",
     "parse_config",
 ]
+
+ENV_PREFIX = "GRIDTOKENX_"
+ENV_NESTED = "__"
 
 # Same rule as the signed reading's meter_id (gridtokenx.reading): it travels in every reading.
 METER_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,16}$"
 NAME_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _int_from_text(value: Any) -> Any:
+    """Environment values arrive as text; the Literal[int] keys (baud rate, stop bits) need numbers."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+Baudrate = Annotated[Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200], BeforeValidator(_int_from_text)]
+StopBits = Annotated[Literal[1, 2], BeforeValidator(_int_from_text)]
+ByteSize = Annotated[Literal[7, 8], BeforeValidator(_int_from_text)]
 
 
 class _Section(BaseModel):
@@ -52,10 +107,10 @@ class RtuBusConfig(_Section):
     type: Literal["rtu"]
     name: Name
     device: str = Field(min_length=1)
-    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    baudrate: Baudrate = 9600
     parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
+    stopbits: StopBits = 1
+    bytesize: ByteSize = 8
     timeout: float = Field(default=0.6, gt=0, le=30)
     inter_frame_gap: float | None = Field(default=None, ge=0, le=1)  # seconds; default 3.5 characters
     echo: bool = False  # the adapter echoes what it sends
@@ -125,16 +180,40 @@ class MeterConfig(_Section):
         return self.offline_interval if self.offline_interval is not None else max(self.interval, 30.0)
 
 
-class GatewayConfig(_Section):
+class GatewayConfig(BaseSettings):
+    """The whole configuration. Build it with :func:`load_config` / :func:`parse_config`, which layer
+    the TOML file, credential files and the environment and report every problem at once."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED,
+        case_sensitive=False,
+    )
+
     gateway: GatewaySection
     bus: list[BusConfig] = Field(min_length=1)
     meter: list[MeterConfig] = Field(min_length=1)
-    # Owned by other modules (publisher, outbox, signing key, status page); validated there.
-    mqtt: dict[str, Any] | None = None
-    outbox: dict[str, Any] | None = None
-    key: dict[str, Any] | None = None
-    status: dict[str, Any] | None = None
-    telemetry: dict[str, Any] | None = None
+    mqtt: MqttSettings = MqttSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    key: KeySettings = KeySettings()
+    status: StatusSettings | None = None  # the status page is off unless configured
+    telemetry: TelemetrySettings = TelemetrySettings()  # every measured value on MQTT (gateway.telemetry)
+
+    @model_validator(mode="after")
+    def _mqtt_gateway_id(self) -> GatewayConfig:
+        # The MQTT topic level is this gateway's id unless [mqtt] gateway_id says otherwise (and then it
+        # must agree). Set here, once, so every user of the model sees the effective value.
+        if self.mqtt.gateway_id is None:
+            try:
+                gateway_id = check_gateway_id(self.gateway.id)
+            except BatchFormatError as exc:
+                raise ValueError(f"gateway.id: {exc} (it is the MQTT topic level of this gateway)") from None
+            object.__setattr__(self, "mqtt", self.mqtt.model_copy(update={"gateway_id": gateway_id}))
+        elif self.mqtt.gateway_id != self.gateway.id:
+            raise ValueError(f"mqtt.gateway_id: {self.mqtt.gateway_id!r} differs from gateway.id {self.gateway.id!r}")
+        return self
 
     def bus_by_name(self, name: str) -> RtuBusConfig | TcpBusConfig:
         for b in self.bus:
@@ -144,6 +223,86 @@ class GatewayConfig(_Section):
 
     def meters_on(self, bus_name: str) -> list[MeterConfig]:
         return [m for m in self.meter if m.bus == bus_name]
+
+
+# --- layering: TOML, credential files, environment -------------------------------------------------
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (the process environment by default),
+    so tests and ``check-config`` can say which environment they mean."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        super().__init__(GatewayConfig)
+        self.env_vars = parse_env_vars(
+            dict(environ), self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _credential_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return {}
+    # Credential files carry no prefix: their directory is this service's own.
+    source = NestedSecretsSettingsSource(
+        SecretsSettingsSource(GatewayConfig, secrets_dir=directory),
+        secrets_dir_missing="ok",
+        secrets_prefix="",
+    )
+    return source()
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _merge(base: Any, over: Any, path: tuple[str, ...], origin: str, seen: dict[str, str], problems: list[str]) -> Any:
+    """``over`` laid on ``base``. Tables merge key by key; a list entry is addressed by its index
+    (``{"0": {...}}``); anything else replaces. ``seen`` records which key paths a layer set."""
+    if isinstance(over, dict) and isinstance(base, list):
+        merged = list(base)
+        for index, value in over.items():
+            if not str(index).isdigit() or int(index) >= len(base):
+                problems.append(
+                    f"{path[-1]}[{index}]: {origin} {_var_name((*path, str(index)), origin)}{ENV_NESTED}… names "
+                    f"no entry: there {'is' if len(base) == 1 else 'are'} {len(base)}, numbered from 0"
+                )
+                continue
+            merged[int(index)] = _merge(base[int(index)], value, (*path, str(index)), origin, seen, problems)
+        return merged
+    if isinstance(over, dict) and isinstance(base, dict):
+        merged_dict = dict(base)
+        for k, v in over.items():
+            merged_dict[k] = _merge(base.get(k), v, (*path, k), origin, seen, problems)
+        return merged_dict
+    if isinstance(over, dict) and base is None:
+        return {k: _merge(None, v, (*path, k), origin, seen, problems) for k, v in over.items()}
+    seen[".".join(path)] = origin
+    return _maybe_json(over)
+
+
+def _var_name(path: tuple[str, ...], origin: str) -> str:
+    if origin == "credential":
+        return ENV_NESTED.join(path)
+    return ENV_PREFIX + ENV_NESTED.join(path).upper()
+
+
+def _layered(
+    raw: dict[str, Any], environ: Mapping[str, str], problems: list[str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    seen: dict[str, str] = {}
+    merged: Any = raw
+    for origin, values in (("credential", _credential_values(environ)), ("environment", _EnvSource(environ)())):
+        merged = _merge(merged, values, (), origin, seen, problems)
+    return merged, seen
+
+
+# --- reporting -------------------------------------------------------------------------------------
 
 
 def _entry_label(raw: Any, section: str, index: int) -> str:
@@ -156,8 +315,9 @@ def _entry_label(raw: Any, section: str, index: int) -> str:
     return label
 
 
-def _format_error(raw: Any, err: Any) -> str:
+def _format_error(raw: Any, err: Any, seen: Mapping[str, str]) -> str:
     loc = list(err["loc"])
+    plain = [str(p) for p in loc if p not in ("rtu", "tcp")]  # the key path as the layers name it
     parts: list[str] = []
     if len(loc) >= 2 and loc[0] in ("bus", "meter") and isinstance(loc[1], int):
         parts.append(_entry_label(raw, loc[0], loc[1]))
@@ -175,6 +335,11 @@ def _format_error(raw: Any, err: Any) -> str:
         message = f"{err['input']!r} must be 1-{longest} characters from A-Z a-z 0-9 . _ : -"
     else:
         message = err["msg"].removeprefix("Value error, ")
+    if not parts and message.startswith(("gateway.id: ", "mqtt.gateway_id: ")):
+        where, _, message = message.partition(": ")
+    origin = seen.get(".".join(plain))
+    if origin is not None:
+        message += f" (from {origin} {_var_name(tuple(plain), origin)})"
     return f"{where}: {message}"
 
 
@@ -204,7 +369,8 @@ def _cross_check(raw: Any) -> list[str]:
             known = ", ".join(f'"{b}"' for b in bus_names) or "none"
             problems.append(f'{_entry_label(raw, "meter", i)}.bus: no bus named "{bus}" (buses: {known})')
         unit = m.get("unit")
-        if isinstance(bus, str) and isinstance(unit, int):
+        if isinstance(bus, str) and isinstance(unit, int | str) and str(unit).isdigit():
+            unit = int(unit)
             if (bus, unit) in seen:
                 problems.append(
                     f"{_entry_label(raw, 'meter', i)}.unit: unit {unit} on bus \"{bus}\" is already "
@@ -215,26 +381,39 @@ def _cross_check(raw: Any) -> list[str]:
     return problems
 
 
-def parse_config(text: str, *, source: str = "<config>") -> GatewayConfig:
-    """Validate TOML text; raise :class:`ConfigError` listing every problem."""
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    environ: Mapping[str, str] | None = None,
+    origins: dict[str, str] | None = None,
+) -> GatewayConfig:
+    """Validate TOML text layered with credential files and ``GRIDTOKENX_…`` variables from ``environ``
+    (default: this process's environment); raise :class:`ConfigError` listing every problem.
+    ``origins``, if given, receives the key paths set by a later layer -> "environment GRIDTOKENX_…"."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     problems: list[str] = []
+    merged, seen = _layered(raw, os.environ if environ is None else environ, problems)
+    if origins is not None:
+        origins.update({path: f"{origin} {_var_name(tuple(path.split('.')), origin)}" for path, origin in seen.items()})
     config = None
     try:
-        config = GatewayConfig.model_validate(raw)
+        config = GatewayConfig.model_validate(merged)
     except ValidationError as exc:
-        problems += [_format_error(raw, e) for e in exc.errors()]
-    problems += _cross_check(raw)
+        problems += [_format_error(merged, e, seen) for e in exc.errors()]
+    problems += _cross_check(merged)
     if problems or config is None:
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         raise ConfigError(f"{source}: {count}\n" + "\n".join(f"  {p}" for p in problems))
     return config
 
 
-def load_config(path: str | Path) -> GatewayConfig:
+def load_config(
+    path: str | Path, *, environ: Mapping[str, str] | None = None, origins: dict[str, str] | None = None
+) -> GatewayConfig:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -242,4 +421,24 @@ def load_config(path: str | Path) -> GatewayConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
-    return parse_config(text, source=str(path))
+    return parse_config(text, source=str(path), environ=environ, origins=origins)
+
+
+def effective_config(config: GatewayConfig) -> dict[str, Any]:
+    """Every key with its effective value (defaults filled in), secrets masked: JSON-ready."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return "********" if value.get_secret_value() else ""
+        if isinstance(value, BaseModel):
+            return {name: plain(getattr(value, name)) for name in type(value).model_fields}
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    result: dict[str, Any] = plain(config)
+    return result

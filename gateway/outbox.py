@@ -720,6 +720,20 @@ class Outbox:
         async with self._lock:
             return await self._fetch_ids_locked(ids)
 
+    async def oldest_timestamp_ms(self) -> int | None:
+        """When the oldest reading still waiting for the backend was taken (None: nothing waits)."""
+        async with self._lock:
+            try:
+                rows = await self._db.execute_fetchall("SELECT data FROM outbox ORDER BY id LIMIT 1")
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path, "reading the backlog") from exc
+        for (data,) in rows:
+            try:
+                return decode(bytes(data)).timestamp_ms
+            except ReadingFormatError:
+                return None
+        return None
+
     async def used_bytes(self) -> int:
         async with self._lock:
             return await self._used_bytes_locked()

@@ -132,8 +132,8 @@ class OutboxWriter:
         self._current: asyncio.Future[None] | None = None
 
     @property
-    def full(self) -> bool:
-        """A write is waiting for room on the disk."""
+    def disk_full(self) -> bool:
+        """The outbox is full and the writer is waiting for room (a known state, not a hang)."""
         return self._full
 
     async def run(self) -> None:

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "backend": ("backend.cli", "the backend: verify, store and acknowledge signed readings"),
     "demo": ("gridtokenx.demo", "one command: simulated meters through the gateway to the backend"),
     "programs": ("programs.cli", "build and inspect the on-chain programs"),
+    "wallet": ("gridtokenx.wallet", "a keypair-file wallet: sign in, register, sell, buy, cancel (signs locally)"),
 }
 
 
@@ -29,6 +30,9 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # The HTTP clients under solana-py log every request at INFO: one line per JSON-RPC call.
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,8 +5,9 @@ with the gateway's public key as the meter key (the gateway signs for all its me
 minting worker settles each meter from the backend database — its earliest good reading as the baseline
 (energy from before registration is never credited), then its latest, minting GRID for the net export in
 between; the owner of the meter with the most surplus offers half of its GRID at 3.5 THBC/kWh for an
-hour; a consumer, funded with THBC by the payment gateway, buys half of that offer. The TradeExecuted
-event is decoded and every balance is checked against what the trade says should have moved.
+hour; a consumer, funded with THBC by the payment gateway (the payments program's Issue against a deposit
+reference), buys half of that offer. The Buy's events
+(OrderFilled, TradeExecuted) are decoded and every balance is checked against what they say moved.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from backend.minting import MintingSummary, MintingWorker
 from backend.storage import open_storage
 from programs.client.chain import Chain, LiteSVMChain
 from programs.energy_token.bootstrap import RegisteredMeter, register_active_meter
+from programs.payments import client as payments
 from programs.trading import client as trading
-from programs.trading.sandbox import mint_to, token_amount
+from programs.trading.sandbox import token_amount
 
 __all__ = ["PRICE", "Balances", "ChainDemoError", "ChainDemoResult", "settle_and_trade"]
 
@@ -59,6 +61,7 @@ class ChainDemoResult:
     seller_meter: str | None  # None: no meter had surplus to sell
     offered: int  # GRID base units put up for sale
     trade: trading.TradeExecuted | None
+    fill: trading.OrderFilled | None  # the order's side of the same Buy: what remains on offer
     balances: Balances | None
 
 
@@ -108,10 +111,10 @@ async def settle_and_trade(db_url: str, gateway_id: str, gateway_public_key: byt
     if seller_meter is None or minted[seller_meter] < 2:
         _say("no GRID to sell: GRID is minted only for net generation (export - import) above a meter's "
              "settled mark, which starts at its first settled reading (its baseline)")
-        return ChainDemoResult(minted, settled_seq, None, 0, None, None)
+        return ChainDemoResult(minted, settled_seq, None, 0, None, None, None)
     seller, meter = owners[seller_meter]
-    trade, offered, balances = await _trade(chain, deployment, seller, meter, minted[seller_meter])
-    return ChainDemoResult(minted, settled_seq, seller_meter, offered, trade, balances)
+    trade, fill, offered, balances = await _trade(chain, deployment, seller, meter, minted[seller_meter])
+    return ChainDemoResult(minted, settled_seq, seller_meter, offered, trade, fill, balances)
 
 
 def _report_minting(summary: MintingSummary, meter_ids: Sequence[str]) -> None:
@@ -134,13 +137,13 @@ def _report_minting(summary: MintingSummary, meter_ids: Sequence[str]) -> None:
 
 
 async def _trade(chain: LiteSVMChain, d: EmbeddedDeployment, seller: Keypair, meter: RegisteredMeter,
-                 grid: int) -> tuple[trading.TradeExecuted, int, Balances]:
+                 grid: int) -> tuple[trading.TradeExecuted, trading.OrderFilled, int, Balances]:
     program, grid_mint = d.programs.trading, d.grid.mint
     offered = grid // 2
     now = chain.svm.get_clock().unix_timestamp
     seller_thbc = get_associated_token_address(seller.pubkey(), d.thbc_mint)
     order = trading.create_order(program, seller.pubkey(), meter.grid_account, grid_mint, 1, offered, PRICE,
-                                 now + ORDER_SECONDS)
+                                 now + ORDER_SECONDS, max_fee_bps=d.fee_bps)
     open_thbc = create_associated_token_account(seller.pubkey(), seller.pubkey(), d.thbc_mint)
     (await chain.send_transaction([open_thbc, order], [seller])).raise_for_failure()
     _say(f"{meter.meter_id}'s owner offers {_kwh(offered)} at {_thbc(PRICE)}/kWh for {ORDER_SECONDS // 60} min")
@@ -152,16 +155,20 @@ async def _trade(chain: LiteSVMChain, d: EmbeddedDeployment, seller: Keypair, me
         create_associated_token_account(consumer.pubkey(), consumer.pubkey(), grid_mint),
         create_associated_token_account(consumer.pubkey(), consumer.pubkey(), d.thbc_mint),
     ], [consumer])).raise_for_failure()
-    await mint_to(chain, consumer, d.thbc_mint, consumer_thbc, d.payment_gateway, CONSUMER_THBC)
-    _say(f"payment gateway issues {_thbc(CONSUMER_THBC)} to a consumer")
+    deposit = "DEMO-DEPOSIT-0001"  # the bank transfer the payment gateway confirmed
+    ix = payments.issue(d.programs.payments, d.payment_gateway.pubkey(), d.thbc_mint, consumer_thbc, deposit,
+                        CONSUMER_THBC)
+    (await chain.send_transaction([ix], [d.payment_gateway])).raise_for_failure()
+    _say(f"payment gateway issues {_thbc(CONSUMER_THBC)} to a consumer against deposit {deposit}")
 
     amount = offered // 2
     ix = trading.buy(program, consumer.pubkey(), seller.pubkey(), 1, amount, buyer_grid=consumer_grid,
                      buyer_thbc=consumer_thbc, seller_thbc=seller_thbc, fee_account=d.fee_account)
     result = (await chain.send_transaction([ix], [consumer])).raise_for_failure()
-    [trade] = [e for e in trading.decode_events(result) if isinstance(e, trading.TradeExecuted)]
+    [fill, trade] = trading.decode_events(result, program)
+    assert isinstance(fill, trading.OrderFilled) and isinstance(trade, trading.TradeExecuted), (fill, trade)
     _say(f"TradeExecuted: {_kwh(trade.amount)} for {_thbc(trade.cost)} (fee {_thbc(trade.fee)}), "
-         f"{_kwh(trade.remaining)} still offered")
+         f"{_kwh(fill.remaining)} still offered")
 
     order_key = trading.order_address(program, seller.pubkey(), 1)[0]
     balances = Balances(
@@ -172,19 +179,19 @@ async def _trade(chain: LiteSVMChain, d: EmbeddedDeployment, seller: Keypair, me
         fee_thbc=await token_amount(chain, d.fee_account),
         escrow_grid=await token_amount(chain, trading.vault_address(program, order_key)[0]),
     )
-    _check(balances, trade, grid=grid, offered=offered, amount=amount, fee_bps=d.fee_bps,
+    _check(balances, trade, fill, grid=grid, offered=offered, amount=amount, fee_bps=d.fee_bps,
            seller=seller.pubkey(), buyer=consumer.pubkey())
     _say(f"balances: seller {_kwh(balances.seller_grid)} GRID + {_thbc(balances.seller_thbc)}, consumer "
          f"{_kwh(balances.consumer_grid)} GRID + {_thbc(balances.consumer_thbc)}, fees {_thbc(balances.fee_thbc)}")
-    return trade, offered, balances
+    return trade, fill, offered, balances
 
 
-def _check(b: Balances, t: trading.TradeExecuted, *, grid: int, offered: int, amount: int, fee_bps: int,
-           seller: Pubkey, buyer: Pubkey) -> None:
+def _check(b: Balances, t: trading.TradeExecuted, f: trading.OrderFilled, *, grid: int, offered: int, amount: int,
+           fee_bps: int, seller: Pubkey, buyer: Pubkey) -> None:
     cost = trading.trade_cost(amount, PRICE)
     fee = trading.trade_fee(cost, fee_bps)
-    expected_trade = (seller, buyer, amount, PRICE, cost, fee, offered - amount)
-    got_trade = (t.seller, t.buyer, t.amount, t.price, t.cost, t.fee, t.remaining)
+    expected_trade = (seller, buyer, amount, amount, PRICE, cost, fee, offered - amount)
+    got_trade = (t.seller, t.buyer, t.amount, t.grid_delivered, t.price, t.cost, t.fee, f.remaining)
     expected = Balances(grid - offered, cost - fee, amount, CONSUMER_THBC - cost, fee, offered - amount)
     if got_trade != expected_trade or b != expected:
         raise ChainDemoError(f"after the trade: expected {expected} and {expected_trade}, "

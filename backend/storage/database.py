@@ -11,7 +11,12 @@ Tables:
 - ``readings``: one row per (gateway, meter, seq): the decoded fields, plus the exact signed bytes and
   signature so anyone can re-verify later. The primary key is what makes ingest idempotent.
 - ``quarantine``: everything refused (unknown gateway, bad signature, malformed, conflicting bytes
-  for a known (meter, seq)) with the reason, so no data is lost.
+  for a known (meter, seq)) with the reason, so no data is lost. Whatever a sender wrote is kept as
+  bytes (``data``, ``signature``, ``payload``, ``topic``); the text columns hold only values that were
+  validated first (a meter id of the reading format, a reason of ours), so hostile input can never
+  make the database refuse the row.
+- ``ingest_redeliveries``: messages the broker delivered again (MQTT DUP) while being processed,
+  with a count — a message that keeps failing is quarantined as ``poison`` instead of retried forever.
 
 Integers are SQL BIGINT (signed 64-bit). The wire format allows u64; a reading whose values do not
 fit is quarantined with reason ``out_of_range`` (our gateways' epochs keep ``seq`` below 2**63).
@@ -20,26 +25,43 @@ fit is quarantined with reason ``out_of_range`` (our gateways' epochs keep ``seq
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Protocol, Self
 
 __all__ = [
-    "SCHEMA_VERSION",
     "GatewayRecord",
     "QuarantineRow",
     "ReadingRow",
+    "Sql",
     "Storage",
+    "StorageConfigError",
     "StorageError",
     "open_storage",
 ]
 
-SCHEMA_VERSION = 1
 I64_MAX = (1 << 63) - 1
+_METER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,16}")
+_REASON_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class Sql(Protocol):
+    """What repository functions need: a storage, or one transaction of it (:meth:`Storage.transaction`).
+    Statements use ``$n`` placeholders on both dialects; ``dialect`` is ``postgresql`` or ``sqlite``."""
+
+    dialect: str
+
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]: ...
 
 
 class StorageError(Exception):
@@ -51,6 +73,13 @@ class StorageError(Exception):
     def __init__(self, message: str, *, transient: bool = True) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class StorageConfigError(StorageError):
+    """The configuration names no database this backend can use (e.g. an unsupported URL scheme)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
 
 
 class ReadingRow(NamedTuple):
@@ -84,6 +113,7 @@ class QuarantineRow:
     signature: bytes | None = None
     payload: bytes | None = None  # the whole message, when it could not be split into readings
     received_ms: int = 0
+    topic: bytes | None = None  # the MQTT topic, when it was not a valid one of ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +126,9 @@ class GatewayRecord:
     status_ms: int | None
 
 
-_SCHEMA = [
+# The tables of schema version 1, as the first backends created them. Later versions change them only
+# through migrations (backend/storage/schema.py), so a database of any earlier version upgrades in place.
+SCHEMA_V1 = [
     "CREATE TABLE IF NOT EXISTS schema_info (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS gateways (
         gateway_id TEXT PRIMARY KEY,
@@ -134,6 +166,7 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS quarantine_gateway ON quarantine (gateway_id, reason)",
 ]
 
+
 _READING_COLUMNS = (
     "gateway_id, meter_id, seq, timestamp_ms, import_wh, export_wh, power_w, flags, data, signature, received_ms"
 )
@@ -145,8 +178,10 @@ def _now_ms() -> int:
 
 
 class Storage(abc.ABC):
-    """What ingest (and later the minting worker) needs from the database."""
+    """The backend's database: ingest's statements here, each data store's in its repository module
+    (backend/storage/<store>.py), all through :class:`Sql`."""
 
+    dialect = "sqlite"
     blob_type = "BLOB"
     serial_type = "INTEGER PRIMARY KEY"
 
@@ -186,15 +221,35 @@ class Storage(abc.ABC):
     # -- shared SQL ------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        for stmt in _SCHEMA:
-            await self.execute(stmt.format(blob=self.blob_type, serial=self.serial_type))
-        rows = await self.fetch("SELECT value FROM schema_info WHERE key = 'schema_version'")
-        if not rows:
-            await self.execute("INSERT INTO schema_info (key, value) VALUES ('schema_version', $1)", SCHEMA_VERSION)
-        elif rows[0][0] != SCHEMA_VERSION:
-            raise StorageError(
-                f"database {self.where} has schema version {rows[0][0]}, this backend knows {SCHEMA_VERSION}"
-            )
+        """Create the schema, or upgrade an older one in place (backend/storage/schema.py)."""
+        from backend.storage.schema import upgrade
+
+        await upgrade(self)
+
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Sql]:
+        """One database transaction: everything done through the yielded :class:`Sql` commits together,
+        or not at all if the block raises."""
+
+    @abc.abstractmethod
+    async def table_exists(self, name: str) -> bool: ...
+
+    async def ping(self) -> None:
+        """Raise StorageError unless the database answers."""
+        await self.fetch("SELECT 1")
+
+    async def note_redelivery(self, digest: bytes) -> int:
+        """Count one more delivery of a message the broker had already sent us; return the count."""
+        rows = await self.fetch(
+            "INSERT INTO ingest_redeliveries (digest, attempts, first_ms) VALUES ($1, 1, $2) "
+            "ON CONFLICT (digest) DO UPDATE SET attempts = ingest_redeliveries.attempts + 1 RETURNING attempts",
+            digest,
+            _now_ms(),
+        )
+        return int(rows[0][0])
+
+    async def forget_redelivery(self, digest: bytes) -> None:
+        await self.execute("DELETE FROM ingest_redeliveries WHERE digest = $1", digest)
 
     async def add_gateway(self, gateway_id: str, public_key: bytes, *, replace: bool = False) -> None:
         existing = await self.gateway(gateway_id)
@@ -219,6 +274,8 @@ class Storage(abc.ABC):
         await self.execute("UPDATE gateways SET status = $2 WHERE gateway_id = $1", gateway_id, status)
 
     async def record_presence(self, gateway_id: str, online: bool, timestamp_ms: int) -> None:
+        if type(timestamp_ms) is not int or not 0 <= timestamp_ms <= I64_MAX:
+            raise ValueError("status timestamp must be a 63-bit non-negative integer")
         await self.execute(
             "UPDATE gateways SET online = $2, status_ms = $3 WHERE gateway_id = $1", gateway_id, online, timestamp_ms
         )
@@ -239,21 +296,10 @@ class Storage(abc.ABC):
     async def quarantine(self, rows: Sequence[QuarantineRow]) -> None:
         if rows:
             await self.executemany(
-                "INSERT INTO quarantine (gateway_id, meter_id, seq, reason, data, signature, payload, received_ms) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                [
-                    (
-                        q.gateway_id,
-                        q.meter_id,
-                        q.seq if q.seq is not None and 0 <= q.seq <= I64_MAX else None,
-                        q.reason,
-                        q.data,
-                        q.signature,
-                        q.payload,
-                        q.received_ms or _now_ms(),
-                    )
-                    for q in rows
-                ],
+                "INSERT INTO quarantine "
+                "(gateway_id, meter_id, seq, reason, data, signature, payload, received_ms, topic) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                [_quarantine_values(q) for q in rows],
             )
 
     async def quarantined_readings(self, gateway_id: str, reasons: Sequence[str]) -> list[tuple[int, bytes, bytes]]:
@@ -286,6 +332,33 @@ class Storage(abc.ABC):
         ]
 
 
+def _text_or_none(value: object, pattern: re.Pattern[str]) -> str | None:
+    return value if type(value) is str and pattern.fullmatch(value) else None
+
+
+def _blob_or_none(value: object) -> bytes | None:
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
+
+
+def _quarantine_values(q: QuarantineRow) -> tuple[Any, ...]:
+    """The columns of one quarantine row, each one a value the database cannot refuse: text only
+    when it has the form we validate (else NULL — the bytes columns keep what was sent), integers
+    only within BIGINT."""
+    seq = q.seq if type(q.seq) is int and 0 <= q.seq <= I64_MAX else None
+    received = q.received_ms if type(q.received_ms) is int and 0 < q.received_ms <= I64_MAX else _now_ms()
+    return (
+        _text_or_none(q.gateway_id, _REASON_RE),  # gateway ids have the same form as reasons
+        _text_or_none(q.meter_id, _METER_ID_RE),
+        seq,
+        _text_or_none(q.reason, _REASON_RE) or "invalid_reason",
+        _blob_or_none(q.data),
+        _blob_or_none(q.signature),
+        _blob_or_none(q.payload),
+        received,
+        _blob_or_none(q.topic),
+    )
+
+
 def _gateway_record(r: Sequence[Any]) -> GatewayRecord:
     return GatewayRecord(r[0], bytes(r[1]), r[2], r[3], None if r[4] is None else bool(r[4]), r[5])
 
@@ -294,6 +367,7 @@ def _gateway_record(r: Sequence[Any]) -> GatewayRecord:
 
 
 class PostgresStorage(Storage):
+    dialect = "postgresql"
     blob_type = "BYTEA"
     serial_type = "BIGSERIAL PRIMARY KEY"
 
@@ -337,20 +411,54 @@ class PostgresStorage(Storage):
     async def execute(self, sql: str, *args: Any) -> None:
         await self._run("execute", sql, *args)
 
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._run("executemany", sql, list(rows))
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await self._run("fetch", sql, *args)]
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Sql]:
+        import asyncpg
+
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _PostgresTx(conn, self.where)
+        except (
+            OSError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.InsufficientResourcesError,
+            asyncpg.SerializationError,
+            asyncpg.DeadlockDetectedError,
+        ) as exc:
+            raise StorageError(f"PostgreSQL {self.where}: {exc}") from exc
+        except (asyncpg.PostgresError, asyncpg.DataError) as exc:
+            raise StorageError(f"PostgreSQL {self.where} refused: {exc}", transient=False) from exc
+
+    async def table_exists(self, name: str) -> bool:
+        return bool((await self.fetch("SELECT to_regclass($1) IS NOT NULL", name))[0][0])
+
     async def insert_readings(self, rows: Sequence[ReadingRow]) -> set[tuple[str, int]]:
         if not rows:
             return set()
 
-        # COPY into a per-session temporary table, then one INSERT … ON CONFLICT DO NOTHING RETURNING:
-        # asyncpg's binary COPY encodes a batch at a fraction of the cost of eleven array parameters
-        # (whose elements it type-checks one by one), and the conflict handling stays in one statement.
+        import asyncpg
+
+        # Usually every reading is new: COPY straight into the table, in one transaction, and all were
+        # stored. If any was there already (a resend), the COPY fails as a whole and nothing of it
+        # stays; then COPY into a per-session temporary table and one INSERT … ON CONFLICT DO NOTHING
+        # RETURNING says which are new. asyncpg's binary COPY encodes a batch at a fraction of the cost
+        # of eleven array parameters (whose elements it type-checks one by one).
         async def work(conn: Any) -> set[tuple[str, int]]:
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table("readings", records=rows, columns=_READING_COLUMN_LIST)
+                return {(r[1], r[2]) for r in rows}
+            except asyncpg.UniqueViolationError:
+                pass
             async with conn.transaction():
                 await conn.execute(
                     "SET LOCAL client_min_messages = warning; "
@@ -384,15 +492,39 @@ class PostgresStorage(Storage):
         await self._pool.close()
 
 
+class _PostgresTx:
+    """One connection inside a transaction; errors are translated by :meth:`PostgresStorage.transaction`."""
+
+    dialect = "postgresql"
+
+    def __init__(self, conn: Any, where: str) -> None:
+        self._conn = conn
+        self.where = where
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, list(rows))
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._conn.fetch(sql, *args)]
+
+
 # --- SQLite -----------------------------------------------------------------------------------
 
 _DOLLAR = re.compile(r"\$(\d+)")
 
 
 class SqliteStorage(Storage):
+    """One aiosqlite connection. A transaction spans several awaits, so every operation takes
+    ``_lock``: another task's statement must not land inside someone else's BEGIN … COMMIT."""
+
     def __init__(self, db: Any, where: str) -> None:
         super().__init__(where)
         self._db = db
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
 
     @classmethod
     async def connect(cls, path: Path) -> SqliteStorage:
@@ -422,36 +554,64 @@ class SqliteStorage(Storage):
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite {self.where} refused: {exc}", transient=False) from exc
 
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        if self._owner is not None and self._owner is asyncio.current_task():
+            raise RuntimeError("inside Storage.transaction(), use the transaction's Sql, not the storage")
+        async with self._lock:
+            self._owner = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._owner = None
+
+    async def _execute(self, sql: str, args: Sequence[Any]) -> None:
+        await self._guard(self._db.execute(self._sql(sql), tuple(args)))
+
+    async def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._guard(self._db.executemany(self._sql(sql), [tuple(r) for r in rows]))
+
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self._guard(self._db.execute_fetchall(self._sql(sql), tuple(args)))]
+
     async def execute(self, sql: str, *args: Any) -> None:
-        await self._guard(self._db.execute(self._sql(sql), args))
+        async with self._exclusive():
+            await self._execute(sql, args)
+
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._guard(self._db.execute("BEGIN IMMEDIATE"))
-        try:
-            await self._guard(self._db.executemany(self._sql(sql), [tuple(r) for r in rows]))
-            await self._guard(self._db.execute("COMMIT"))
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+        async with self.transaction() as tx:
+            await tx.executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in await self._guard(self._db.execute_fetchall(self._sql(sql), args))]
+        async with self._exclusive():
+            return await self._fetch(sql, args)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Sql]:
+        async with self._exclusive():
+            await self._guard(self._db.execute("BEGIN IMMEDIATE"))
+            try:
+                yield _SqliteTx(self)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._guard(self._db.execute("COMMIT"))
+
+    async def table_exists(self, name: str) -> bool:
+        rows = await self.fetch("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1", name)
+        return bool(rows[0][0])
 
     async def insert_readings(self, rows: Sequence[ReadingRow]) -> set[tuple[str, int]]:
-        sql = self._sql(
+        sql = (
             f"INSERT INTO readings ({_READING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
             "ON CONFLICT DO NOTHING RETURNING meter_id, seq"
         )
         inserted: set[tuple[str, int]] = set()
-        await self._guard(self._db.execute("BEGIN IMMEDIATE"))
-        try:
+        async with self.transaction() as tx:
             for r in rows:
-                got = await self._guard(self._db.execute_fetchall(sql, tuple(r)))
+                got = await tx.fetch(sql, *r)
                 inserted.update((g[0], g[1]) for g in got)
-            await self._guard(self._db.execute("COMMIT"))
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
         return inserted
 
     async def existing_data(self, gateway_id: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bytes]:
@@ -471,6 +631,23 @@ class SqliteStorage(Storage):
         await self._db.close()
 
 
+class _SqliteTx:
+    dialect = "sqlite"
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        self._s = storage
+        self.where = storage.where
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._s._execute(sql, args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self._s._executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return await self._s._fetch(sql, args)
+
+
 def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
@@ -482,7 +659,7 @@ async def open_storage(url: str) -> Storage:
     elif url.startswith("sqlite:///"):
         storage = await SqliteStorage.connect(Path(url[len("sqlite://") :]))
     else:
-        raise StorageError(f"database URL {_redact(url)!r} must start with postgresql:// or sqlite:///")
+        raise StorageConfigError(f"database URL {_redact(url)!r} must start with postgresql:// or sqlite:///")
     try:
         await storage.migrate()
     except BaseException:

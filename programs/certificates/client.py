@@ -1,7 +1,8 @@
 """Instruction builders, account decoders, PDAs and error names of the certificates program.
 
 Mirror of programs/certificates/src/instructions.h and state.h (docs/programs/certificates.md).
-Integers little-endian; every account starts with discriminator, version (1), bump.
+Integers little-endian; every account starts with discriminator, version (2), bump. Version 2: every
+account sits at the canonical PDA (find_program_address's bump) of the seeds it stores.
 
 Config      (PDA ["config"], 80 bytes): [0] 0x30, [8..40] governance, [40..72] registry program,
                                         [72..80] validity_seconds i64
@@ -26,21 +27,33 @@ from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
+from programs.client.chain import TxResult
 from programs.client.deploy import programdata_address
 from programs.client.errors import ProgramErrors
+from programs.client.events import I64, U8, U16, U64, Key, MeterId, ProgramEvents, event
 
 __all__ = [
     "CERTIFICATES_ERRORS",
     "CERTIFICATE_LEN",
     "CONFIG_LEN",
+    "EVENTS",
     "MARK_LEN",
     "ONE_YEAR_SECONDS",
     "CertConfig",
     "CertMark",
     "Certificate",
+    "CertificateEvent",
+    "CertificateExpired",
+    "CertificateIssued",
+    "CertificateRetired",
+    "CertificateRevoked",
     "CertificateStatus",
+    "CertificateTransferred",
+    "CertificateValidated",
+    "CertificatesInitialized",
     "certificate_address",
     "config_address",
+    "decode_events",
     "expire",
     "initialize",
     "issue",
@@ -54,6 +67,7 @@ __all__ = [
 CONFIG_SEED, MARK_SEED, CERT_SEED = b"config", b"mark", b"cert"
 DISC_CONFIG, DISC_MARK, DISC_CERTIFICATE = 0x30, 0x31, 0x32
 CONFIG_LEN, MARK_LEN, CERTIFICATE_LEN = 80, 56, 128
+VERSION = 2  # every account at the canonical PDA of the seeds it stores
 ONE_YEAR_SECONDS = 365 * 24 * 3600
 IX_INITIALIZE, IX_ISSUE, IX_VALIDATE, IX_RETIRE, IX_REVOKE, IX_EXPIRE, IX_TRANSFER = range(7)
 
@@ -73,6 +87,7 @@ CERTIFICATES_ERRORS = ProgramErrors("certificates", {
     13: "InvalidReason",
     14: "NotCertificateOwner",
     15: "InvalidValidity",
+    16: "NonCanonicalBump",
 })
 
 
@@ -97,8 +112,8 @@ def certificate_address(program_id: Pubkey, meter: Pubkey, index: int) -> tuple[
 
 
 def _check(data: bytes, disc: int, length: int, what: str) -> None:
-    if len(data) != length or data[0] != disc:
-        raise ValueError(f"not a certificates {what} account ({len(data)} bytes)")
+    if len(data) != length or data[0] != disc or data[1] != VERSION:
+        raise ValueError(f"not a version-{VERSION} certificates {what} account ({len(data)} bytes)")
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,115 @@ class Certificate:
         index, from_wh, to_wh, issued, expires, validated, closed = struct.unpack_from("<QQQqqqq", data, 72)
         return cls(CertificateStatus(data[3]), reason, Pubkey.from_bytes(data[8:40]), Pubkey.from_bytes(data[40:72]),
                    index, from_wh, to_wh, issued, expires, validated, closed)
+
+
+# --- events (programs/certificates/src/events.h; docs/programs.md "Events") -------------------------------
+# Every certificate event starts with the same fields: certificate, meter, holder (after the change),
+# index, from_wh, to_wh, status (after the change), timestamp (Clock unix seconds).
+
+@event("CertificatesInitialized")
+@dataclass(frozen=True)
+class CertificatesInitialized:
+    config: Key
+    governance: Key
+    registry_program: Key
+    validity_seconds: I64
+
+
+@event("CertificateIssued")
+@dataclass(frozen=True)
+class CertificateIssued:
+    certificate: Key
+    meter: Key
+    holder: Key
+    index: U64
+    from_wh: U64
+    to_wh: U64
+    status: U8
+    timestamp: I64
+    expires_at: I64
+    meter_id: MeterId
+
+
+@event("CertificateValidated")
+@dataclass(frozen=True)
+class CertificateValidated:
+    certificate: Key
+    meter: Key
+    holder: Key
+    index: U64
+    from_wh: U64
+    to_wh: U64
+    status: U8
+    timestamp: I64
+    governance: Key
+
+
+@event("CertificateTransferred")
+@dataclass(frozen=True)
+class CertificateTransferred:
+    certificate: Key
+    meter: Key
+    holder: Key  # the new holder
+    index: U64
+    from_wh: U64
+    to_wh: U64
+    status: U8
+    timestamp: I64
+    previous_holder: Key
+
+
+@event("CertificateRetired")
+@dataclass(frozen=True)
+class CertificateRetired:
+    certificate: Key
+    meter: Key
+    holder: Key
+    index: U64
+    from_wh: U64
+    to_wh: U64
+    status: U8
+    timestamp: I64
+
+
+@event("CertificateRevoked")
+@dataclass(frozen=True)
+class CertificateRevoked:
+    certificate: Key
+    meter: Key
+    holder: Key
+    index: U64
+    from_wh: U64
+    to_wh: U64
+    status: U8
+    timestamp: I64
+    reason: U16
+    governance: Key
+
+
+@event("CertificateExpired")
+@dataclass(frozen=True)
+class CertificateExpired:
+    certificate: Key
+    meter: Key
+    holder: Key
+    index: U64
+    from_wh: U64
+    to_wh: U64
+    status: U8
+    timestamp: I64
+
+
+CertificateEvent = (CertificatesInitialized | CertificateIssued | CertificateValidated | CertificateTransferred
+                    | CertificateRetired | CertificateRevoked | CertificateExpired)
+EVENTS = ProgramEvents("certificates", [CertificatesInitialized, CertificateIssued, CertificateValidated,
+                                        CertificateTransferred, CertificateRetired, CertificateRevoked,
+                                        CertificateExpired])
+
+
+def decode_events(result: TxResult, program_id: Pubkey) -> list[CertificateEvent]:
+    """The certificates program's events in a transaction, in order (EventsTruncated if cut off)."""
+    return [e.event for e in result.decode_events({program_id: EVENTS}).complete()]
 
 
 def initialize(program_id: Pubkey, admin: Pubkey, governance: Pubkey, registry_program: Pubkey, *,

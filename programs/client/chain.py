@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
@@ -35,6 +36,7 @@ from solders.transaction import Transaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
 from programs.client.errors import TransactionFailure, parse_transaction_error
+from programs.client.events import ProgramEvents, TransactionEvents, decode_log_events
 
 __all__ = ["Chain", "ChainError", "LiteSVMChain", "RpcChain", "TransactionFailed", "TxResult"]
 
@@ -60,6 +62,7 @@ class TxResult:
     logs: tuple[str, ...]
     compute_units: int
     failure: TransactionFailure | None
+    instruction_programs: tuple[Pubkey, ...] = ()  # program id of each top-level instruction, in order
 
     @property
     def ok(self) -> bool:
@@ -70,8 +73,12 @@ class TxResult:
             raise TransactionFailed(self)
         return self
 
+    def decode_events(self, programs: Mapping[Pubkey, ProgramEvents]) -> TransactionEvents:
+        """Our programs' events, attributed to the program that logged them (programs.client.events)."""
+        return decode_log_events(self.logs, programs, instruction_programs=self.instruction_programs or None)
+
     def events(self) -> list[list[bytes]]:
-        """The ``sol_log_data`` events in order, each as its list of fields."""
+        """Every ``sol_log_data`` line in order, each as its list of fields, whoever logged it."""
         return [
             [base64.b64decode(field) for field in line[len(_PROGRAM_DATA):].split()]
             for line in self.logs
@@ -85,6 +92,11 @@ class Chain(Protocol):
 
     async def send_transaction(self, instructions: Sequence[Instruction], signers: Sequence[Keypair]) -> TxResult:
         """Sign with ``signers`` (the first pays the fee), send, and wait until it is confirmed."""
+        ...
+
+    async def send_signed_transaction(self, tx: Transaction) -> TxResult:
+        """Send a transaction someone else signed (a user's wallet), and wait until it is confirmed.
+        Its blockhash must be recent (one :meth:`latest_blockhash` handed out lately)."""
         ...
 
     async def get_account(self, pubkey: Pubkey) -> Account | None:
@@ -119,11 +131,19 @@ def _sign(instructions: Sequence[Instruction], signers: Sequence[Keypair], block
     return Transaction(list(signers), message, blockhash)
 
 
+RECENT_BLOCKHASHES = 150  # a cluster accepts a blockhash for about 150 slots
+
+
 class LiteSVMChain:
     """The chain in-process, for tests and the demo. Pass a configured ``LiteSVM`` or get the default."""
 
     def __init__(self, svm: LiteSVM | None = None) -> None:
         self.svm = svm if svm is not None else LiteSVM()
+        # LiteSVM accepts only its latest blockhash, and every send here moves it on; a transaction that
+        # a wallet signs takes seconds, during which other transactions go through. So, as a cluster
+        # does, accept any of the last RECENT_BLOCKHASHES handed out (replays stay refused by LiteSVM's
+        # signature history: AlreadyProcessed).
+        self._recent: deque[Hash] = deque(maxlen=RECENT_BLOCKHASHES)
 
     async def __aenter__(self) -> Self:
         return self
@@ -143,12 +163,24 @@ class LiteSVMChain:
         # A new blockhash per transaction, as on a cluster, so that sending the same instructions twice
         # is two transactions rather than AlreadyProcessed.
         self.svm.expire_blockhash()
-        if isinstance(outcome, FailedTransactionMetadata):
-            meta = outcome.meta()
-            failure: TransactionFailure | None = parse_transaction_error(outcome.err())
-        else:
-            meta, failure = outcome, None
-        return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure)
+        return _litesvm_result(outcome, tuple(ix.program_id for ix in instructions))
+
+    async def send_signed_transaction(self, tx: Transaction) -> TxResult:
+        blockhash = tx.message.recent_blockhash
+        if blockhash != self.svm.latest_blockhash() and blockhash not in self._recent:
+            return TxResult(tx.signatures[0], (), 0, TransactionFailure("BlockhashNotFound"))
+        self.svm.with_blockhash_check(False)
+        try:
+            outcome = self.svm.send_transaction(tx)
+        finally:
+            self.svm.with_blockhash_check(True)
+        self._remember(self.svm.latest_blockhash())
+        self.svm.expire_blockhash()
+        return _litesvm_result(outcome, _instruction_programs(tx))
+
+    def _remember(self, blockhash: Hash) -> None:
+        if not self._recent or self._recent[-1] != blockhash:
+            self._recent.append(blockhash)
 
     async def get_account(self, pubkey: Pubkey) -> Account | None:
         account = self.svm.get_account(pubkey)
@@ -159,17 +191,37 @@ class LiteSVMChain:
 
     async def fund(self, pubkey: Pubkey, lamports: int) -> None:
         outcome = self.svm.airdrop(pubkey, lamports)
+        # An airdrop is a transaction too: without a new blockhash a second identical one (same key, same
+        # amount) would be AlreadyProcessed.
+        self.svm.expire_blockhash()
         if isinstance(outcome, FailedTransactionMetadata):
             raise ChainError(f"airdrop of {lamports} lamports to {pubkey} failed: {outcome.err()}")
 
     async def latest_blockhash(self) -> Hash:
-        return self.svm.latest_blockhash()
+        blockhash = self.svm.latest_blockhash()
+        self._remember(blockhash)
+        return blockhash
 
     async def minimum_balance(self, data_len: int) -> int:
         return self.svm.minimum_balance_for_rent_exemption(data_len)
 
     async def wait_for_next_slot(self) -> None:
         self.svm.warp_to_slot(self.svm.get_clock().slot + 1)
+
+
+def _litesvm_result(outcome: Any, instruction_programs: tuple[Pubkey, ...]) -> TxResult:
+    if isinstance(outcome, FailedTransactionMetadata):
+        meta = outcome.meta()
+        failure: TransactionFailure | None = parse_transaction_error(outcome.err())
+    else:
+        meta, failure = outcome, None
+    return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure, instruction_programs)
+
+
+def _instruction_programs(tx: Transaction) -> tuple[Pubkey, ...]:
+    """The program id of each top-level instruction of a signed transaction, in order."""
+    keys = tx.message.account_keys
+    return tuple(keys[ix.program_id_index] for ix in tx.message.instructions)
 
 
 class RpcChain:
@@ -216,11 +268,13 @@ class RpcChain:
             raise ChainError(f"{self.url}: {what} failed: {exc}") from exc
 
     async def send_transaction(self, instructions: Sequence[Instruction], signers: Sequence[Keypair]) -> TxResult:
+        return await self.send_signed_transaction(_sign(instructions, signers, await self.latest_blockhash()))
+
+    async def send_signed_transaction(self, tx: Transaction) -> TxResult:
         from solana.rpc.core import RPCException
         from solana.rpc.models import TxOpts
         from solders.rpc.errors import SendTransactionPreflightFailureMessage
 
-        tx = _sign(instructions, signers, await self.latest_blockhash())
         opts = TxOpts(skip_confirmation=True, preflight_commitment=self.commitment)
         try:
             sent = await self.client.send_raw_transaction(bytes(tx), opts=opts)
@@ -229,7 +283,7 @@ class RpcChain:
             if isinstance(detail, SendTransactionPreflightFailureMessage) and detail.data.err is not None:
                 sim = detail.data
                 return TxResult(tx.signatures[0], tuple(sim.logs or ()), sim.units_consumed or 0,
-                                parse_transaction_error(sim.err))
+                                parse_transaction_error(sim.err), _instruction_programs(tx))
             raise ChainError(f"{self.url}: sendTransaction failed: {exc}") from exc
         signature = sent.value
         await self._confirm(signature)
@@ -242,7 +296,8 @@ class RpcChain:
             raise ChainError(f"{self.url}: transaction {signature} confirmed but not returned")
         meta = found.value.transaction.meta
         failure = parse_transaction_error(meta.err) if meta.err is not None else None
-        return TxResult(signature, tuple(meta.log_messages or ()), meta.compute_units_consumed or 0, failure)
+        return TxResult(signature, tuple(meta.log_messages or ()), meta.compute_units_consumed or 0, failure,
+                        _instruction_programs(tx))
 
     async def _confirm(self, signature: Signature) -> None:
         from solana.rpc.core import UnconfirmedTxError

@@ -2,7 +2,7 @@
 
 Mirror of programs/energy_token/src/instructions.h and state.h (docs/programs/energy-token.md).
 
-Config (PDA ["config"], 104 bytes): [0] 0x20, [1] version, [2] bump, [3] authority bump,
+Config (PDA ["config"], 104 bytes): [0] 0x20, [1] version (2), [2] bump, [3] authority bump,
 [8..40] registry program, [40..72] GRID mint, [72..104] authority PDA ["authority"] (GRID's mint
 authority and the registry's settlement authority).
 
@@ -31,19 +31,28 @@ from programs.client.chain import Chain, TxResult
 from programs.client.deploy import programdata_address
 from programs.client.ed25519 import ed25519_verify_instruction
 from programs.client.errors import ProgramErrors
+from programs.client.events import I64, U64, Key, MeterId, ProgramEvents, event
 from programs.registry import client as registry
 
 __all__ = [
     "BASE_UNITS_PER_WH",
     "CONFIG_LEN",
     "ENERGY_TOKEN_ERRORS",
+    "EVENTS",
     "GRID_DECIMALS",
     "MINT_LEN",
+    "BaselineRecorded",
     "EnergyConfig",
+    "EnergyTokenEvent",
+    "EnergyTokenInitialized",
+    "GridConsumed",
+    "GridMinted",
     "MeterNotRegistered",
     "authority_address",
     "config_address",
+    "consume",
     "create_grid_mint",
+    "decode_events",
     "initialize",
     "settle_and_mint",
     "settle_signed_reading",
@@ -52,11 +61,12 @@ __all__ = [
 
 CONFIG_SEED, AUTHORITY_SEED = b"config", b"authority"
 DISC_CONFIG = 0x20
+VERSION = 2  # the config at the canonical PDA ["config"], naming the canonical authority PDA
 CONFIG_LEN = 104
 MINT_LEN = 82
 GRID_DECIMALS = 9
 BASE_UNITS_PER_WH = 10**6
-IX_INITIALIZE, IX_SETTLE_AND_MINT = 0, 1
+IX_INITIALIZE, IX_SETTLE_AND_MINT, IX_CONSUME = 0, 1, 2
 _TOKEN_INITIALIZE_MINT2 = 20
 
 ENERGY_TOKEN_ERRORS = ProgramErrors("energy_token", {
@@ -86,6 +96,9 @@ ENERGY_TOKEN_ERRORS = ProgramErrors("energy_token", {
     24: "TokenAccountWrongMint",
     25: "WrongTokenOwner",
     26: "WrongAuthority",
+    27: "NonCanonicalBump",
+    28: "ZeroAmount",
+    29: "InsufficientBalance",
 })
 
 
@@ -109,10 +122,77 @@ class EnergyConfig:
 
     @classmethod
     def decode(cls, data: bytes) -> EnergyConfig:
-        if len(data) != CONFIG_LEN or data[0] != DISC_CONFIG:
-            raise ValueError(f"not an energy-token config ({len(data)} bytes)")
+        if len(data) != CONFIG_LEN or data[0] != DISC_CONFIG or data[1] != VERSION:
+            raise ValueError(f"not a version-{VERSION} energy-token config ({len(data)} bytes)")
         return cls(data[1], data[2], data[3], Pubkey.from_bytes(data[8:40]), Pubkey.from_bytes(data[40:72]),
                    Pubkey.from_bytes(data[72:104]))
+
+
+# --- events (programs/energy_token/src/events.h; docs/programs.md "Events") -------------------------------
+
+@event("EnergyTokenInitialized")
+@dataclass(frozen=True)
+class EnergyTokenInitialized:
+    config: Key
+    registry_program: Key
+    mint: Key
+    authority: Key
+
+
+@event("BaselineRecorded")
+@dataclass(frozen=True)
+class BaselineRecorded:
+    """SettleAndMint of a meter's first reading: recorded as its baseline, nothing minted."""
+
+    meter: Key
+    meter_id: MeterId
+    owner: Key
+    seq: U64
+    timestamp_ms: U64
+    import_wh: U64
+    export_wh: U64
+    baseline_net_generation_wh: I64
+
+
+@event("GridMinted")
+@dataclass(frozen=True)
+class GridMinted:
+    """SettleAndMint of a later reading: ``amount`` base units minted to ``destination`` (0 when the net
+    generation is not above ``previous_mark``; the reading is recorded all the same)."""
+
+    meter: Key
+    meter_id: MeterId
+    owner: Key
+    destination: Key
+    seq: U64
+    timestamp_ms: U64
+    import_wh: U64
+    export_wh: U64
+    previous_mark: I64
+    mark: I64
+    amount: U64
+
+
+@event("GridConsumed")
+@dataclass(frozen=True)
+class GridConsumed:
+    """Consume: the holder burned ``amount`` GRID it consumed from ``account`` (``balance`` left)."""
+
+    holder: Key
+    account: Key
+    amount: U64
+    balance: U64
+    timestamp: I64
+
+
+EnergyTokenEvent = EnergyTokenInitialized | BaselineRecorded | GridMinted | GridConsumed
+EVENTS = ProgramEvents("energy_token", [EnergyTokenInitialized, BaselineRecorded, GridMinted, GridConsumed])
+
+
+def decode_events(result: TxResult, program_id: Pubkey) -> list[EnergyTokenEvent]:
+    """The energy token's events in a transaction, in order (EventsTruncated if the logs were cut off).
+    The registry's SettlementRecorded, logged inside its CPI, is the registry's: registry.decode_events."""
+    return [e.event for e in result.decode_events({program_id: EVENTS}).complete()]
 
 
 def create_grid_mint(payer: Pubkey, mint: Pubkey, mint_authority: Pubkey, lamports: int, *,
@@ -166,6 +246,20 @@ def settle_and_mint(program_id: Pubkey, registry_program: Pubkey, mint: Pubkey, 
         AccountMeta(registry_program, False, False),
         AccountMeta(token_program, False, False),
         AccountMeta(instructions_sysvar, False, False),
+    ])
+
+
+def consume(program_id: Pubkey, holder: Pubkey, mint: Pubkey, amount: int, *, account: Pubkey | None = None,
+            config: Pubkey | None = None, holder_signs: bool = True) -> Instruction:
+    """2 Consume — the holder burns GRID it consumed. Accounts: holder [s], holder's GRID account [w]
+    (default: its associated account), GRID mint [w], config [], Token program. Data: [0] disc,
+    [1..9] amount u64 (base units)."""
+    return Instruction(program_id, bytes([IX_CONSUME]) + amount.to_bytes(8, "little"), [
+        AccountMeta(holder, holder_signs, False),
+        AccountMeta(account or get_associated_token_address(holder, mint), False, True),
+        AccountMeta(mint, False, True),
+        AccountMeta(config or config_address(program_id)[0], False, False),
+        AccountMeta(TOKEN_PROGRAM_ID, False, False),
     ])
 
 

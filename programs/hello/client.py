@@ -1,6 +1,6 @@
 """Instruction builders for the hello program (mirror of programs/hello/src/instructions.h).
 
-Greeting account (PDA of [b"greeting", authority]), 50 bytes: [0] version (1), [1] bump,
+Greeting account (PDA of [b"greeting", authority]), 50 bytes: [0] version (2: at the canonical bump), [1] bump,
 [2..34] authority, [34..42] count u64 LE, [42..50] total u64 LE.
 """
 
@@ -14,10 +14,12 @@ from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.sysvar import INSTRUCTIONS
 
+from programs.client.chain import TxResult
 from programs.client.errors import ProgramErrors
+from programs.client.events import U64, Key, ProgramEvents, event
 
-__all__ = ["GREETING_LEN", "HELLO_ERRORS", "Greeting", "greet", "greeting_address", "initialize",
-           "verify_signature"]
+__all__ = ["EVENTS", "GREETING_LEN", "HELLO_ERRORS", "Greeted", "Greeting", "GreetingCreated", "decode_events",
+           "greet", "greeting_address", "initialize", "verify_signature"]
 
 GREETING_SEED = b"greeting"
 GREETING_LEN = 50
@@ -27,6 +29,7 @@ HELLO_ERRORS = ProgramErrors("hello", {
     1: "UnknownInstruction",
     2: "GreetingWrongSize",
     3: "WrongAuthority",
+    4: "NonCanonicalBump",
 })
 
 
@@ -44,6 +47,31 @@ class Greeting:
             raise ValueError(f"greeting account is {len(data)} bytes, expected {GREETING_LEN}")
         version, bump, authority, count, total = struct.unpack("<BB32sQQ", data)
         return cls(version, bump, Pubkey.from_bytes(authority), count, total)
+
+
+@event("GreetingCreated")
+@dataclass(frozen=True)
+class GreetingCreated:
+    greeting: Key
+    authority: Key
+
+
+@event("Greeted")
+@dataclass(frozen=True)
+class Greeted:
+    greeting: Key
+    authority: Key
+    amount: U64
+    count: U64
+    total: U64
+
+
+EVENTS = ProgramEvents("hello", [GreetingCreated, Greeted])
+
+
+def decode_events(result: TxResult, program_id: Pubkey) -> list[GreetingCreated | Greeted]:
+    """The hello program's events in a transaction, in order."""
+    return [e.event for e in result.decode_events({program_id: EVENTS}).complete()]
 
 
 def greeting_address(program_id: Pubkey, authority: Pubkey) -> tuple[Pubkey, int]:

@@ -8,10 +8,12 @@
  *   gtx/entrypoint.h     SolAccountInfo, GtxInput, gtx_deserialize
  *   gtx/cpi.h            SolInstruction, SolAccountMeta, SolSignerSeed(s), sol_invoke_signed_c,
  *                        gtx_invoke(_signed), sol_create_program_address, gtx_create_program_address
+ *   gtx/pda.h            gtx_pda_hash, gtx_expect_canonical_pda (sha256 + curve check, no PDA syscall)
  *   gtx/checks.h         expect_accounts/signer/writable/owner/key/program/pda
  *   gtx/ids.h            System program, Instructions sysvar, Ed25519 precompile ids
  *   gtx/system.h         gtx_create_account (CPI, PDA-signed), gtx_rent_minimum_balance
  *   gtx/introspection.h  Instructions sysvar reader, gtx_find_ed25519_verification
+ *   gtx/events.h         GtxEventHeader, GTX_EVENT_TAG, gtx_event_header, gtx_emit (docs/programs.md "Events")
  *
  * Build: `gridtokenx programs build` (programs/toolchain/build.py); see docs/programs.md, "Toolchain". */
 #ifndef GTX_SOL_H
@@ -22,9 +24,11 @@
 #include "gtx/bytes.h"
 #include "gtx/entrypoint.h"
 #include "gtx/cpi.h"
+#include "gtx/pda.h"
 #include "gtx/checks.h"
 #include "gtx/ids.h"
 #include "gtx/system.h"
 #include "gtx/introspection.h"
+#include "gtx/events.h"
 
 #endif

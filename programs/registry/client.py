@@ -1,7 +1,9 @@
 """Instruction builders, account decoders, PDAs and error names of the registry program.
 
 Mirror of programs/registry/src/instructions.h and state.h (docs/programs/registry.md). Every account
-starts with discriminator, version (1), bump; integers are little-endian.
+starts with discriminator, version (2), bump; integers are little-endian. Version 2: every account sits at
+the canonical PDA (find_program_address's bump) of the seeds it stores; the program refuses to create one
+at any other bump (NonCanonicalBump) and refuses version-1 accounts.
 
 Config  (PDA ["config"], 72 bytes):  [0] 0x10, [1] version, [2] bump, [8..40] authority,
                                      [40..72] settlement authority
@@ -29,21 +31,32 @@ from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 from solders.system_program import ID as SYSTEM_PROGRAM_ID
 
-from programs.client.chain import Chain
+from programs.client.chain import Chain, TxResult
 from programs.client.deploy import programdata_address
 from programs.client.errors import ProgramErrors
+from programs.client.events import I64, U8, U64, Key, MeterId, ProgramEvents, event
 
 __all__ = [
     "CONFIG_LEN",
+    "EVENTS",
     "METER_LEN",
     "REGISTRY_ERRORS",
     "USER_LEN",
     "Meter",
+    "MeterKeyChanged",
+    "MeterReassigned",
+    "MeterRegistered",
     "MeterStatus",
+    "MeterStatusChanged",
     "RegistryConfig",
+    "RegistryEvent",
+    "RegistryInitialized",
+    "SettlementRecorded",
     "User",
     "UserKind",
+    "UserRegistered",
     "config_address",
+    "decode_events",
     "fetch_meter",
     "initialize",
     "meter_address",
@@ -60,6 +73,7 @@ __all__ = [
 CONFIG_SEED, USER_SEED, METER_SEED = b"config", b"user", b"meter"
 DISC_CONFIG, DISC_USER, DISC_METER = 0x10, 0x11, 0x12
 CONFIG_LEN, USER_LEN, METER_LEN = 72, 48, 160
+VERSION = 2
 METER_ID_LEN = 16
 (IX_INITIALIZE, IX_REGISTER_USER, IX_REGISTER_METER, IX_SET_METER_STATUS, IX_RECORD_SETTLEMENT,
  IX_SET_METER_KEY, IX_REASSIGN_METER) = range(7)
@@ -82,6 +96,7 @@ REGISTRY_ERRORS = ProgramErrors("registry", {
     15: "SettledMarkMismatch",
     16: "SameMeterKey",
     17: "MeterHasHistory",
+    18: "NonCanonicalBump",
 })
 
 
@@ -118,8 +133,9 @@ def meter_address(program_id: Pubkey, meter_id: str | bytes) -> tuple[Pubkey, in
 
 
 def _check(data: bytes, disc: int, length: int, what: str) -> None:
-    if len(data) != length or data[0] != disc:
-        raise ValueError(f"not a registry {what} account ({len(data)} bytes, discriminator {data[:1].hex()})")
+    if len(data) != length or data[0] != disc or data[1] != VERSION:
+        raise ValueError(f"not a version-{VERSION} registry {what} account ({len(data)} bytes, "
+                         f"discriminator and version {data[:2].hex()})")
 
 
 @dataclass(frozen=True)
@@ -199,6 +215,105 @@ async def fetch_meter(chain: Chain, program_id: Pubkey, meter_id: str | bytes) -
     if account.owner != program_id:
         raise ValueError(f"meter account of {meter_id!r} is owned by {account.owner}, not the registry")
     return Meter.decode(bytes(account.data))
+
+
+# --- events (programs/registry/src/events.h; docs/programs.md "Events") -----------------------------------
+
+@event("RegistryInitialized")
+@dataclass(frozen=True)
+class RegistryInitialized:
+    """Initialize: the config and its two authorities."""
+
+    config: Key
+    authority: Key
+    settlement_authority: Key
+
+
+@event("UserRegistered")
+@dataclass(frozen=True)
+class UserRegistered:
+    wallet: Key
+    user: Key  # the user PDA
+    kind: U8  # UserKind
+    registered_at: I64
+
+
+@event("MeterRegistered")
+@dataclass(frozen=True)
+class MeterRegistered:
+    """RegisterMeter: the meter is Pending."""
+
+    meter: Key  # the meter PDA
+    meter_id: MeterId
+    owner: Key
+    meter_key: Key
+    registered_at: I64
+
+
+@event("MeterStatusChanged")
+@dataclass(frozen=True)
+class MeterStatusChanged:
+    meter: Key
+    meter_id: MeterId
+    owner: Key
+    previous_status: U8
+    status: U8
+
+
+@event("MeterKeyChanged")
+@dataclass(frozen=True)
+class MeterKeyChanged:
+    """SetMeterKey: the sequence / timestamp history is cleared too."""
+
+    meter: Key
+    meter_id: MeterId
+    owner: Key
+    previous_key: Key
+    meter_key: Key
+
+
+@event("MeterReassigned")
+@dataclass(frozen=True)
+class MeterReassigned:
+    """ReassignMeter: new owner and key; status Pending."""
+
+    meter: Key
+    meter_id: MeterId
+    previous_owner: Key
+    owner: Key
+    meter_key: Key
+    previous_status: U8
+    status: U8
+
+
+@event("SettlementRecorded")
+@dataclass(frozen=True)
+class SettlementRecorded:
+    """RecordSettlement (by CPI from the energy token): the meter's last accepted reading and its mark.
+    ``settlement_count == 1``: this reading was the meter's baseline."""
+
+    meter: Key
+    meter_id: MeterId
+    owner: Key
+    seq: U64
+    timestamp_ms: U64
+    import_wh: U64
+    export_wh: U64
+    settled_net_generation_wh: I64
+    baseline_net_generation_wh: I64
+    settlement_count: U64
+
+
+RegistryEvent = (RegistryInitialized | UserRegistered | MeterRegistered | MeterStatusChanged | MeterKeyChanged
+                 | MeterReassigned | SettlementRecorded)
+EVENTS = ProgramEvents("registry", [RegistryInitialized, UserRegistered, MeterRegistered, MeterStatusChanged,
+                                    MeterKeyChanged, MeterReassigned, SettlementRecorded])
+
+
+def decode_events(result: TxResult, program_id: Pubkey) -> list[RegistryEvent]:
+    """The registry's events in a transaction, in order: those the registry at ``program_id`` logged
+    itself, also inside another program's CPI (EventsTruncated if the logs were cut off)."""
+    return [e.event for e in result.decode_events({program_id: EVENTS}).complete()]
 
 
 def initialize(program_id: Pubkey, authority: Pubkey, settlement_authority: Pubkey, *,

@@ -6,15 +6,16 @@ themselves; keyword overrides (``order=``, ``vault=``, ...) exist so that tests 
 
 Amounts: GRID in base units (1 kWh = 10**9), THBC in base units (10**6 per baht); a price is THBC base
 units per kWh. The cost of ``amount`` GRID is ``ceil(amount * price / 10**9)`` (rounded up, in the
-seller's favour); the fee is ``floor(cost * fee_bps / 10_000)`` and comes out of the buyer's payment,
-so the buyer pays ``cost`` and the seller receives ``cost - fee``.
+seller's favour); the fee is ``ceil(cost * fee_bps / 10_000)`` (rounded up: no fill with a non-zero cost
+is fee-free in a market with a fee) and comes out of the buyer's payment, so the buyer pays ``cost`` and
+the seller receives ``cost - fee``. ``fee_bps`` is the order's own, fixed when it was created (at most
+the ``max_fee_bps`` the seller signed); UpdateMarket changes it for later orders only.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from solders.instruction import AccountMeta, Instruction
@@ -25,18 +26,27 @@ from spl.token.constants import TOKEN_PROGRAM_ID
 from programs.client.chain import TxResult
 from programs.client.deploy import programdata_address
 from programs.client.errors import ProgramErrors
+from programs.client.events import I64, U8, U16, U64, Key, ProgramEvents, event
 
 __all__ = [
+    "EVENTS",
     "FEE_BPS_MAX",
     "GRID_PER_KWH",
     "MARKET_LEN",
     "ORDER_LEN",
     "TRADING_ERRORS",
     "Market",
+    "MarketInitialized",
+    "MarketUpdated",
     "Order",
-    "OrderEvent",
+    "OrderCancelled",
+    "OrderClosed",
+    "OrderCreated",
+    "OrderExpired",
+    "OrderFilled",
     "OrderState",
     "TradeExecuted",
+    "TradingEvent",
     "buy",
     "cancel_order",
     "close_order",
@@ -57,8 +67,8 @@ FEE_BPS_MAX = 10_000
 U64_MAX = 2**64 - 1
 
 MARKET_SEED, ORDER_SEED, VAULT_SEED = b"market", b"order", b"vault"
-MARKET_LEN, ORDER_LEN = 135, 157
-DISC_MARKET, DISC_ORDER, VERSION = 1, 2, 1
+MARKET_LEN, ORDER_LEN = 135, 159
+DISC_MARKET, DISC_ORDER, VERSION = 1, 2, 2
 
 (IX_INITIALIZE_MARKET, IX_CREATE_ORDER, IX_BUY, IX_CANCEL_ORDER, IX_EXPIRE_ORDER, IX_CLOSE_ORDER,
  IX_UPDATE_MARKET) = range(7)
@@ -89,6 +99,8 @@ TRADING_ERRORS = ProgramErrors("trading", {
     23: "CostOverflow",
     24: "OrderStillOpen",
     25: "NotMarketAuthority",
+    26: "FeeAboveLimit",
+    27: "NonCanonicalBump",
 })
 
 
@@ -100,8 +112,8 @@ def trade_cost(amount: int, price: int) -> int:
 
 
 def trade_fee(cost: int, fee_bps: int) -> int:
-    """The fee part of ``cost``, rounded down."""
-    return cost * fee_bps // FEE_BPS_MAX
+    """The fee part of ``cost``, rounded up (a non-zero cost at a non-zero fee never pays 0)."""
+    return -(-cost * fee_bps // FEE_BPS_MAX)
 
 
 # --- PDAs ------------------------------------------------------------------------------------------------
@@ -138,7 +150,7 @@ def _check_header(data: bytes, kind: str, length: int, disc: int) -> None:
 
 @dataclass(frozen=True)
 class Market:
-    """Market PDA ["market"], 135 bytes: [0] disc 1, [1] version 1, [2] bump, [3] GRID decimals,
+    """Market PDA ["market"], 135 bytes: [0] disc 1, [1] version 2, [2] bump, [3] GRID decimals,
     [4] THBC decimals, [5..7] fee_bps u16, [7..39] authority, [39..71] GRID mint, [71..103] THBC mint,
     [103..135] fee account."""
 
@@ -160,10 +172,11 @@ class Market:
 
 @dataclass(frozen=True)
 class Order:
-    """Order PDA ["order", seller, order_id u64], 157 bytes: [0] disc 2, [1] version 1, [2] bump,
+    """Order PDA ["order", seller, order_id u64], 159 bytes: [0] disc 2, [1] version 2, [2] bump,
     [3] vault bump, [4] state, [5..37] market, [37..69] seller, [69..101] vault, [101..109] order_id,
     [109..117] amount, [117..125] remaining, [125..133] price, [133..141] expires_at i64,
-    [141..149] created_at i64, [149..157] proceeds (THBC the seller received, after fees)."""
+    [141..149] created_at i64, [149..157] proceeds (THBC the seller received, after fees),
+    [157..159] fee_bps u16 (the market's fee when the order was created; every fill pays it)."""
 
     bump: int
     vault_bump: int
@@ -178,87 +191,146 @@ class Order:
     expires_at: int
     created_at: int
     proceeds: int
+    fee_bps: int
 
     @classmethod
     def decode(cls, data: bytes) -> Order:
         _check_header(data, "order", ORDER_LEN, DISC_ORDER)
-        bump, vault_bump, state, market, seller, vault, *numbers = struct.unpack_from("<BBB32s32s32sQQQQqqQ",
+        bump, vault_bump, state, market, seller, vault, *numbers = struct.unpack_from("<BBB32s32s32sQQQQqqQH",
                                                                                      data, 2)
         return cls(bump, vault_bump, OrderState(state), Pubkey.from_bytes(market), Pubkey.from_bytes(seller),
                    Pubkey.from_bytes(vault), *numbers)
 
 
-# --- events ----------------------------------------------------------------------------------------------
+# --- events (programs/trading/src/events.h; docs/programs.md "Events") ----------------------------------
 
-EVENT_TRADE_EXECUTED, EVENT_ORDER_CREATED, EVENT_ORDER_CANCELLED, EVENT_ORDER_EXPIRED = 1, 2, 3, 4
-_TRADE = struct.Struct("<BB32s32s32sQQQQQq")
-_ORDER_EVENT = struct.Struct("<BB32s32sQQq")
+@event("MarketInitialized")
+@dataclass(frozen=True)
+class MarketInitialized:
+    market: Key
+    authority: Key
+    grid_mint: Key
+    thbc_mint: Key
+    fee_account: Key
+    fee_bps: U16
+    grid_decimals: U8
+    thbc_decimals: U8
 
 
+@event("MarketUpdated")
+@dataclass(frozen=True)
+class MarketUpdated:
+    """UpdateMarket: ``fee_bps`` for orders created from now on; ``fee_account`` for every later Buy."""
+
+    market: Key
+    authority: Key
+    previous_fee_account: Key
+    fee_account: Key
+    previous_fee_bps: U16
+    fee_bps: U16
+
+
+@event("OrderCreated")
+@dataclass(frozen=True)
+class OrderCreated:
+    """CreateOrder: ``amount`` GRID moved from ``seller_grid`` into ``vault``; every fill pays ``fee_bps``."""
+
+    order: Key
+    market: Key
+    seller: Key
+    vault: Key
+    seller_grid: Key
+    order_id: U64
+    amount: U64
+    price: U64
+    expires_at: I64
+    created_at: I64
+    fee_bps: U16
+    max_fee_bps: U16
+
+
+@event("OrderFilled")
+@dataclass(frozen=True)
+class OrderFilled:
+    """Buy, the order's side: its state after the fill (PartiallyFilled or Filled)."""
+
+    order: Key
+    seller: Key
+    buyer: Key
+    amount: U64
+    cost: U64
+    fee: U64
+    remaining: U64
+    proceeds: U64  # the seller's total so far, after fees
+    state: U8
+
+
+@event("TradeExecuted")
 @dataclass(frozen=True)
 class TradeExecuted:
-    """Event 1, 146 bytes: [0] 1, [1] version, [2..34] order, [34..66] seller, [66..98] buyer,
-    [98..106] amount, [106..114] price, [114..122] cost, [122..130] fee, [130..138] remaining,
-    [138..146] timestamp i64."""
+    """Buy, the trade: GRID from the vault to ``grid_recipient``'s account (``grid_delivered``: ``amount``,
+    plus on the last fill anything sent into the vault from outside), THBC from the buyer: ``cost - fee``
+    to the seller, ``fee`` to ``fee_account``."""
 
-    order: Pubkey
-    seller: Pubkey
-    buyer: Pubkey
-    amount: int
-    price: int
-    cost: int
-    fee: int
-    remaining: int
-    timestamp: int
+    order: Key
+    seller: Key
+    buyer: Key
+    grid_recipient: Key
+    fee_account: Key
+    amount: U64
+    grid_delivered: U64
+    price: U64
+    cost: U64
+    fee: U64
+    timestamp: I64
 
 
+@event("OrderCancelled")
 @dataclass(frozen=True)
-class OrderEvent:
-    """Events 2 OrderCreated / 3 OrderCancelled / 4 OrderExpired, 90 bytes: [0] kind, [1] version,
-    [2..34] order, [34..66] seller, [66..74] amount (offered, or returned from escrow), [74..82] price,
-    [82..90] timestamp i64."""
+class OrderCancelled:
+    """CancelOrder: the vault's whole balance (``refunded``) back to ``seller_grid``, vault closed."""
 
-    kind: str
-    order: Pubkey
-    seller: Pubkey
-    amount: int
-    price: int
-    timestamp: int
+    order: Key
+    seller: Key
+    seller_grid: Key
+    refunded: U64
+    remaining: U64
+    timestamp: I64
 
 
-_ORDER_EVENT_KINDS = {EVENT_ORDER_CREATED: "created", EVENT_ORDER_CANCELLED: "cancelled",
-                      EVENT_ORDER_EXPIRED: "expired"}
+@event("OrderExpired")
+@dataclass(frozen=True)
+class OrderExpired:
+    """ExpireOrder: as OrderCancelled, sent by anyone once ``expires_at`` has passed."""
+
+    order: Key
+    seller: Key
+    seller_grid: Key
+    refunded: U64
+    remaining: U64
+    timestamp: I64
 
 
-def decode_event(data: bytes) -> TradeExecuted | OrderEvent:
-    if len(data) < 2 or data[1] != VERSION:
-        raise ValueError(f"not a version-{VERSION} trading event: {data[:2].hex()}")
-    if data[0] == EVENT_TRADE_EXECUTED and len(data) == _TRADE.size:
-        _, _, order, seller, buyer, *numbers = _TRADE.unpack(data)
-        return TradeExecuted(Pubkey.from_bytes(order), Pubkey.from_bytes(seller), Pubkey.from_bytes(buyer),
-                             *numbers)
-    if data[0] in _ORDER_EVENT_KINDS and len(data) == _ORDER_EVENT.size:
-        kind, _, order, seller, amount, price, timestamp = _ORDER_EVENT.unpack(data)
-        return OrderEvent(_ORDER_EVENT_KINDS[kind], Pubkey.from_bytes(order), Pubkey.from_bytes(seller),
-                          amount, price, timestamp)
-    raise ValueError(f"unknown trading event {data[0]} of {len(data)} bytes")
+@event("OrderClosed")
+@dataclass(frozen=True)
+class OrderClosed:
+    """CloseOrder: the finished order's account closed, ``lamports`` to the seller."""
+
+    order: Key
+    seller: Key
+    state: U8
+    lamports: U64
 
 
-def decode_events(source: TxResult | Iterable[list[bytes]]) -> list[TradeExecuted | OrderEvent]:
-    """The trading events of a transaction (its "Program data: <base64>" log lines), in order.
+TradingEvent = (MarketInitialized | MarketUpdated | OrderCreated | OrderFilled | TradeExecuted | OrderCancelled
+                | OrderExpired | OrderClosed)
+EVENTS = ProgramEvents("trading", [MarketInitialized, MarketUpdated, OrderCreated, OrderFilled, TradeExecuted,
+                                   OrderCancelled, OrderExpired, OrderClosed])
 
-    Other programs' events in the same transaction are single fields too; only well-formed trading
-    layouts are returned, so pass the result of a transaction that called this program.
-    """
-    fields = source.events() if isinstance(source, TxResult) else source
-    events: list[TradeExecuted | OrderEvent] = []
-    for event in fields:
-        if len(event) == 1:
-            try:
-                events.append(decode_event(event[0]))
-            except ValueError:
-                continue
-    return events
+
+def decode_events(result: TxResult, program_id: Pubkey) -> list[TradingEvent]:
+    """The trading program's events in a transaction, in order (EventsTruncated if the logs were cut off)."""
+    return [e.event for e in result.decode_events({program_id: EVENTS}).complete()]
 
 
 # --- instructions ----------------------------------------------------------------------------------------
@@ -290,7 +362,8 @@ def initialize_market(program_id: Pubkey, authority: Pubkey, grid_mint: Pubkey, 
 
 def update_market(program_id: Pubkey, authority: Pubkey, fee_account: Pubkey, fee_bps: int, *,
                   market: Pubkey | None = None, authority_signs: bool = True) -> Instruction:
-    """6 UpdateMarket (market authority only): new fee and fee account for the next buys.
+    """6 UpdateMarket (market authority only): new fee for orders created from now on, new fee account
+    for every later buy.
 
     accounts: 0 authority [s], 1 market [w], 2 fee account (THBC token account)
     data:     [0] 6, [1..3] fee_bps u16
@@ -307,7 +380,7 @@ def update_market(program_id: Pubkey, authority: Pubkey, fee_account: Pubkey, fe
 
 
 def create_order(program_id: Pubkey, seller: Pubkey, seller_grid: Pubkey, grid_mint: Pubkey, order_id: int,
-                 amount: int, price: int, expires_at: int, *, market: Pubkey | None = None,
+                 amount: int, price: int, expires_at: int, *, max_fee_bps: int, market: Pubkey | None = None,
                  order: Pubkey | None = None, order_bump: int | None = None, vault: Pubkey | None = None,
                  vault_bump: int | None = None) -> Instruction:
     """1 CreateOrder: order PDA + escrow vault created, ``amount`` GRID moved into the vault.
@@ -316,16 +389,20 @@ def create_order(program_id: Pubkey, seller: Pubkey, seller_grid: Pubkey, grid_m
               (PDA ["order", seller, order_id u64]), 3 vault [w] (PDA ["vault", order]), 4 seller's GRID
               account [w], 5 GRID mint, 6 Token program, 7 System program
     data:     [0] 1, [1..9] order_id u64, [9..17] amount u64, [17..25] price u64 (THBC base units per
-              kWh), [25..33] expires_at i64 (unix seconds), [33] order bump, [34] vault bump
+              kWh), [25..33] expires_at i64 (unix seconds), [33] order bump, [34] vault bump (canonical),
+              [35..37] max_fee_bps u16
+
+    ``max_fee_bps`` is the highest market fee the seller agrees to (refused with FeeAboveLimit if the
+    market's is higher when the transaction lands); the order keeps the market's fee of that moment.
     """
     derived_order, derived_order_bump = order_address(program_id, seller, order_id)
     order = order or derived_order
     derived_vault, derived_vault_bump = vault_address(program_id, order)
     return Instruction(
         program_id,
-        struct.pack("<BQQQqBB", IX_CREATE_ORDER, order_id, amount, price, expires_at,
+        struct.pack("<BQQQqBBH", IX_CREATE_ORDER, order_id, amount, price, expires_at,
                     derived_order_bump if order_bump is None else order_bump,
-                    derived_vault_bump if vault_bump is None else vault_bump),
+                    derived_vault_bump if vault_bump is None else vault_bump, max_fee_bps),
         [
             AccountMeta(seller, True, True),
             AccountMeta(market or market_address(program_id)[0], False, False),

@@ -24,7 +24,7 @@ from spl.token import instructions as spl
 from spl.token import models as spl_models
 from spl.token.constants import TOKEN_PROGRAM_ID
 
-from programs.client.chain import Chain
+from programs.client.chain import Chain, TxResult
 from programs.trading import client as trading
 
 __all__ = ["MINT_LEN", "TOKEN_ACCOUNT_LEN", "Trader", "TradingSandbox", "create_mint", "create_token_account",
@@ -128,9 +128,10 @@ class TradingSandbox:
             (await chain.send_transaction([ix], [authority])).raise_for_failure()
         return sandbox
 
-    async def trader(self, *, grid: int = 0, thbc: int = 0) -> Trader:
-        """A funded keypair with a GRID and a THBC account holding ``grid`` / ``thbc`` base units."""
-        key = Keypair()
+    async def trader(self, *, grid: int = 0, thbc: int = 0, key: Keypair | None = None) -> Trader:
+        """A funded keypair (``key``, or a fresh one) with a GRID and a THBC account holding ``grid`` /
+        ``thbc`` base units."""
+        key = key or Keypair()
         await self.chain.fund(key.pubkey(), LAMPORTS)
         grid_account = await create_token_account(self.chain, key, self.grid_mint, key.pubkey())
         thbc_account = await create_token_account(self.chain, key, self.thbc_mint, key.pubkey())
@@ -141,17 +142,24 @@ class TradingSandbox:
         return Trader(key, grid_account, thbc_account)
 
     def create_order_ix(self, seller: Trader, amount: int, price: int, expires_at: int,
-                        order_id: int | None = None) -> tuple[Instruction, int]:
+                        order_id: int | None = None, *, max_fee_bps: int | None = None) -> tuple[Instruction, int]:
+        """CreateOrder with the next order id; the seller accepts at most the market's fee as the sandbox
+        set it (``max_fee_bps`` overrides)."""
         if order_id is None:
             order_id = self.next_order_id
             self.next_order_id += 1
+        limit = self.fee_bps if max_fee_bps is None else max_fee_bps
         ix = trading.create_order(self.program_id, seller.pubkey, seller.grid, self.grid_mint, order_id, amount,
-                                  price, expires_at)
+                                  price, expires_at, max_fee_bps=limit)
         return ix, order_id
 
     def buy_ix(self, buyer: Trader, seller: Trader, order_id: int, amount: int) -> Instruction:
         return trading.buy(self.program_id, buyer.pubkey, seller.pubkey, order_id, amount, buyer_grid=buyer.grid,
                            buyer_thbc=buyer.thbc, seller_thbc=seller.thbc, fee_account=self.fee_account)
+
+    def events(self, result: TxResult) -> list[trading.TradingEvent]:
+        """The trading program's events in ``result``, in order."""
+        return trading.decode_events(result, self.program_id)
 
     async def order(self, seller: Trader, order_id: int) -> trading.Order | None:
         found = await self.chain.get_account(trading.order_address(self.program_id, seller.pubkey, order_id)[0])

@@ -58,10 +58,10 @@ async def test_surplus_is_minted_sold_and_every_balance_adds_up(
     assert result.seller_meter == "pv-inverter" and result.offered == 2_100 * WH
     amount = 2_100 * WH // 2
     cost = -(-amount * PRICE // 10**9)  # rounded up for the seller
-    fee = cost * 25 // 10_000
+    fee = -(-cost * 25 // 10_000)  # rounded up: no fill with a cost is fee-free
     assert result.trade is not None
     assert (result.trade.amount, result.trade.price, result.trade.cost, result.trade.fee) == (amount, PRICE, cost, fee)
-    assert (cost, fee) == (3_675_000, 9_187)  # 1.05 kWh at 3.50 THBC = 3.675 THBC, 0.25 % of it
+    assert (cost, fee) == (3_675_000, 9_188)  # 1.05 kWh at 3.50 THBC = 3.675 THBC, 0.25 % of it, rounded up
     assert result.balances == Balances(
         seller_grid=4_200 * WH - 2_100 * WH,
         seller_thbc=cost - fee,
@@ -78,8 +78,9 @@ async def test_surplus_is_minted_sold_and_every_balance_adds_up(
     assert "flat-1       seq 4 settled: export - import -31528 Wh → 0.354 kWh GRID minted (1 newer readings" in out
     assert "house-main   seq 6 settled: export - import -2020 Wh → 0.000 kWh GRID minted" in out
     assert "flat-2       no good reading to settle" in out
-    assert "TradeExecuted: 1.050 kWh for 3.675000 THBC (fee 0.009187 THBC)" in out
-    assert result.trade.remaining == 2_100 * WH - amount and result.trade.timestamp > 1_700_000_000
+    assert "TradeExecuted: 1.050 kWh for 3.675000 THBC (fee 0.009188 THBC)" in out
+    assert result.fill is not None and result.fill.remaining == 2_100 * WH - amount
+    assert result.trade.timestamp > 1_700_000_000
     assert trading.trade_cost(amount, PRICE) == cost
 
 

@@ -31,6 +31,7 @@ from gateway.keys import load_key
 from gateway.outbox import COUNTER_BITS
 from gridtokenx.reading import verify
 from tests.support import fixtures
+from tests.support.ackkey import backend_pub
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import Proc, backend_cmd, gateway_cmd, start_meter_sim, write_backend_config
 
@@ -123,7 +124,7 @@ def run(tmp_path: Path, tiny: Path, url: str) -> None:
                 f'[[bus]]\nname = "sim"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {sim_port}\npipeline = 64\n\n'
                 f"{meters}"
                 f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nreconnect_max_s = 1\nack_timeout_s = 3\n'
-                f"batch_size = 500\n\n"
+                f'batch_size = 500\nbackend_key_file = "{backend_pub(tmp_path)}"\n\n'
                 f'[outbox]\npath = "{db_path}"\n\n[key]\npath = "{state}/device.key"\n\n'
                 "[telemetry]\nenabled = false\n"
             )

@@ -6,9 +6,11 @@ import os
 import subprocess
 from pathlib import Path
 
-from gateway.cli_run import resolve_sections
+import pytest
+
 from gateway.config import parse_config
 from gateway.errors import ConfigError
+from tests.support.ackkey import backend_pub
 from tests.support.processes import gateway_cmd
 
 CONFIG = """
@@ -48,7 +50,10 @@ def test_run_refuses_a_world_readable_key_and_says_why(tmp_path: Path) -> None:
     assert _run("keygen", "--out", str(key)).returncode == 0
     os.chmod(key, 0o644)
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG + f'[key]\npath = "{key}"\n[outbox]\npath = "{tmp_path}/o.db"\n')
+    config.write_text(
+        CONFIG + f'[key]\npath = "{key}"\n[outbox]\npath = "{tmp_path}/o.db"\n'
+        f'[mqtt]\nbackend_key_file = "{backend_pub(tmp_path)}"\n'
+    )
     done = _run("run", "--config", str(config))
     assert done.returncode == 2
     assert "mode 0644" in done.stderr and f"chmod 600 {key}" in done.stderr and "Traceback" not in done.stderr
@@ -56,20 +61,20 @@ def test_run_refuses_a_world_readable_key_and_says_why(tmp_path: Path) -> None:
 
 
 def test_daemon_sections_are_validated_together() -> None:
-    config = parse_config(CONFIG + '[mqtt]\nport = 0\ncolour = "red"\n[outbox]\nmax_bytes = 10\n[key]\npth = "x"\n')
-    try:
-        resolve_sections(config, "gw.toml")
-    except ConfigError as exc:
-        text = str(exc)
-    else:
-        raise AssertionError("invalid sections accepted")
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            CONFIG + '[mqtt]\nport = 0\ncolour = "red"\n[outbox]\nmax_bytes = 10\n[key]\npth = "x"\n',
+            source="gw.toml",
+            environ={},
+        )
+    text = str(info.value)
     assert text.startswith("gw.toml: 4 problems")
     for fragment in ("mqtt.port:", "mqtt.colour: unknown key", "outbox.max_bytes:", "key.pth: unknown key"):
         assert fragment in text, text
 
 
 def test_gateway_id_comes_from_the_gateway_section() -> None:
-    settings = resolve_sections(parse_config(CONFIG + '[mqtt]\nhost = "broker"\n'))
+    settings = parse_config(CONFIG + '[mqtt]\nhost = "broker"\n', environ={})
     assert settings.mqtt.gateway_id == "gw-cli" and settings.mqtt.effective_client_id == "gridtokenx-gw-gw-cli"
     assert settings.outbox.synchronous == "full"
 
@@ -80,7 +85,8 @@ def test_an_outbox_directory_that_cannot_be_created_is_exit_2_with_one_line(tmp_
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the outbox's directory should be\n")
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG + f'[key]\npath = "{key}"\n[outbox]\npath = "{blocker}/state/outbox.db"\n')
+    config.write_text(CONFIG + f'[key]\npath = "{key}"\n[outbox]\npath = "{blocker}/state/outbox.db"\n'
+                      f'[mqtt]\nbackend_key_file = "{backend_pub(tmp_path)}"\n')
     done = _run("run", "--config", str(config))
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if "gridtokenx gateway run:" in line]

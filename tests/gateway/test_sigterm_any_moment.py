@@ -32,6 +32,7 @@ from gateway.keys import load_key
 from gateway.outbox import COUNTER_BITS
 from gridtokenx.reading import verify
 from tests.support import fixtures
+from tests.support.ackkey import backend_pub
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import Proc, gateway_cmd
 
@@ -49,7 +50,8 @@ def keygen(state: Path) -> None:
 def config_text(gateway_id: str, state: Path, broker_port: int, buses: str, meters: str) -> str:
     return (
         f'[gateway]\nid = "{gateway_id}"\n\n{buses}\n{meters}\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nreconnect_max_s = 1\n\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nreconnect_max_s = 1\n'
+        f'backend_key_file = "{backend_pub(state.parent)}"\n\n'
         f'[outbox]\npath = "{state}/outbox.db"\n\n[key]\npath = "{state}/device.key"\n'
     )
 

@@ -31,6 +31,7 @@ from gateway.service import GatewayService
 from gateway.telemetry import MeterInfo, TelemetrySettings
 from gateway.transport import TcpBus
 from tests.support import fixtures
+from tests.support.ackkey import backend_pub
 from tests.support.mosquitto import Mosquitto
 
 pytestmark = [pytest.mark.broker, pytest.mark.modbus, pytest.mark.timeout(60)]
@@ -91,7 +92,8 @@ async def _run_gateway(tmp_path: Path, broker: Mosquitto, telemetry: TelemetrySe
 
             service = GatewayService(
                 key=generate_key(tmp_path / "device.key"),
-                mqtt=MqttSettings(host="127.0.0.1", port=broker.port, gateway_id="gw-tel"),
+                mqtt=MqttSettings(host="127.0.0.1", port=broker.port, gateway_id="gw-tel",
+                                  backend_key_file=backend_pub(tmp_path)),
                 outbox=OutboxSettings(path=tmp_path / "o.db"),
                 samples=poller,
                 telemetry=telemetry,

@@ -9,22 +9,36 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from programs.client import LiteSVMChain, ProgramErrors, TxResult, add_program_with_authority, program_so
+from programs.client import (
+    ED25519_PROGRAM_ID,
+    LiteSVMChain,
+    ProgramErrors,
+    TxResult,
+    add_program_with_authority,
+    program_so,
+)
 
 __all__ = [
+    "FEE_PER_SIGNATURE",
     "FUNDS",
     "TRADING_ID",
+    "AccountSnapshot",
     "funded",
+    "invalid_bump",
     "needs_clang",
+    "non_canonical_bump",
+    "pda_at",
     "refused_by",
+    "refused_without_effect",
     "set_unix_time",
+    "snapshot",
     "trading_chain",
     "with_account",
     "without_signature",
@@ -38,6 +52,7 @@ needs_clang = pytest.mark.skipif(
 )
 
 FUNDS = 10 * 10**9  # lamports: enough for every account a test creates
+FEE_PER_SIGNATURE = 5_000  # LiteSVM's default; charged even when a transaction fails
 TRADING_ID = Pubkey.from_string("Trading111111111111111111111111111111111111")
 
 
@@ -89,3 +104,74 @@ def trading_chain(admin: Keypair, unix_timestamp: int | None = None) -> LiteSVMC
     if unix_timestamp is not None:
         set_unix_time(chain, unix_timestamp)
     return chain
+
+
+# --- PDA bumps ------------------------------------------------------------------------------------------
+
+def pda_at(seeds: list[bytes], bump: int, program_id: Pubkey) -> Pubkey:
+    """The program address of ``seeds`` at ``bump`` (solders raises if that bump gives none)."""
+    return Pubkey.create_program_address([*seeds, bytes([bump])], program_id)
+
+
+def _valid(seeds: list[bytes], bump: int, program_id: Pubkey) -> bool:
+    try:
+        pda_at(seeds, bump, program_id)
+    except Exception:  # solders.PubkeyError, which solders does not export
+        return False
+    return True
+
+
+def non_canonical_bump(seeds: list[bytes], program_id: Pubkey) -> int:
+    """The highest bump below the canonical one that still gives a program address: a second, valid
+    address for the same seeds, which the programs must refuse to create an account at."""
+    _, canonical = Pubkey.find_program_address(seeds, program_id)
+    for bump in range(canonical - 1, -1, -1):
+        if _valid(seeds, bump, program_id):
+            return bump
+    raise AssertionError(f"no valid bump below {canonical} for {seeds!r}")
+
+
+def invalid_bump(seeds: list[bytes], program_id: Pubkey) -> int:
+    """A bump that gives no program address (the hash is a curve point)."""
+    for bump in range(255, -1, -1):
+        if not _valid(seeds, bump, program_id):
+            return bump
+    raise AssertionError(f"every bump is valid for {seeds!r}")
+
+
+# --- refusals that change nothing -----------------------------------------------------------------------
+
+AccountSnapshot = dict[Pubkey, tuple[int, Pubkey, bytes] | None]
+
+
+async def snapshot(chain: LiteSVMChain, keys: list[Pubkey]) -> AccountSnapshot:
+    """Lamports, owner and data of each account (None: it does not exist)."""
+    out: AccountSnapshot = {}
+    for key in keys:
+        account = await chain.get_account(key)
+        out[key] = None if account is None else (account.lamports, account.owner, bytes(account.data))
+    return out
+
+
+async def refused_without_effect(chain: LiteSVMChain, errors: ProgramErrors, instructions: list[Instruction],
+                                 signers: list[Keypair], name: str, *, watch: Sequence[Pubkey] = ()) -> TxResult:
+    """Send, expect the error ``name``, and check that no account the instructions name (nor those in
+    ``watch``) changed: nothing created, no lamports or token balance moved. The fee payer (first signer)
+    loses exactly the transaction fee, which a cluster charges for failed transactions too."""
+    keys = list(dict.fromkeys([*(m.pubkey for ix in instructions for m in ix.accounts), *watch,
+                               *(s.pubkey() for s in signers)]))
+    before = await snapshot(chain, keys)
+    result = await chain.send_transaction(instructions, signers)
+    refused_by(errors)(result, name)
+    after = await snapshot(chain, keys)
+    payer = signers[0].pubkey()
+    # Every transaction signature and every signature an Ed25519 precompile instruction verifies is paid.
+    verified = sum(ix.data[0] for ix in instructions if ix.program_id == ED25519_PROGRAM_ID)
+    fee = FEE_PER_SIGNATURE * (len(signers) + verified)
+    for key in keys:
+        was, now = before[key], after[key]
+        if key == payer and was is not None and now is not None:
+            assert (now[0], now[1], now[2]) == (was[0] - fee, was[1], was[2]), f"fee payer {key} changed"
+        else:
+            assert now == was, f"{key} changed although the transaction failed with {name}"
+    return result

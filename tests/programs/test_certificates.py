@@ -138,7 +138,9 @@ async def test_issue_covers_consecutive_ranges_of_settled_generation(world: Worl
     assert (first.status, first.from_wh, first.to_wh, first.index) == (CertificateStatus.PENDING, 0, 3_000, 0)
     assert (first.owner, first.meter) == (world.owner.pubkey(), world.meter.address)
     assert (first.issued_at, first.expires_at, first.validated_at) == (NOW, NOW + YEAR, 0)
-    assert result.events()[0][0] == b"issue"
+    assert certs.decode_events(result, CERTS_ID) == [certs.CertificateIssued(
+        world.cert(0), world.meter.address, world.owner.pubkey(), 0, 0, 3_000, CertificateStatus.PENDING, NOW,
+        NOW + YEAR, "SDM630-000042")]
     (await world.issue(1, 4_000)).raise_for_failure()
     second = await world.certificate(1)
     assert (second.from_wh, second.to_wh) == (3_000, 4_000)
@@ -242,7 +244,8 @@ async def test_validate_then_retire(world: World) -> None:
     assert (cert.status, cert.validated_at) == (CertificateStatus.VALID, NOW + 60)
     result = await world.send(certs.retire(CERTS_ID, world.owner.pubkey(), world.cert(0)), world.owner)
     result.raise_for_failure()
-    assert result.events()[0][0] == b"retire"
+    assert certs.decode_events(result, CERTS_ID) == [certs.CertificateRetired(
+        world.cert(0), world.meter.address, world.owner.pubkey(), 0, 0, 3_000, CertificateStatus.RETIRED, NOW + 60)]
     cert = await world.certificate(0)
     assert (cert.status, cert.closed_at) == (CertificateStatus.RETIRED, NOW + 60)
     # Retired is final.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
-from program_testkit import funded, refused_by
+from program_testkit import funded, refused_by, refused_without_effect, set_unix_time, with_account, without_signature
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -154,9 +154,9 @@ async def test_initialize_refusals() -> None:
 
 # --- SettleAndMint: success ---------------------------------------------------------------------------
 
-def _settle_event(seq: int, minted: int, mark: int) -> list[bytes]:
-    return [b"settle", registry.meter_id_bytes(METER_ID), struct.pack("<Q", seq), struct.pack("<Q", minted),
-            struct.pack("<q", mark)]
+def _events(w: World, result: TxResult) -> list[object]:
+    """The energy token's events, then the registry's (logged inside its CPI)."""
+    return [*energy.decode_events(result, ENERGY_ID), *registry.decode_events(result, REGISTRY_ID)]
 
 
 async def test_the_first_reading_is_the_baseline_and_later_ones_mint_the_increase(world: World) -> None:
@@ -168,13 +168,19 @@ async def test_the_first_reading_is_the_baseline_and_later_ones_mint_the_increas
     assert (state.last_seq, state.last_import_wh, state.last_export_wh) == (1, 12_345, 15_845)
     assert (state.settled_net_generation_wh, state.settlement_count) == (3_500, 1)
     assert (state.baseline_net_generation_wh, state.baseline_timestamp_ms) == (3_500, T0 + 60_000)
-    assert baseline.events() == [_settle_event(1, 0, 3_500)]
+    owner, meter = world.owner.pubkey(), world.meter.address
+    assert _events(world, baseline) == [
+        energy.BaselineRecorded(meter, METER_ID, owner, 1, T0 + 60_000, 12_345, 15_845, 3_500),
+        registry.SettlementRecorded(meter, METER_ID, owner, 1, T0 + 60_000, 12_345, 15_845, 3_500, 3_500, 1)]
     # The next reading mints what the meter generated since: 3.5 kWh = 3.5 GRID.
     result = await world.settle(world.reading(2, 12_400, 19_400))
     result.raise_for_failure()
     assert await world.balance() == 3_500 * energy.BASE_UNITS_PER_WH
     assert result.compute_units <= 15_000
-    assert result.events() == [_settle_event(2, 3_500 * 10**6, 7_000)]
+    assert _events(world, result) == [
+        energy.GridMinted(meter, METER_ID, owner, world.meter.grid_account, 2, T0 + 120_000, 12_400, 19_400, 3_500,
+                          7_000, 3_500 * 10**6),
+        registry.SettlementRecorded(meter, METER_ID, owner, 2, T0 + 120_000, 12_400, 19_400, 7_000, 3_500, 2)]
     # A third mints only what is new.
     (await world.settle(world.reading(3, 12_450, 19_550))).raise_for_failure()
     assert await world.balance() == 3_600 * 10**6
@@ -487,3 +493,51 @@ def test_error_table_mirrors_error_h() -> None:
     c_errors = {int(n): "".join(w.capitalize() for w in name.split("_"))
                 for name, n in re.findall(r"ENERGY_ERROR_(\w+) = (\d+)", source)}
     assert c_errors == ENERGY_TOKEN_ERRORS.codes
+
+
+# --- Consume ------------------------------------------------------------------------------------------
+
+async def test_consume_burns_the_holders_grid_and_is_recorded(world: World) -> None:
+    """Tokens end burned or retired: a consumer burns the GRID of the energy it used."""
+    (await world.settle(world.reading(1, 0, 1_000))).raise_for_failure()  # the baseline
+    (await world.settle(world.reading(2, 0, 3_000))).raise_for_failure()  # 2 kWh minted
+    set_unix_time(world.chain, 1_764_100_000)
+    ix = energy.consume(ENERGY_ID, world.owner.pubkey(), world.grid.mint, 1_500 * energy.BASE_UNITS_PER_WH,
+                        account=world.meter.grid_account)
+    result = await world.chain.send_transaction([ix], [world.owner])
+    result.raise_for_failure()
+    assert await world.balance() == 500 * energy.BASE_UNITS_PER_WH
+    mint = await world.chain.get_account(world.grid.mint)
+    assert mint is not None and struct.unpack_from("<Q", bytes(mint.data), 36)[0] == 500 * energy.BASE_UNITS_PER_WH
+    assert energy.decode_events(result, ENERGY_ID) == [energy.GridConsumed(
+        world.owner.pubkey(), world.meter.grid_account, 1_500 * energy.BASE_UNITS_PER_WH,
+        500 * energy.BASE_UNITS_PER_WH, 1_764_100_000)]
+
+
+async def test_consume_refusals(world: World) -> None:
+    (await world.settle(world.reading(1, 0, 1_000))).raise_for_failure()
+    (await world.settle(world.reading(2, 0, 2_000))).raise_for_failure()  # 1 kWh
+    owner, account = world.owner, world.meter.grid_account
+    thief = await funded(world.chain)
+    other_mint = await _fresh_energy(world.chain, world.admin, authority=world.admin.pubkey())
+
+    def consume(holder: Keypair, amount: int, **kw: object) -> Instruction:
+        return energy.consume(ENERGY_ID, holder.pubkey(), world.grid.mint, amount,
+                              **{"account": account, **kw})  # type: ignore[arg-type]
+
+    kwh = 1_000 * energy.BASE_UNITS_PER_WH
+    cases = [
+        (consume(thief, kwh), [thief], "WrongTokenOwner"),  # someone else's GRID
+        (consume(owner, kwh + 1), [owner], "InsufficientBalance"),
+        (consume(owner, 0), [owner], "ZeroAmount"),
+        (without_signature(consume(owner, 1)), [thief], "MissingRequiredSignature"),
+        (energy.consume(ENERGY_ID, owner.pubkey(), other_mint, 1, account=account), [owner], "WrongMint"),
+        (with_account(consume(owner, 1), 3, AccountMeta(Pubkey.new_unique(), False, False)), [owner],
+         "InvalidAccountOwner"),
+        (with_account(consume(owner, 1), 4, AccountMeta(Pubkey.new_unique(), False, False)), [owner],
+         "IncorrectProgramId"),
+    ]
+    for ix, signers, name in cases:
+        await refused_without_effect(world.chain, ENERGY_TOKEN_ERRORS, [ix], signers, name,
+                                     watch=[world.grid.mint])
+    assert await world.balance() == kwh

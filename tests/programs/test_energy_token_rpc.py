@@ -39,8 +39,10 @@ async def test_settle_and_replay_over_json_rpc() -> None:
         result = await chain.send_transaction(ixs, [owner])
         result.raise_for_failure()
         assert 0 < result.compute_units <= 15_000
-        [event] = result.events()
-        assert event[0] == b"settle" and struct.unpack("<Q", event[3]) == (1_250 * 10**6,)
+        [event] = energy.decode_events(result, ene)
+        assert isinstance(event, energy.GridMinted) and event.amount == 1_250 * 10**6
+        [recorded] = registry.decode_events(result, reg)  # logged inside the CPI, attributed to the registry
+        assert isinstance(recorded, registry.SettlementRecorded) and recorded.seq == 2
         account = await chain.get_account(meter.grid_account)
         assert account is not None and struct.unpack_from("<Q", bytes(account.data), 64)[0] == 1_250 * 10**6
         found = await chain.get_account(meter.address)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from program_testkit import invalid_bump
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -20,7 +21,7 @@ HELLO_ID = Pubkey.from_string("He11o11111111111111111111111111111111111111")
 
 
 def _greeting_bytes(authority: Pubkey, bump: int, count: int = 0, total: int = 0) -> bytes:
-    return struct.pack("<BB32sQQ", 1, bump, bytes(authority), count, total)
+    return struct.pack("<BB32sQQ", 2, bump, bytes(authority), count, total)
 
 
 async def _initialized(chain: LiteSVMChain, payer: Keypair) -> Pubkey:
@@ -37,7 +38,7 @@ async def test_initialize_creates_the_pda_through_a_signed_cpi(chain: LiteSVMCha
     account = await chain.get_account(address)
     assert account is not None and account.owner == HELLO_ID
     assert account.lamports == await chain.minimum_balance(hello.GREETING_LEN)
-    assert hello.Greeting.decode(bytes(account.data)) == hello.Greeting(1, bump, payer.pubkey(), 0, 0)
+    assert hello.Greeting.decode(bytes(account.data)) == hello.Greeting(2, bump, payer.pubkey(), 0, 0)
 
 
 async def test_greet_counts_logs_and_emits_an_event(chain: LiteSVMChain, payer: Keypair) -> None:
@@ -47,7 +48,11 @@ async def test_greet_counts_logs_and_emits_an_event(chain: LiteSVMChain, payer: 
         result.raise_for_failure()
     assert "Program log: hello, world" in result.logs
     assert "Program log: 0x2, 0xc, 0x7, 0x0, 0x0" in result.logs
-    assert result.events() == [[b"greet", bytes(payer.pubkey()), struct.pack("<Q", 2), struct.pack("<Q", 12)]]
+    assert hello.decode_events(result, HELLO_ID) == [hello.Greeted(address, payer.pubkey(), 7, 2, 12)]
+    # One field: the 9-byte header (tag, version 1), then the fields.
+    [[data]] = result.events()
+    assert data[:9] == hello.Greeted.layout.tag + b"\x01" and len(data) == 97
+    assert struct.unpack_from("<QQQ", data, 73) == (7, 2, 12)
     assert 0 < result.compute_units < 10_000
     account = await chain.get_account(address)
     assert account is not None
@@ -92,11 +97,11 @@ async def test_forged_pda_is_refused(chain: LiteSVMChain, payer: Keypair) -> Non
 @pytest.mark.parametrize("case", ["non_pda_address", "wrong_bump"])
 async def test_initialize_refuses_a_forged_address_or_bump(chain: LiteSVMChain, payer: Keypair,
                                                            case: str) -> None:
-    _, bump = hello.greeting_address(HELLO_ID, payer.pubkey())
     if case == "non_pda_address":
         ix = hello.initialize(HELLO_ID, payer.pubkey(), greeting=Pubkey.new_unique())
     else:
-        ix = hello.initialize(HELLO_ID, payer.pubkey(), bump=bump - 1)
+        ix = hello.initialize(HELLO_ID, payer.pubkey(), bump=invalid_bump([b"greeting", bytes(payer.pubkey())],
+                                                                          HELLO_ID))
     result = await chain.send_transaction([ix], [payer])
     assert result.failure is not None and result.failure.error == "InvalidSeeds"
 

@@ -13,6 +13,7 @@ from solders.pubkey import Pubkey
 
 from programs.certificates import client as certs
 from programs.energy_token import client as energy
+from programs.payments import client as payments
 from programs.registry import client as registry
 from programs.trading import client as trading
 
@@ -42,6 +43,7 @@ def _builders() -> dict[str, dict[int, Instruction]]:
             0: energy.initialize(pid, _key(), _key(), _key()),
             1: energy.settle_and_mint(pid, _key(), _key(), _key(), bytes(8) + b"SDM630-000042".ljust(16, b"\0")
                                       + bytes(36)),
+            2: energy.consume(pid, _key(), _key(), 10),
         },
         "certificates": {
             0: certs.initialize(pid, _key(), _key(), _key()),
@@ -54,13 +56,19 @@ def _builders() -> dict[str, dict[int, Instruction]]:
         },
         "trading": {
             0: trading.initialize_market(pid, _key(), _key(), _key(), _key(), 25),
-            1: trading.create_order(pid, _key(), _key(), _key(), 1, 10, 20, 30),
+            1: trading.create_order(pid, _key(), _key(), _key(), 1, 10, 20, 30, max_fee_bps=25),
             2: trading.buy(pid, _key(), _key(), 1, 10, buyer_grid=_key(), buyer_thbc=_key(), seller_thbc=_key(),
                            fee_account=_key()),
             3: trading.cancel_order(pid, _key(), 1, _key()),
             4: trading.expire_order(pid, _key(), 1, _key()),
             5: trading.close_order(pid, _key(), 1),
             6: trading.update_market(pid, _key(), _key(), 25),
+        },
+        "payments": {
+            0: payments.initialize(pid, _key(), _key(), _key()),
+            1: payments.issue(pid, _key(), _key(), _key(), "KBANK-1", 10),
+            2: payments.redeem(pid, _key(), _key(), 10, "PAYOUT-1"),
+            3: payments.set_operator(pid, _key(), _key()),
         },
     }
 

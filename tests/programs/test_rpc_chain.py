@@ -30,7 +30,8 @@ async def test_deploy_invoke_and_errors_over_json_rpc() -> None:
         assert ok.failure is None and "Program log: hello: greeting created" in ok.logs
         assert ok.compute_units > 0
         greet = await chain.send_transaction([hello.greet(program, authority.pubkey(), 9)], [authority])
-        assert greet.raise_for_failure().events()[0][3] == (9).to_bytes(8, "little")
+        [event] = hello.decode_events(greet.raise_for_failure(), program)
+        assert isinstance(event, hello.Greeted) and (event.amount, event.count) == (9, 1)
 
         failed = await chain.send_transaction([hello.greet(program, authority.pubkey(), 2**64 - 1)], [authority])
         assert failed.failure is not None and failed.failure.error == "ArithmeticOverflow"

@@ -234,7 +234,7 @@ async def test_committed_hello_runs_with_mainnet_features() -> None:
     await chain.fund(payer.pubkey(), 10**9)
     (await chain.send_transaction([hello.initialize(program, payer.pubkey())], [payer])).raise_for_failure()
     result = await chain.send_transaction([hello.greet(program, payer.pubkey(), 3)], [payer])
-    assert result.raise_for_failure().events()[0][0] == b"greet"
+    assert isinstance(hello.decode_events(result.raise_for_failure(), program)[0], hello.Greeted)
 
 
 SYSCALLS_C = r"""

@@ -74,8 +74,11 @@ async def test_partial_then_full_fill_moves_energy_and_money(
     cost1 = trading.trade_cost(3 * KWH, PRICE)
     fee1 = trading.trade_fee(cost1, 25)
     assert (cost1, fee1) == (12_300_000, 30_750)  # 12.30 THBC, of which 0.25 % = 0.03075 THBC fee
-    assert trading.decode_events(first) == [trading.TradeExecuted(
-        order_key, seller.pubkey, buyer.pubkey, 3 * KWH, PRICE, cost1, fee1, 7 * KWH, NOW)]
+    assert market.events(first) == [
+        trading.OrderFilled(order_key, seller.pubkey, buyer.pubkey, 3 * KWH, cost1, fee1, 7 * KWH, cost1 - fee1,
+                            trading.OrderState.PARTIALLY_FILLED),
+        trading.TradeExecuted(order_key, seller.pubkey, buyer.pubkey, buyer.pubkey, market.fee_account, 3 * KWH,
+                              3 * KWH, PRICE, cost1, fee1, NOW)]
     order = await market.order(seller, order_id)
     assert order is not None and order.state == trading.OrderState.PARTIALLY_FILLED
     assert (order.remaining, order.proceeds) == (7 * KWH, cost1 - fee1)
@@ -86,9 +89,10 @@ async def test_partial_then_full_fill_moves_energy_and_money(
     second.raise_for_failure()
     cost2 = trading.trade_cost(7 * KWH, PRICE)
     fee2 = trading.trade_fee(cost2, 25)
-    [event] = trading.decode_events(second)
-    assert isinstance(event, trading.TradeExecuted) and (event.amount, event.cost, event.fee, event.remaining) == (
-        7 * KWH, cost2, fee2, 0)
+    [filled, event] = market.events(second)
+    assert isinstance(event, trading.TradeExecuted) and (event.amount, event.cost, event.fee) == (7 * KWH, cost2, fee2)
+    assert filled == trading.OrderFilled(order_key, seller.pubkey, buyer.pubkey, 7 * KWH, cost2, fee2, 0,
+                                         cost1 - fee1 + cost2 - fee2, trading.OrderState.FILLED)
     order = await market.order(seller, order_id)
     assert order is not None and order.state == trading.OrderState.FILLED
     assert (order.remaining, order.proceeds) == (0, cost1 - fee1 + cost2 - fee2)
@@ -113,10 +117,10 @@ async def test_cost_is_rounded_up_and_exact_beyond_64_bits(
     order_id = await _order(market, seller, amount, price)
     result = await chain.send_transaction([market.buy_ix(buyer, seller, order_id, amount)], [buyer.key])
     result.raise_for_failure()
-    [event] = trading.decode_events(result)
+    [_, event] = market.events(result)
     assert isinstance(event, trading.TradeExecuted)
     assert event.cost == cost == trading.trade_cost(amount, price)
-    assert event.fee == cost * 25 // 10_000
+    assert event.fee == -(-cost * 25 // 10_000)  # rounded up: never 0 for a non-zero cost
     assert await _balances(market, buyer.thbc, seller.thbc, market.fee_account) == [
         0, cost - event.fee, event.fee]
 
@@ -249,7 +253,8 @@ async def test_forged_or_foreign_order_and_market_accounts_are_refused(
     chain.svm.set_account(fake_market, Account(real_market.lamports, bytes(data), TRADING_ID, False, 0))
     ix = with_account(buy, 1, AccountMeta(fake_market, False, False))
     ix = with_account(ix, 7, AccountMeta(buyer.thbc, False, True))
-    assert_refused(await chain.send_transaction([ix], [buyer.key]), "WrongMarket")
+    # Refused by the market loader: a market is only ever at the canonical PDA ["market"].
+    assert_refused(await chain.send_transaction([ix], [buyer.key]), "InvalidSeeds")
     # A market account that is an order (wrong discriminator / size).
     assert_refused(await chain.send_transaction([with_account(buy, 1, AccountMeta(order_key, False, False))],
                                                 [buyer.key]), "WrongAccountSize")

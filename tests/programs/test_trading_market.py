@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from program_testkit import TRADING_ID, refused_by, trading_chain, with_account
+from program_testkit import TRADING_ID, invalid_bump, refused_by, trading_chain, with_account
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -48,7 +48,8 @@ async def test_initialize_market_records_mints_fee_account_and_fee(chain: LiteSV
     address, bump = trading.market_address(TRADING_ID)
     result = await chain.send_transaction([_init(bare)], [bare.authority])
     result.raise_for_failure()
-    assert "Program log: trading: market initialised" in result.logs
+    assert bare.events(result) == [trading.MarketInitialized(address, bare.authority.pubkey(), bare.grid_mint,
+                                                             bare.thbc_mint, bare.fee_account, 25, 9, 6)]
     account = await chain.get_account(address)
     assert account is not None and account.owner == TRADING_ID
     assert account.lamports == await chain.minimum_balance(trading.MARKET_LEN)
@@ -89,8 +90,9 @@ async def test_initialize_market_refusals(chain: LiteSVMChain, bare: TradingSand
     assert_refused(await chain.send_transaction([ix], [other]), "InvalidSeeds")
     # Forged market address, wrong bump, System program impostor.
     assert_refused(await chain.send_transaction([_init(bare, market=Pubkey.new_unique())], [auth]), "InvalidSeeds")
-    _, bump = trading.market_address(TRADING_ID)
-    assert_refused(await chain.send_transaction([_init(bare, bump=bump - 1)], [auth]), "InvalidSeeds")
+    # A bump that gives no program address (a valid non-canonical one: test_canonical_addresses.py).
+    bump = invalid_bump([b"market"], TRADING_ID)
+    assert_refused(await chain.send_transaction([_init(bare, bump=bump)], [auth]), "InvalidSeeds")
     impostor = with_account(_init(bare), 6, AccountMeta(Pubkey.new_unique(), False, False))
     assert_refused(await chain.send_transaction([impostor], [auth]), "IncorrectProgramId")
     assert_refused(await chain.send_transaction([Instruction(TRADING_ID, bytes([0, 25]), list(_init(bare).accounts))],
@@ -131,16 +133,16 @@ async def test_deployed_through_the_upgradeable_loader_it_trades() -> None:
     (await chain.send_transaction([ix], [seller.key])).raise_for_failure()
     result = await chain.send_transaction([market.buy_ix(buyer, seller, order_id, KWH)], [buyer.key])
     result.raise_for_failure()
-    [event] = trading.decode_events(result)
+    [_, event] = market.events(result)
     assert isinstance(event, trading.TradeExecuted) and (event.cost, event.fee) == (4_100_000, 10_250)
     assert [await token_amount(chain, a) for a in (buyer.grid, seller.thbc, market.fee_account)] == [
         KWH, 4_100_000 - 10_250, 10_250]
 
 
-async def test_update_market_changes_fee_and_fee_account_for_the_next_buy(chain: LiteSVMChain,
-                                                                          admin: Keypair) -> None:
+async def test_update_market_changes_fee_for_later_orders_and_fee_account_for_every_buy(
+        chain: LiteSVMChain, admin: Keypair) -> None:
     market = await TradingSandbox.create(chain, TRADING_ID, admin, fee_bps=25)
-    seller = await market.trader(grid=2 * KWH)
+    seller = await market.trader(grid=3 * KWH)
     buyer = await market.trader(thbc=100 * 10**6)
     now = chain.svm.get_clock().unix_timestamp
     ix, order_id = market.create_order_ix(seller, 2 * KWH, 4_000_000, now + 900)
@@ -162,9 +164,16 @@ async def test_update_market_changes_fee_and_fee_account_for_the_next_buy(chain:
     (await chain.send_transaction([update], [admin])).raise_for_failure()
     updated = await market.market()
     assert (updated.fee_bps, updated.fee_account) == (100, new_fee)
-    # The old fee account is refused now; the new one gets 1 % of the next trade.
+    # The old fee account is refused now; the new one gets the fee of the next trade. The open order was
+    # created under 25 bps and keeps them: 0.25 % of 4 THBC.
     assert_refused(await chain.send_transaction([market.buy_ix(buyer, seller, order_id, KWH)], [buyer.key]),
                    "WrongFeeAccount")
     market.fee_account = new_fee
     (await chain.send_transaction([market.buy_ix(buyer, seller, order_id, KWH)], [buyer.key])).raise_for_failure()
-    assert await token_amount(chain, new_fee) == 40_000
+    assert await token_amount(chain, new_fee) == 10_000
+    # An order created after the update carries the new fee (the seller accepted up to 1 %): 1 % of 4 THBC.
+    ix, later = market.create_order_ix(seller, KWH, 4_000_000, now + 900, max_fee_bps=100)
+    (await chain.send_transaction([ix], [seller.key])).raise_for_failure()
+    assert (await market.order(seller, later)).fee_bps == 100  # type: ignore[union-attr]
+    (await chain.send_transaction([market.buy_ix(buyer, seller, later, KWH)], [buyer.key])).raise_for_failure()
+    assert await token_amount(chain, new_fee) == 10_000 + 40_000

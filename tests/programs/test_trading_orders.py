@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from program_testkit import TRADING_ID, refused_by, set_unix_time, trading_chain, with_account, without_signature
+from program_testkit import (
+    TRADING_ID,
+    invalid_bump,
+    refused_by,
+    set_unix_time,
+    trading_chain,
+    with_account,
+    without_signature,
+)
 from solders.account import Account
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -51,6 +59,7 @@ async def seller(market: TradingSandbox) -> Trader:
 
 def _create(market: TradingSandbox, seller: Trader, order_id: int, amount: int = 5 * KWH, price: int = PRICE,
             expires_at: int = NOW + 900, **overrides: object) -> Instruction:
+    overrides.setdefault("max_fee_bps", market.fee_bps)
     return trading.create_order(TRADING_ID, seller.pubkey, seller.grid, market.grid_mint, order_id, amount, price,
                                 expires_at, **overrides)  # type: ignore[arg-type]
 
@@ -69,12 +78,13 @@ async def test_create_order_moves_grid_into_a_vault_held_by_the_order(
     vault, vault_bump = trading.vault_address(TRADING_ID, order_key)
     result = await chain.send_transaction([_create(market, seller, 7)], [seller.key])
     result.raise_for_failure()
-    assert trading.decode_events(result) == [trading.OrderEvent("created", order_key, seller.pubkey, 5 * KWH, PRICE,
-                                                                NOW)]
+    assert market.events(result) == [trading.OrderCreated(
+        order_key, trading.market_address(TRADING_ID)[0], seller.pubkey, vault, seller.grid, 7, 5 * KWH, PRICE,
+        NOW + 900, NOW, 25, 25)]
     order = await market.order(seller, 7)
     assert order == trading.Order(order_bump, vault_bump, trading.OrderState.ACTIVE,
                                   trading.market_address(TRADING_ID)[0], seller.pubkey, vault, 7, 5 * KWH, 5 * KWH,
-                                  PRICE, NOW + 900, NOW, 0)
+                                  PRICE, NOW + 900, NOW, 0, 25)
     vault_account = await chain.get_account(vault)
     assert vault_account is not None and vault_account.owner == TOKEN_PROGRAM_ID
     data = bytes(vault_account.data)
@@ -107,8 +117,8 @@ async def test_create_order_refusals(chain: LiteSVMChain, market: TradingSandbox
     # Forged PDAs: an order address off its seeds, a wrong bump, a vault that is not ["vault", order].
     ix = _create(market, seller, 1, order=Pubkey.new_unique())
     assert_refused(await chain.send_transaction([ix], [seller.key]), "InvalidSeeds")
-    _, bump = trading.order_address(TRADING_ID, seller.pubkey, 1)
-    assert_refused(await chain.send_transaction([_create(market, seller, 1, order_bump=bump - 1)], [seller.key]),
+    bump = invalid_bump([b"order", bytes(seller.pubkey), (1).to_bytes(8, "little")], TRADING_ID)
+    assert_refused(await chain.send_transaction([_create(market, seller, 1, order_bump=bump)], [seller.key]),
                    "InvalidSeeds")
     assert_refused(await chain.send_transaction([_create(market, seller, 1, vault=Pubkey.new_unique())],
                                                 [seller.key]), "InvalidSeeds")
@@ -147,8 +157,8 @@ async def test_cancel_returns_the_escrow_and_closes_the_vault(
     result = await chain.send_transaction([trading.cancel_order(TRADING_ID, seller.pubkey, 7, seller.grid)],
                                           [seller.key])
     result.raise_for_failure()
-    assert trading.decode_events(result) == [trading.OrderEvent("cancelled", order_key, seller.pubkey, 3 * KWH, PRICE,
-                                                                NOW)]
+    assert market.events(result) == [trading.OrderCancelled(order_key, seller.pubkey, seller.grid, 3 * KWH, 3 * KWH,
+                                                            NOW)]
     order = await market.order(seller, 7)
     assert order is not None and order.state == trading.OrderState.CANCELLED and order.remaining == 3 * KWH
     assert await chain.get_account(vault) is None
@@ -200,8 +210,8 @@ async def test_expire_is_open_to_anyone_after_expiry_and_pays_only_the_seller(
     vault_rent = (await chain.get_account(vault)).lamports  # type: ignore[union-attr]
     result = await chain.send_transaction([expire], [keeper.key])
     result.raise_for_failure()
-    assert trading.decode_events(result) == [trading.OrderEvent("expired", order_key, seller.pubkey, 5 * KWH, PRICE,
-                                                                NOW + 300)]
+    assert market.events(result) == [trading.OrderExpired(order_key, seller.pubkey, seller.grid, 5 * KWH, 5 * KWH,
+                                                          NOW + 300)]
     order = await market.order(seller, 7)
     assert order is not None and order.state == trading.OrderState.EXPIRED
     assert await token_amount(chain, seller.grid) == 20 * KWH

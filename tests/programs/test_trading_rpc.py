@@ -34,9 +34,9 @@ async def test_trade_and_refusal_over_json_rpc() -> None:
 
         result = await chain.send_transaction([market.buy_ix(buyer, seller, order_id, KWH)], [buyer.key])
         result.raise_for_failure()
-        [event] = trading.decode_events(result)
-        assert isinstance(event, trading.TradeExecuted)
-        assert (event.buyer, event.amount, event.cost, event.fee, event.remaining) == (
+        [filled, event] = market.events(result)
+        assert isinstance(event, trading.TradeExecuted) and isinstance(filled, trading.OrderFilled)
+        assert (event.buyer, event.amount, event.cost, event.fee, filled.remaining) == (
             buyer.pubkey, KWH, 2_900_000, 7_250, 2 * KWH)
         assert await token_amount(chain, seller.thbc) == 2_900_000 - 7_250
 

@@ -21,6 +21,8 @@ enum {
   CERT_ERROR_INVALID_REASON = 13,     /* revoke needs a non-zero reason code */
   CERT_ERROR_NOT_CERTIFICATE_OWNER = 14, /* signer is not the certificate's holder */
   CERT_ERROR_INVALID_VALIDITY = 15,   /* validity period must be positive */
+  CERT_ERROR_NON_CANONICAL_BUMP = 16, /* a PDA (config, mark, certificate, or the registry meter handed in)
+                                       * at a bump other than find_program_address's */
 };
 
 #endif

@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -25,6 +26,6 @@ uint64_t process_expire(const GtxInput *in) {
   }
   cert->status = CERT_STATUS_EXPIRED;
   cert->closed_at = now;
-  CERT_EVENT("expire", cert);
+  cert_emit_plain(GTX_TAG_CertificateExpired, certificate->key, cert, now);
   return SUCCESS;
 }

@@ -1,6 +1,7 @@
 #include <gtx_sol.h>
 #include <gtx/upgradeable.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -31,6 +32,12 @@ uint64_t process_initialize(const GtxInput *in) {
   gtx_memcpy(&c->governance, in->data + 2, GTX_PUBKEY_LEN);
   gtx_memcpy(&c->registry_program, in->data + 2 + GTX_PUBKEY_LEN, GTX_PUBKEY_LEN);
   c->validity_seconds = validity;
-  GTX_LOG("certificates: initialised");
+  CertificatesInitializedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_CertificatesInitialized, CERT_EVENT_VERSION);
+  gtx_memcpy(&e.config, config->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.governance, &c->governance, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.registry_program, &c->registry_program, GTX_PUBKEY_LEN);
+  e.validity_seconds = validity;
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

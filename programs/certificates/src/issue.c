@@ -1,10 +1,12 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
-/* The registry meter, read-only: owned by the configured registry (only it writes meters, only at
- * their PDAs), the registry's size and discriminator. */
+/* The registry meter, read-only: owned by the configured registry, the registry's size, discriminator
+ * and version, and at the CANONICAL PDA ["meter", meter id] of the id it holds (NonCanonicalBump), so
+ * one meter id has one mark and one certificate sequence, whatever the registry let exist. */
 static uint64_t load_meter(const SolAccountInfo *a, const CertConfig *c, const Meter **out) {
   if (!gtx_pubkey_eq(a->owner, &c->registry_program)) {
     GTX_LOG_KEY("issue: meter not owned by the configured registry:", a->key);
@@ -18,7 +20,13 @@ static uint64_t load_meter(const SolAccountInfo *a, const CertConfig *c, const M
     GTX_LOG_KEY("issue: not a registry meter:", a->key);
     return GTX_CUSTOM_ERROR(CERT_ERROR_WRONG_ACCOUNT_TYPE);
   }
-  *out = (const Meter *)a->data;
+  const Meter *m = (const Meter *)a->data;
+  SolSignerSeed parts[3];
+  SolSignerSeeds seeds;
+  registry_meter_seeds(m->meter_id, parts, &seeds);
+  GTX_TRY(gtx_expect_canonical_pda(a, &seeds, m->bump, &c->registry_program,
+                                   GTX_CUSTOM_ERROR(CERT_ERROR_NON_CANONICAL_BUMP)));
+  *out = m;
   return SUCCESS;
 }
 
@@ -53,10 +61,8 @@ uint64_t process_issue(const GtxInput *in) {
   CertMark *k;
   if (!gtx_pubkey_eq(mark->owner, in->program_id)) {
     /* First certificate of this meter: create its mark at ["mark", meter]. */
-    parts[0].addr = (const uint8_t *)CERT_MARK_SEED;
-    parts[0].len = sizeof(CERT_MARK_SEED) - 1;
-    parts[1].addr = meter->key->x;
-    parts[1].len = GTX_PUBKEY_LEN;
+    SolSignerSeeds unused;
+    cert_mark_seeds(meter->key, parts, &unused);
     CertCreate create = {in, owner, mark, parts, 2, mark_bump, CERT_MARK_LEN};
     GTX_TRY(cert_create_pda(&create));
     k = (CertMark *)mark->data;
@@ -65,7 +71,7 @@ uint64_t process_issue(const GtxInput *in) {
     k->bump = mark_bump;
     gtx_memcpy(&k->meter, meter->key, GTX_PUBKEY_LEN);
   } else {
-    /* Only this program creates marks, at the PDA of the meter stored inside. */
+    /* Only this program creates marks, at the canonical PDA of the meter stored inside (re-derived). */
     GTX_TRY(cert_mark_load(mark, in->program_id, &k));
     if (!gtx_pubkey_eq(&k->meter, meter->key)) {
       GTX_LOG_KEY("issue: the mark belongs to another meter:", mark->key);
@@ -102,12 +108,8 @@ uint64_t process_issue(const GtxInput *in) {
 
   uint8_t index_le[8];
   gtx_store_u64_le(index_le, index);
-  parts[0].addr = (const uint8_t *)CERT_SEED;
-  parts[0].len = sizeof(CERT_SEED) - 1;
-  parts[1].addr = meter->key->x;
-  parts[1].len = GTX_PUBKEY_LEN;
-  parts[2].addr = index_le;
-  parts[2].len = 8;
+  SolSignerSeeds cert_seeds;
+  cert_certificate_seeds(meter->key, index_le, parts, &cert_seeds);
   CertCreate create = {in, owner, certificate, parts, 3, cert_bump, CERT_CERTIFICATE_LEN};
   GTX_TRY(cert_create_pda(&create));
 
@@ -125,6 +127,11 @@ uint64_t process_issue(const GtxInput *in) {
   cert->expires_at = expires_at;
   k->certified_up_to_wh = to_wh;
   k->next_index = next;
-  CERT_EVENT("issue", cert);
+  CertificateIssuedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_CertificateIssued, CERT_EVENT_VERSION);
+  cert_event_body(&e.body, certificate->key, cert, now);
+  e.expires_at = expires_at;
+  gtx_memcpy(e.meter_id, m->meter_id, 16);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -14,6 +15,6 @@ uint64_t process_retire(const GtxInput *in) {
   GTX_TRY(cert_load_held_valid(in, &cert, &now));
   cert->status = CERT_STATUS_RETIRED;
   cert->closed_at = now;
-  CERT_EVENT("retire", cert);
+  cert_emit_plain(GTX_TAG_CertificateRetired, in->accounts[1].key, cert, now);
   return SUCCESS;
 }

@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -28,6 +29,11 @@ uint64_t process_revoke(const GtxInput *in) {
   cert->status = CERT_STATUS_REVOKED;
   cert->revoke_reason = reason;
   cert->closed_at = now;
-  CERT_EVENT("revoke", cert);
+  CertificateRevokedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_CertificateRevoked, CERT_EVENT_VERSION);
+  cert_event_body(&e.body, certificate->key, cert, now);
+  e.reason = reason;
+  gtx_memcpy(&e.governance, in->accounts[0].key, GTX_PUBKEY_LEN);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -11,7 +11,8 @@
 #define CERT_DISC_CONFIG 0x30u
 #define CERT_DISC_MARK 0x31u
 #define CERT_DISC_CERTIFICATE 0x32u
-#define CERT_VERSION 1u
+/* Version 2: every account sits at the canonical PDA of the seeds it stores, checked at creation. */
+#define CERT_VERSION 2u
 
 #define CERT_CONFIG_SEED "config"
 #define CERT_MARK_SEED "mark"
@@ -87,15 +88,53 @@ static inline uint64_t cert_load(const SolAccountInfo *a, const SolPubkey *progr
   return SUCCESS;
 }
 
+/* Loaders re-derive each account's address from the seeds it stores and its bump (checked canonical at
+ * creation), so a certificates account is always the canonical PDA of its own fields. */
 static inline uint64_t cert_config_load(const SolAccountInfo *a, const SolPubkey *program_id, CertConfig **out) {
-  return cert_load(a, program_id, CERT_DISC_CONFIG, CERT_CONFIG_LEN, (void **)out);
+  GTX_TRY(cert_load(a, program_id, CERT_DISC_CONFIG, CERT_CONFIG_LEN, (void **)out));
+  SolSignerSeed seed = {(const uint8_t *)CERT_CONFIG_SEED, sizeof(CERT_CONFIG_SEED) - 1};
+  SolSignerSeeds seeds = {&seed, 1};
+  return expect_pda(a, &seeds, (*out)->bump, program_id);
 }
+
+static inline void cert_mark_seeds(const SolPubkey *meter, SolSignerSeed parts[3], SolSignerSeeds *out) {
+  parts[0].addr = (const uint8_t *)CERT_MARK_SEED;
+  parts[0].len = sizeof(CERT_MARK_SEED) - 1;
+  parts[1].addr = meter->x;
+  parts[1].len = GTX_PUBKEY_LEN;
+  out->addr = parts;
+  out->len = 2;
+}
+
+/* `index_le` must outlive `out`. */
+static inline void cert_certificate_seeds(const SolPubkey *meter, const uint8_t index_le[8], SolSignerSeed parts[4],
+                                          SolSignerSeeds *out) {
+  parts[0].addr = (const uint8_t *)CERT_SEED;
+  parts[0].len = sizeof(CERT_SEED) - 1;
+  parts[1].addr = meter->x;
+  parts[1].len = GTX_PUBKEY_LEN;
+  parts[2].addr = index_le;
+  parts[2].len = 8;
+  out->addr = parts;
+  out->len = 3;
+}
+
 static inline uint64_t cert_mark_load(const SolAccountInfo *a, const SolPubkey *program_id, CertMark **out) {
-  return cert_load(a, program_id, CERT_DISC_MARK, CERT_MARK_LEN, (void **)out);
+  GTX_TRY(cert_load(a, program_id, CERT_DISC_MARK, CERT_MARK_LEN, (void **)out));
+  SolSignerSeed parts[3];
+  SolSignerSeeds seeds;
+  cert_mark_seeds(&(*out)->meter, parts, &seeds);
+  return expect_pda(a, &seeds, (*out)->bump, program_id);
 }
 static inline uint64_t cert_certificate_load(const SolAccountInfo *a, const SolPubkey *program_id,
                                              Certificate **out) {
-  return cert_load(a, program_id, CERT_DISC_CERTIFICATE, CERT_CERTIFICATE_LEN, (void **)out);
+  GTX_TRY(cert_load(a, program_id, CERT_DISC_CERTIFICATE, CERT_CERTIFICATE_LEN, (void **)out));
+  uint8_t index_le[8];
+  gtx_store_u64_le(index_le, (*out)->index);
+  SolSignerSeed parts[4];
+  SolSignerSeeds seeds;
+  cert_certificate_seeds(&(*out)->meter, index_le, parts, &seeds);
+  return expect_pda(a, &seeds, (*out)->bump, program_id);
 }
 
 /* Governance-signed instructions: signer, then config, then the signer is the governance key. */
@@ -147,7 +186,8 @@ static inline uint64_t cert_load_held_valid(const GtxInput *in, Certificate **ou
   return SUCCESS;
 }
 
-/* Create a PDA owned by this program: `parts` holds `n` seeds and room for the bump. */
+/* Create a PDA owned by this program at the canonical bump (NonCanonicalBump otherwise): `parts` holds
+ * `n` seeds and room for the bump. */
 typedef struct {
   const GtxInput *in;
   const SolAccountInfo *payer;
@@ -160,7 +200,8 @@ typedef struct {
 
 static inline uint64_t cert_create_pda(const CertCreate *c) {
   SolSignerSeeds seeds = {c->parts, c->n};
-  GTX_TRY(expect_pda(c->account, &seeds, c->bump, c->in->program_id));
+  GTX_TRY(gtx_expect_canonical_pda(c->account, &seeds, c->bump, c->in->program_id,
+                                   GTX_CUSTOM_ERROR(CERT_ERROR_NON_CANONICAL_BUMP)));
   if (gtx_pubkey_eq(c->account->owner, c->in->program_id) || c->account->data_len != 0) {
     GTX_LOG_KEY("account exists already:", c->account->key);
     return ERROR_ACCOUNT_ALREADY_INITIALIZED;
@@ -174,13 +215,5 @@ static inline uint64_t cert_create_pda(const CertCreate *c) {
   GtxCreateAccount create = {c->payer, c->account, lamports, c->len, c->in->program_id, &signer};
   return gtx_create_pda(&create);
 }
-
-static inline void cert_event(const char *name, uint64_t name_len, const Certificate *cert) {
-  /* Event: name, meter, index u64, status u8 */
-  SolBytes event[4] = {{(const uint8_t *)name, name_len}, {cert->meter.x, GTX_PUBKEY_LEN},
-                       {(const uint8_t *)&cert->index, 8}, {&cert->status, 1}};
-  sol_log_data(event, 4);
-}
-#define CERT_EVENT(literal, cert) cert_event("" literal, sizeof(literal) - 1, (cert))
 
 #endif

@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -12,7 +13,9 @@ uint64_t process_transfer(const GtxInput *in) {
   Certificate *cert;
   int64_t now;
   GTX_TRY(cert_load_held_valid(in, &cert, &now));
+  SolPubkey previous;
+  gtx_memcpy(&previous, &cert->owner, GTX_PUBKEY_LEN);
   gtx_memcpy(&cert->owner, in->data + 1, GTX_PUBKEY_LEN);
-  CERT_EVENT("transfer", cert);
+  cert_emit_with_key(GTX_TAG_CertificateTransferred, in->accounts[1].key, cert, now, &previous);
   return SUCCESS;
 }

@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -26,6 +27,6 @@ uint64_t process_validate(const GtxInput *in) {
   }
   cert->status = CERT_STATUS_VALID;
   cert->validated_at = now;
-  CERT_EVENT("validate", cert);
+  cert_emit_with_key(GTX_TAG_CertificateValidated, certificate->key, cert, now, in->accounts[0].key);
   return SUCCESS;
 }

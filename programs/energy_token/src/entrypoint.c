@@ -17,6 +17,8 @@ uint64_t entrypoint(const uint8_t *input) {
     return process_initialize(&in);
   case ENERGY_IX_SETTLE_AND_MINT: /* verify a signed reading, record it in the registry, mint GRID */
     return process_settle_and_mint(&in);
+  case ENERGY_IX_CONSUME: /* the holder burns GRID it consumed */
+    return process_consume(&in);
   default:
     GTX_LOG("unknown instruction");
     return GTX_CUSTOM_ERROR(ENERGY_ERROR_UNKNOWN_INSTRUCTION);

@@ -32,6 +32,10 @@ enum {
   ENERGY_ERROR_TOKEN_ACCOUNT_WRONG_MINT = 24, /* destination is not a GRID token account */
   ENERGY_ERROR_WRONG_TOKEN_OWNER = 25,  /* destination is not owned by the meter's owner */
   ENERGY_ERROR_WRONG_AUTHORITY = 26,    /* authority account is not this program's PDA */
+  ENERGY_ERROR_NON_CANONICAL_BUMP = 27, /* a PDA (config, authority, or the registry meter handed in) at a
+                                         * bump other than find_program_address's */
+  ENERGY_ERROR_ZERO_AMOUNT = 28,        /* Consume of 0 GRID */
+  ENERGY_ERROR_INSUFFICIENT_BALANCE = 29, /* Consume of more GRID than the account holds */
 };
 
 #endif

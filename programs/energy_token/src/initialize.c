@@ -3,6 +3,7 @@
 #include <gtx/token.h>
 #include <gtx/upgradeable.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -24,7 +25,8 @@ uint64_t process_initialize(const GtxInput *in) {
   SolSignerSeed auth_seed = {(const uint8_t *)ENERGY_AUTHORITY_SEED, sizeof(ENERGY_AUTHORITY_SEED) - 1};
   SolSignerSeeds auth_seeds = {&auth_seed, 1};
   SolPubkey authority;
-  GTX_TRY(gtx_create_program_address(&auth_seeds, authority_bump, in->program_id, &authority));
+  GTX_TRY(gtx_canonical_pda(&auth_seeds, authority_bump, in->program_id, &authority,
+                            GTX_CUSTOM_ERROR(ENERGY_ERROR_NON_CANONICAL_BUMP)));
 
   GtxMint m;
   GTX_TRY(gtx_mint_load(mint, &m));
@@ -47,7 +49,8 @@ uint64_t process_initialize(const GtxInput *in) {
 
   SolSignerSeed parts[2] = {{(const uint8_t *)ENERGY_CONFIG_SEED, sizeof(ENERGY_CONFIG_SEED) - 1}, {0, 0}};
   SolSignerSeeds seeds = {parts, 1};
-  GTX_TRY(expect_pda(config, &seeds, config_bump, in->program_id));
+  GTX_TRY(gtx_expect_canonical_pda(config, &seeds, config_bump, in->program_id,
+                                   GTX_CUSTOM_ERROR(ENERGY_ERROR_NON_CANONICAL_BUMP)));
   if (gtx_pubkey_eq(config->owner, in->program_id) || config->data_len != 0) {
     GTX_LOG_KEY("initialize: config exists already:", config->key);
     return ERROR_ACCOUNT_ALREADY_INITIALIZED;
@@ -68,6 +71,12 @@ uint64_t process_initialize(const GtxInput *in) {
   gtx_memcpy(&c->registry_program, in->data + 3, GTX_PUBKEY_LEN);
   gtx_memcpy(&c->mint, mint->key, GTX_PUBKEY_LEN);
   gtx_memcpy(&c->authority, &authority, GTX_PUBKEY_LEN);
-  GTX_LOG("energy_token: initialised");
+  EnergyTokenInitializedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_EnergyTokenInitialized, ENERGY_EVENT_VERSION);
+  gtx_memcpy(&e.config, config->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.registry_program, &c->registry_program, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.mint, mint->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.authority, &authority, GTX_PUBKEY_LEN);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -26,4 +26,11 @@ uint64_t process_initialize(const GtxInput *in);
 #define ENERGY_IX_SETTLE_AND_MINT 1
 uint64_t process_settle_and_mint(const GtxInput *in);
 
+/* 2 Consume: the holder burns GRID it consumed (energy used from the grid pays back the tokens that stand
+ *   for it; tokens end burned or retired). Logs GridConsumed.
+ *   accounts: 0 holder [s], 1 holder's GRID token account [w], 2 GRID mint [w], 3 config [], 4 Token program
+ *   data:     [0] disc, [1..9] amount u64 (GRID base units) */
+#define ENERGY_IX_CONSUME 2
+uint64_t process_consume(const GtxInput *in);
+
 #endif

@@ -2,6 +2,7 @@
 #include <gtx/token.h>
 #include <gtx_reading.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -68,6 +69,49 @@ static uint64_t record_settlement(const RecordArgs *a) {
   return gtx_invoke_signed(&ix, infos, 3, a->signer, 1);
 }
 
+/* BaselineRecorded for a meter's first reading, GridMinted (amount possibly 0) for every later one. */
+typedef struct {
+  const SolAccountInfo *meter;
+  const SolAccountInfo *destination;
+  const Meter *m;
+  const gtx_reading_t *r;
+  int64_t previous_mark;
+  int64_t mark;
+  uint64_t amount;
+  bool baseline;
+} SettleEvent;
+
+static void emit_settle_event(const SettleEvent *s) {
+  if (s->baseline) {
+    BaselineRecordedEvent e;
+    gtx_event_header(&e.header, GTX_TAG_BaselineRecorded, ENERGY_EVENT_VERSION);
+    gtx_memcpy(&e.meter, s->meter->key, GTX_PUBKEY_LEN);
+    gtx_memcpy(e.meter_id, s->r->meter_id, GTX_READING_METER_ID_LEN);
+    gtx_memcpy(&e.owner, &s->m->owner, GTX_PUBKEY_LEN);
+    e.seq = s->r->seq;
+    e.timestamp_ms = s->r->timestamp_ms;
+    e.import_wh = s->r->import_wh;
+    e.export_wh = s->r->export_wh;
+    e.baseline_net_generation_wh = s->mark;
+    gtx_emit(&e, sizeof(e));
+    return;
+  }
+  GridMintedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_GridMinted, ENERGY_EVENT_VERSION);
+  gtx_memcpy(&e.meter, s->meter->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(e.meter_id, s->r->meter_id, GTX_READING_METER_ID_LEN);
+  gtx_memcpy(&e.owner, &s->m->owner, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.destination, s->destination->key, GTX_PUBKEY_LEN);
+  e.seq = s->r->seq;
+  e.timestamp_ms = s->r->timestamp_ms;
+  e.import_wh = s->r->import_wh;
+  e.export_wh = s->r->export_wh;
+  e.previous_mark = s->previous_mark;
+  e.mark = s->mark;
+  e.amount = s->amount;
+  gtx_emit(&e, sizeof(e));
+}
+
 uint64_t process_settle_and_mint(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 9));
   const SolAccountInfo *config = &in->accounts[0];
@@ -125,8 +169,10 @@ uint64_t process_settle_and_mint(const GtxInput *in) {
   int64_t net;
   GTX_TRY(registry_net_generation(r.import_wh, r.export_wh, &net));
   int64_t settled = registry_next_mark(m, net);
+  int64_t previous_mark = m->settled_net_generation_wh; /* the CPI below rewrites the meter */
+  bool baseline = m->settlement_count == 0;
   uint64_t amount = 0;
-  if (m->settlement_count != 0 && settled > m->settled_net_generation_wh) {
+  if (!baseline && settled > m->settled_net_generation_wh) {
     /* settled > previous mark, both i64: the difference fits a u64 without wrapping. */
     uint64_t wh = (uint64_t)settled - (uint64_t)m->settled_net_generation_wh;
     GTX_TRY(gtx_mul_u64(wh, GRID_BASE_UNITS_PER_WH, &amount));
@@ -163,13 +209,7 @@ uint64_t process_settle_and_mint(const GtxInput *in) {
     GTX_TRY(gtx_token_mint_to(&mint_to));
   }
 
-  /* Event: "settle", meter id, seq u64, minted base units u64, settled mark i64 */
-  uint8_t le[24];
-  gtx_store_u64_le(le, r.seq);
-  gtx_store_u64_le(le + 8, amount);
-  gtx_store_u64_le(le + 16, (uint64_t)settled);
-  SolBytes event[5] = {{(const uint8_t *)"settle", 6}, {r.meter_id, GTX_READING_METER_ID_LEN},
-                       {le, 8}, {le + 8, 8}, {le + 16, 8}};
-  sol_log_data(event, 5);
+  SettleEvent event = {meter, destination, m, &r, previous_mark, settled, amount, baseline};
+  emit_settle_event(&event);
   return SUCCESS;
 }

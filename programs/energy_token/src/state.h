@@ -9,7 +9,8 @@
 #include "error.h"
 
 #define ENERGY_DISC_CONFIG 0x20u
-#define ENERGY_VERSION 1u
+/* Version 2: the config sits at the canonical PDA ["config"] and names the canonical authority PDA. */
+#define ENERGY_VERSION 2u
 #define ENERGY_CONFIG_SEED "config"
 /* The program's one authority PDA: GRID's mint authority and the registry's settlement authority. */
 #define ENERGY_AUTHORITY_SEED "authority"
@@ -44,11 +45,15 @@ static inline uint64_t energy_config_load(const SolAccountInfo *a, const SolPubk
     return GTX_CUSTOM_ERROR(ENERGY_ERROR_WRONG_ACCOUNT_TYPE);
   }
   *out = (EnergyConfig *)a->data;
-  return SUCCESS;
+  /* The one config: the canonical PDA ["config"] (bump checked canonical by Initialize). */
+  SolSignerSeed seed = {(const uint8_t *)ENERGY_CONFIG_SEED, sizeof(ENERGY_CONFIG_SEED) - 1};
+  SolSignerSeeds seeds = {&seed, 1};
+  return expect_pda(a, &seeds, (*out)->bump, program_id);
 }
 
-/* A registry meter, read-only: owned by the configured registry program (so only the registry wrote
- * it, and only at its PDA), the registry's meter size and discriminator. */
+/* A registry meter: owned by the configured registry program, the registry's meter size, discriminator
+ * and version, and at the CANONICAL PDA ["meter", meter id] of the id it holds (NonCanonicalBump): one
+ * meter id can mint through one account only, whatever the registry let exist. */
 static inline uint64_t energy_meter_load(const SolAccountInfo *a, const EnergyConfig *c, const Meter **out) {
   if (!gtx_pubkey_eq(a->owner, &c->registry_program)) {
     GTX_LOG_KEY("meter account not owned by the configured registry:", a->key);
@@ -62,7 +67,13 @@ static inline uint64_t energy_meter_load(const SolAccountInfo *a, const EnergyCo
     GTX_LOG_KEY("not a registry meter account:", a->key);
     return GTX_CUSTOM_ERROR(ENERGY_ERROR_WRONG_ACCOUNT_TYPE);
   }
-  *out = (const Meter *)a->data;
+  const Meter *m = (const Meter *)a->data;
+  SolSignerSeed parts[3];
+  SolSignerSeeds seeds;
+  registry_meter_seeds(m->meter_id, parts, &seeds);
+  GTX_TRY(gtx_expect_canonical_pda(a, &seeds, m->bump, &c->registry_program,
+                                   GTX_CUSTOM_ERROR(ENERGY_ERROR_NON_CANONICAL_BUMP)));
+  *out = m;
   return SUCCESS;
 }
 

@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -33,16 +34,13 @@ uint64_t process_greet(const GtxInput *in) {
 
   GTX_LOG("hello, world");
   sol_log_64_(count, total, amount, 0, 0);
-  /* Event: "greet", authority, count u64 LE, total u64 LE (one field each in "Program data:"). */
-  uint8_t le[16];
-  gtx_store_u64_le(le, count);
-  gtx_store_u64_le(le + 8, total);
-  SolBytes event[4] = {
-      {(const uint8_t *)"greet", 5},
-      {authority->key->x, GTX_PUBKEY_LEN},
-      {le, 8},
-      {le + 8, 8},
-  };
-  sol_log_data(event, 4);
+  GreetedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_Greeted, HELLO_EVENT_VERSION);
+  gtx_memcpy(&e.greeting, greeting->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.authority, authority->key, GTX_PUBKEY_LEN);
+  e.amount = amount;
+  e.count = count;
+  e.total = total;
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -20,7 +21,9 @@ uint64_t process_initialize(const GtxInput *in) {
   SolSignerSeed parts[3];
   SolSignerSeeds seeds;
   greeting_seeds(authority->key, parts, &seeds);
-  GTX_TRY(expect_pda(greeting, &seeds, bump, in->program_id));
+  /* Only at the canonical bump: one greeting per authority. */
+  GTX_TRY(gtx_expect_canonical_pda(greeting, &seeds, bump, in->program_id,
+                                   GTX_CUSTOM_ERROR(HELLO_ERROR_NON_CANONICAL_BUMP)));
   if (*greeting->lamports != 0) {
     GTX_LOG_KEY("greeting already exists:", greeting->key);
     return ERROR_ACCOUNT_ALREADY_INITIALIZED;
@@ -42,5 +45,10 @@ uint64_t process_initialize(const GtxInput *in) {
   g->count = 0;
   g->total = 0;
   GTX_LOG("hello: greeting created");
+  GreetingCreatedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_GreetingCreated, HELLO_EVENT_VERSION);
+  gtx_memcpy(&e.greeting, greeting->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.authority, authority->key, GTX_PUBKEY_LEN);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

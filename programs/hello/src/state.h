@@ -8,7 +8,7 @@
 
 /* Greeting: PDA of ["greeting", authority] and the bump stored inside. */
 #define GREETING_SEED "greeting"
-#define GREETING_VERSION 1u
+#define GREETING_VERSION 2u /* 2: created at the canonical bump only */
 #define GREETING_LEN 50u
 
 typedef struct __attribute__((packed)) {

@@ -9,6 +9,9 @@
  *   expect_program(a, id)       ERROR_INCORRECT_PROGRAM_ID        a is not the executable program `id`
  *   expect_pda(a, seeds, bump, program_id)
  *                               ERROR_INVALID_SEEDS               a is not the PDA of seeds + bump
+ *                                                                  (a sha256 compare, gtx/pda.h: for
+ *                                                                  addresses this program created at
+ *                                                                  their canonical bump)
  *
  * Use them with GTX_TRY, in the order the error should be reported. A program that needs a different
  * error for a check (say its own "wrong authority") tests and returns its custom error instead. */
@@ -18,6 +21,7 @@
 #include "bytes.h"
 #include "cpi.h"
 #include "entrypoint.h"
+#include "pda.h"
 
 static inline uint64_t expect_accounts(const GtxInput *in, uint64_t n) {
   if (in->num_accounts < n) {
@@ -67,12 +71,13 @@ static inline uint64_t expect_program(const SolAccountInfo *a, const SolPubkey *
   return SUCCESS;
 }
 
-/* `seeds` excludes the bump; the stored bump is passed separately (see sol_try_find_program_address for
- * why it is stored). */
+/* `seeds` excludes the bump; the stored bump is passed separately. Re-derives the address with sha256
+ * (~150 CU) rather than sol_create_program_address (1,500 CU): see gtx/pda.h for why no curve check is
+ * needed for an address the program created at its canonical bump. */
 static inline uint64_t expect_pda(const SolAccountInfo *a, const SolSignerSeeds *seeds, uint8_t bump,
                                   const SolPubkey *program_id) {
   SolPubkey derived;
-  uint64_t r = gtx_create_program_address(seeds, bump, program_id, &derived);
+  uint64_t r = gtx_pda_hash(seeds, bump, program_id, &derived);
   if (r == SUCCESS && !gtx_pubkey_eq(&derived, a->key))
     r = ERROR_INVALID_SEEDS;
   if (r != SUCCESS)

@@ -22,6 +22,7 @@ enum {
   REGISTRY_ERROR_SETTLED_MARK_MISMATCH = 15, /* new settled mark is not max(previous mark, export - import) */
   REGISTRY_ERROR_SAME_METER_KEY = 16,     /* SetMeterKey with the key already registered */
   REGISTRY_ERROR_METER_HAS_HISTORY = 17,  /* ReassignMeter on a meter that has settled a reading */
+  REGISTRY_ERROR_NON_CANONICAL_BUMP = 18, /* a PDA at a bump other than find_program_address's */
 };
 
 #endif

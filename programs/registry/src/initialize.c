@@ -1,6 +1,7 @@
 #include <gtx_sol.h>
 #include <gtx/upgradeable.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -18,8 +19,8 @@ uint64_t process_initialize(const GtxInput *in) {
   GTX_TRY(expect_program(&in->accounts[3], &GTX_SYSTEM_PROGRAM_ID));
 
   SolSignerSeed parts[2];
-  parts[0].addr = (const uint8_t *)CONFIG_SEED;
-  parts[0].len = sizeof(CONFIG_SEED) - 1;
+  SolSignerSeeds unused;
+  registry_config_seeds(parts, &unused);
   RegistryCreate create = {in, authority, config, parts, 1, in->data[1], REGISTRY_CONFIG_LEN};
   GTX_TRY(registry_create_pda(&create));
 
@@ -29,6 +30,11 @@ uint64_t process_initialize(const GtxInput *in) {
   c->bump = in->data[1];
   gtx_memcpy(&c->authority, authority->key, GTX_PUBKEY_LEN);
   gtx_memcpy(&c->settlement_authority, in->data + 2, GTX_PUBKEY_LEN);
-  GTX_LOG("registry: initialised");
+  RegistryInitializedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_RegistryInitialized, REGISTRY_EVENT_VERSION);
+  gtx_memcpy(&e.config, config->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.authority, &c->authority, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.settlement_authority, &c->settlement_authority, GTX_PUBKEY_LEN);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

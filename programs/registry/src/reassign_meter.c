@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -39,12 +40,18 @@ uint64_t process_reassign_meter(const GtxInput *in) {
   /* The same user on both sides is a key change only: the count stays. */
   from->meter_count -= 1;
   to->meter_count += 1;
+  MeterReassignedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_MeterReassigned, REGISTRY_EVENT_VERSION);
+  gtx_memcpy(&e.meter, meter->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(e.meter_id, m->meter_id, 16);
+  gtx_memcpy(&e.previous_owner, &m->owner, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.owner, &to->wallet, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.meter_key, key, GTX_PUBKEY_LEN);
+  e.previous_status = m->status;
+  e.status = METER_STATUS_PENDING;
   gtx_memcpy(&m->owner, &to->wallet, GTX_PUBKEY_LEN);
   gtx_memcpy(&m->meter_key, key, GTX_PUBKEY_LEN);
   m->status = METER_STATUS_PENDING;
-  /* Event: "reassign", meter id, new owner, new key */
-  SolBytes event[4] = {{(const uint8_t *)"reassign", 8}, {m->meter_id, 16}, {to->wallet.x, GTX_PUBKEY_LEN},
-                       {key, GTX_PUBKEY_LEN}};
-  sol_log_data(event, 4);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

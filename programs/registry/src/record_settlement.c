@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -60,5 +61,18 @@ uint64_t process_record_settlement(const GtxInput *in) {
   m->last_export_wh = export_wh;
   m->settled_net_generation_wh = settled;
   m->settlement_count = count;
+  SettlementRecordedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_SettlementRecorded, REGISTRY_EVENT_VERSION);
+  gtx_memcpy(&e.meter, meter->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(e.meter_id, m->meter_id, 16);
+  gtx_memcpy(&e.owner, &m->owner, GTX_PUBKEY_LEN);
+  e.seq = seq;
+  e.timestamp_ms = timestamp_ms;
+  e.import_wh = import_wh;
+  e.export_wh = export_wh;
+  e.settled_net_generation_wh = settled;
+  e.baseline_net_generation_wh = m->baseline_net_generation_wh;
+  e.settlement_count = count;
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -1,6 +1,7 @@
 #include <gtx_sol.h>
 #include <gtx_reading.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -53,7 +54,7 @@ uint64_t process_register_meter(const GtxInput *in) {
 
   SolSignerSeed parts[3];
   SolSignerSeeds unused;
-  seeds_of(parts, METER_SEED, sizeof(METER_SEED) - 1, meter_id, GTX_READING_METER_ID_LEN, &unused);
+  registry_meter_seeds(meter_id, parts, &unused);
   RegistryCreate create = {in, owner, meter, parts, 2, in->data[1], METER_LEN};
   GTX_TRY(registry_create_pda(&create));
 
@@ -67,11 +68,13 @@ uint64_t process_register_meter(const GtxInput *in) {
   gtx_memcpy(m->meter_id, meter_id, GTX_READING_METER_ID_LEN);
   m->registered_at = registry_now();
   u->meter_count = (uint32_t)count;
-  /* Event: "meter", meter id, owner, meter key */
-  SolBytes event[4] = {{(const uint8_t *)"meter", 5},
-                       {meter_id, GTX_READING_METER_ID_LEN},
-                       {owner->key->x, GTX_PUBKEY_LEN},
-                       {meter_key, GTX_PUBKEY_LEN}};
-  sol_log_data(event, 4);
+  MeterRegisteredEvent e;
+  gtx_event_header(&e.header, GTX_TAG_MeterRegistered, REGISTRY_EVENT_VERSION);
+  gtx_memcpy(&e.meter, meter->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(e.meter_id, meter_id, GTX_READING_METER_ID_LEN);
+  gtx_memcpy(&e.owner, owner->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.meter_key, meter_key, GTX_PUBKEY_LEN);
+  e.registered_at = m->registered_at;
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

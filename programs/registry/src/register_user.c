@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -23,7 +24,7 @@ uint64_t process_register_user(const GtxInput *in) {
 
   SolSignerSeed parts[3];
   SolSignerSeeds unused;
-  seeds_of(parts, USER_SEED, sizeof(USER_SEED) - 1, wallet->key->x, GTX_PUBKEY_LEN, &unused);
+  registry_user_seeds(wallet->key, parts, &unused);
   RegistryCreate create = {in, wallet, user, parts, 2, in->data[1], USER_LEN};
   GTX_TRY(registry_create_pda(&create));
 
@@ -35,8 +36,12 @@ uint64_t process_register_user(const GtxInput *in) {
   u->meter_count = 0;
   gtx_memcpy(&u->wallet, wallet->key, GTX_PUBKEY_LEN);
   u->registered_at = registry_now();
-  /* Event: "user", wallet, kind */
-  SolBytes event[3] = {{(const uint8_t *)"user", 4}, {wallet->key->x, GTX_PUBKEY_LEN}, {&u->kind, 1}};
-  sol_log_data(event, 3);
+  UserRegisteredEvent e;
+  gtx_event_header(&e.header, GTX_TAG_UserRegistered, REGISTRY_EVENT_VERSION);
+  gtx_memcpy(&e.wallet, wallet->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.user, user->key, GTX_PUBKEY_LEN);
+  e.kind = kind;
+  e.registered_at = u->registered_at;
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

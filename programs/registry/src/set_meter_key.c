@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -21,12 +22,17 @@ uint64_t process_set_meter_key(const GtxInput *in) {
     GTX_LOG("set_meter_key: this key is already registered");
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_SAME_METER_KEY);
   }
+  MeterKeyChangedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_MeterKeyChanged, REGISTRY_EVENT_VERSION);
+  gtx_memcpy(&e.meter, meter->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(e.meter_id, m->meter_id, 16);
+  gtx_memcpy(&e.owner, &m->owner, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.previous_key, &m->meter_key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.meter_key, key, GTX_PUBKEY_LEN);
   gtx_memcpy(&m->meter_key, key, GTX_PUBKEY_LEN);
   /* The new gateway's sequence numbers start afresh; counters, mark, baseline and settlement count stay
    * (the same physical meter: its next reading continues from the mark, it is no new baseline). */
   m->has_reading = 0;
-  /* Event: "key", meter id, new key */
-  SolBytes event[3] = {{(const uint8_t *)"key", 3}, {m->meter_id, 16}, {key, GTX_PUBKEY_LEN}};
-  sol_log_data(event, 3);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -21,10 +22,14 @@ uint64_t process_set_meter_status(const GtxInput *in) {
     GTX_LOG_KEY("set_meter_status: meter is decommissioned:", meter->key);
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_METER_DECOMMISSIONED);
   }
-  uint8_t previous = m->status;
+  MeterStatusChangedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_MeterStatusChanged, REGISTRY_EVENT_VERSION);
+  gtx_memcpy(&e.meter, meter->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(e.meter_id, m->meter_id, 16);
+  gtx_memcpy(&e.owner, &m->owner, GTX_PUBKEY_LEN);
+  e.previous_status = m->status;
+  e.status = status;
   m->status = status;
-  /* Event: "status", meter id, previous, new */
-  SolBytes event[4] = {{(const uint8_t *)"status", 6}, {m->meter_id, 16}, {&previous, 1}, {&m->status, 1}};
-  sol_log_data(event, 4);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -14,7 +14,10 @@
 #define REGISTRY_DISC_CONFIG 0x10u
 #define REGISTRY_DISC_USER 0x11u
 #define REGISTRY_DISC_METER 0x12u
-#define REGISTRY_VERSION 1u
+/* Version 2: every account sits at the canonical PDA of the seeds it stores (bump = the one
+ * find_program_address returns), checked when it is created; version-1 accounts (any valid bump) are
+ * refused. */
+#define REGISTRY_VERSION 2u
 
 #define CONFIG_SEED "config"
 #define USER_SEED "user"
@@ -117,14 +120,55 @@ static inline uint64_t registry_load(const SolAccountInfo *a, const SolPubkey *p
   return SUCCESS;
 }
 
+/* Seeds (without the bump) of each account type, from the fields the account stores; `parts` must
+ * outlive `out`, with one spare entry. */
+static inline void registry_config_seeds(SolSignerSeed parts[2], SolSignerSeeds *out) {
+  parts[0].addr = (const uint8_t *)CONFIG_SEED;
+  parts[0].len = sizeof(CONFIG_SEED) - 1;
+  out->addr = parts;
+  out->len = 1;
+}
+static inline void registry_user_seeds(const SolPubkey *wallet, SolSignerSeed parts[3], SolSignerSeeds *out) {
+  parts[0].addr = (const uint8_t *)USER_SEED;
+  parts[0].len = sizeof(USER_SEED) - 1;
+  parts[1].addr = wallet->x;
+  parts[1].len = GTX_PUBKEY_LEN;
+  out->addr = parts;
+  out->len = 2;
+}
+/* Shared with the energy-token and certificates programs, which check that a meter they are handed is
+ * the canonical PDA of the meter id it holds. */
+static inline void registry_meter_seeds(const uint8_t meter_id[16], SolSignerSeed parts[3], SolSignerSeeds *out) {
+  parts[0].addr = (const uint8_t *)METER_SEED;
+  parts[0].len = sizeof(METER_SEED) - 1;
+  parts[1].addr = meter_id;
+  parts[1].len = 16;
+  out->addr = parts;
+  out->len = 2;
+}
+
+/* Loaders also re-derive the address from the seeds the account stores and its bump (checked canonical
+ * at creation): a registry account is always at the canonical PDA of its own fields. */
 static inline uint64_t config_load(const SolAccountInfo *a, const SolPubkey *program_id, RegistryConfig **out) {
-  return registry_load(a, program_id, REGISTRY_DISC_CONFIG, REGISTRY_CONFIG_LEN, (void **)out);
+  GTX_TRY(registry_load(a, program_id, REGISTRY_DISC_CONFIG, REGISTRY_CONFIG_LEN, (void **)out));
+  SolSignerSeed parts[2];
+  SolSignerSeeds seeds;
+  registry_config_seeds(parts, &seeds);
+  return expect_pda(a, &seeds, (*out)->bump, program_id);
 }
 static inline uint64_t user_load(const SolAccountInfo *a, const SolPubkey *program_id, User **out) {
-  return registry_load(a, program_id, REGISTRY_DISC_USER, USER_LEN, (void **)out);
+  GTX_TRY(registry_load(a, program_id, REGISTRY_DISC_USER, USER_LEN, (void **)out));
+  SolSignerSeed parts[3];
+  SolSignerSeeds seeds;
+  registry_user_seeds(&(*out)->wallet, parts, &seeds);
+  return expect_pda(a, &seeds, (*out)->bump, program_id);
 }
 static inline uint64_t meter_load(const SolAccountInfo *a, const SolPubkey *program_id, Meter **out) {
-  return registry_load(a, program_id, REGISTRY_DISC_METER, METER_LEN, (void **)out);
+  GTX_TRY(registry_load(a, program_id, REGISTRY_DISC_METER, METER_LEN, (void **)out));
+  SolSignerSeed parts[3];
+  SolSignerSeeds seeds;
+  registry_meter_seeds((*out)->meter_id, parts, &seeds);
+  return expect_pda(a, &seeds, (*out)->bump, program_id);
 }
 
 /* The registry authority's instructions on one meter (SetMeterStatus, SetMeterKey, ReassignMeter):
@@ -145,19 +189,9 @@ static inline uint64_t registry_authority_meter(const GtxInput *in, Meter **mete
   return SUCCESS;
 }
 
-/* Seeds without the bump; `parts` must outlive `out`, with one spare entry for the bump. */
-static inline void seeds_of(SolSignerSeed *parts, const char *prefix, uint64_t prefix_len, const uint8_t *key,
-                            uint64_t key_len, SolSignerSeeds *out) {
-  parts[0].addr = (const uint8_t *)prefix;
-  parts[0].len = prefix_len;
-  parts[1].addr = key;
-  parts[1].len = key_len;
-  out->addr = parts;
-  out->len = key ? 2 : 1;
-}
-
 /* Create a PDA account of `len` bytes owned by this program, after checking that it is the PDA of
- * `seeds` + `bump` and does not exist yet. `parts` has room for seeds->len + 1 entries. */
+ * `seeds` + `bump`, that `bump` is the canonical one (NonCanonicalBump), and that it does not exist yet.
+ * `parts` has room for seeds->len + 1 entries. */
 typedef struct {
   const GtxInput *in;
   const SolAccountInfo *payer;
@@ -170,7 +204,8 @@ typedef struct {
 
 static inline uint64_t registry_create_pda(const RegistryCreate *c) {
   SolSignerSeeds seeds = {c->parts, c->seeds_len};
-  GTX_TRY(expect_pda(c->account, &seeds, c->bump, c->in->program_id));
+  GTX_TRY(gtx_expect_canonical_pda(c->account, &seeds, c->bump, c->in->program_id,
+                                   GTX_CUSTOM_ERROR(REGISTRY_ERROR_NON_CANONICAL_BUMP)));
   if (gtx_pubkey_eq(c->account->owner, c->in->program_id) || c->account->data_len != 0) {
     GTX_LOG_KEY("already registered:", c->account->key);
     return GTX_CUSTOM_ERROR(REGISTRY_ERROR_ALREADY_REGISTERED);

@@ -23,6 +23,46 @@ static uint64_t expect_thbc_account_of(const SolAccountInfo *a, const Market *m,
   return SUCCESS;
 }
 
+/* OrderFilled (the order after the fill) and TradeExecuted (the trade). */
+typedef struct {
+  const SolAccountInfo *order_account;
+  const SolAccountInfo *buyer;
+  const SolAccountInfo *fee_account;
+  const GtxTokenAccount *grid_to;
+  const Order *o; /* after the fill */
+  uint64_t amount, delivered, cost, fee;
+  int64_t now;
+} Fill;
+
+static void emit_fill(const Fill *f) {
+  OrderFilledEvent filled;
+  gtx_event_header(&filled.header, GTX_TAG_OrderFilled, TRADING_EVENT_VERSION);
+  gtx_memcpy(&filled.order, f->order_account->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&filled.seller, &f->o->seller, GTX_PUBKEY_LEN);
+  gtx_memcpy(&filled.buyer, f->buyer->key, GTX_PUBKEY_LEN);
+  filled.amount = f->amount;
+  filled.cost = f->cost;
+  filled.fee = f->fee;
+  filled.remaining = f->o->remaining;
+  filled.proceeds = f->o->proceeds;
+  filled.state = f->o->state;
+  gtx_emit(&filled, sizeof(filled));
+  TradeExecutedEvent trade;
+  gtx_event_header(&trade.header, GTX_TAG_TradeExecuted, TRADING_EVENT_VERSION);
+  gtx_memcpy(&trade.order, f->order_account->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&trade.seller, &f->o->seller, GTX_PUBKEY_LEN);
+  gtx_memcpy(&trade.buyer, f->buyer->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&trade.grid_recipient, f->grid_to->owner, GTX_PUBKEY_LEN);
+  gtx_memcpy(&trade.fee_account, f->fee_account->key, GTX_PUBKEY_LEN);
+  trade.amount = f->amount;
+  trade.grid_delivered = f->delivered;
+  trade.price = f->o->price;
+  trade.cost = f->cost;
+  trade.fee = f->fee;
+  trade.timestamp = f->now;
+  gtx_emit(&trade, sizeof(trade));
+}
+
 uint64_t process_buy(const GtxInput *in) {
   GTX_TRY(expect_accounts(in, 10));
   const SolAccountInfo *buyer = &in->accounts[0];
@@ -45,10 +85,6 @@ uint64_t process_buy(const GtxInput *in) {
   Order *o;
   GTX_TRY(order_load(order_account, in->program_id, &o));
   GTX_TRY(expect_writable(order_account));
-  SolSignerSeed oparts[4];
-  SolSignerSeeds oseeds;
-  order_seeds(&o->seller, (const uint8_t *)&o->order_id, oparts, &oseeds);
-  GTX_TRY(expect_pda(order_account, &oseeds, o->bump, in->program_id));
   Market *m;
   GTX_TRY(market_load(market_account, in->program_id, &m));
   if (!gtx_pubkey_eq(market_account->key, &o->market)) {
@@ -108,7 +144,8 @@ uint64_t process_buy(const GtxInput *in) {
 
   uint64_t cost, proceeds_total;
   GTX_TRY(trade_cost(amount, o->price, &cost));
-  uint64_t fee = trade_fee(cost, m->fee_bps);
+  /* The order's own fee, fixed when it was created: a later UpdateMarket does not reach it. */
+  uint64_t fee = trade_fee(cost, o->fee_bps);
   uint64_t to_seller = cost - fee; /* fee <= cost since fee_bps <= 10_000 */
   if (payer.amount < cost) {
     GTX_LOG("buy: buyer holds less THBC than the cost");
@@ -137,8 +174,7 @@ uint64_t process_buy(const GtxInput *in) {
   o->remaining = remaining;
   o->proceeds = proceeds_total;
   o->state = remaining == 0 ? ORDER_STATE_FILLED : ORDER_STATE_PARTIALLY_FILLED;
-  TradeExecuted event = {order_account->key, &o->seller, buyer->key, amount, o->price, cost, fee,
-                         remaining, now};
-  emit_trade_executed(&event);
+  Fill fill = {order_account, buyer, fee_account, &grid_to, o, amount, release.amount, cost, fee, now};
+  emit_fill(&fill);
   return SUCCESS;
 }

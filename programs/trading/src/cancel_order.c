@@ -23,6 +23,6 @@ uint64_t process_cancel_order(const GtxInput *in) {
     GTX_LOG_KEY("cancel_order: only the order's seller may cancel it, not", seller->key);
     return GTX_CUSTOM_ERROR(TRADING_ERROR_NOT_SELLER);
   }
-  EscrowReturn r = {in, order_account, o, &in->accounts[2], &in->accounts[3], seller, EVENT_ORDER_CANCELLED};
+  EscrowReturn r = {in, order_account, o, &in->accounts[2], &in->accounts[3], seller, false};
   return escrow_return(&r);
 }

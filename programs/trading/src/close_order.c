@@ -1,5 +1,6 @@
 #include <gtx_sol.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -27,10 +28,17 @@ uint64_t process_close_order(const GtxInput *in) {
     GTX_LOG_KEY("close_order: order still holds escrow:", order_account->key);
     return GTX_CUSTOM_ERROR(TRADING_ERROR_ORDER_STILL_OPEN);
   }
+  OrderClosedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_OrderClosed, TRADING_EVENT_VERSION);
+  gtx_memcpy(&e.order, order_account->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.seller, seller->key, GTX_PUBKEY_LEN);
+  e.state = o->state;
+  e.lamports = *order_account->lamports;
   uint64_t total;
   GTX_TRY(gtx_add_u64(*seller->lamports, *order_account->lamports, &total));
   *seller->lamports = total;
   *order_account->lamports = 0;
   gtx_memset(order_account->data, 0, order_account->data_len);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -16,8 +16,9 @@ uint64_t process_create_order(const GtxInput *in) {
   SolAccountInfo *vault = &in->accounts[3];
   const SolAccountInfo *seller_grid = &in->accounts[4];
   const SolAccountInfo *grid_mint = &in->accounts[5];
-  if (in->data_len != 35) {
-    GTX_LOG("create_order: data must be [1, order_id, amount, price, expires_at, order bump, vault bump]");
+  if (in->data_len != 37) {
+    GTX_LOG("create_order: data must be [1, order_id, amount, price, expires_at, order bump, vault bump, "
+            "max_fee_bps u16]");
     return ERROR_INVALID_INSTRUCTION_DATA;
   }
   const uint8_t *order_id_le = in->data + 1;
@@ -26,6 +27,7 @@ uint64_t process_create_order(const GtxInput *in) {
   int64_t expires_at = (int64_t)gtx_load_u64_le(in->data + 25);
   uint8_t order_bump = in->data[33];
   uint8_t vault_bump = in->data[34];
+  uint16_t max_fee_bps = gtx_load_u16_le(in->data + 35);
 
   GTX_TRY(expect_signer(seller));
   GTX_TRY(expect_writable(seller));
@@ -45,10 +47,12 @@ uint64_t process_create_order(const GtxInput *in) {
 
   Market *m;
   GTX_TRY(market_load(market_account, in->program_id, &m));
-  SolSignerSeed mparts[2];
-  SolSignerSeeds mseeds;
-  market_seeds(mparts, &mseeds);
-  GTX_TRY(expect_pda(market_account, &mseeds, m->bump, in->program_id));
+  if (m->fee_bps > max_fee_bps) {
+    /* The seller signed for at most max_fee_bps: a fee raised after signing does not apply to them. */
+    GTX_LOG("create_order: the market's fee is above the seller's max_fee_bps");
+    sol_log_64_(m->fee_bps, max_fee_bps, 0, 0, 0);
+    return GTX_CUSTOM_ERROR(TRADING_ERROR_FEE_ABOVE_LIMIT);
+  }
   if (!gtx_pubkey_eq(grid_mint->key, &m->grid_mint)) {
     GTX_LOG_KEY("create_order: not the market's GRID mint:", grid_mint->key);
     return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_MINT);
@@ -81,11 +85,13 @@ uint64_t process_create_order(const GtxInput *in) {
   SolSignerSeed oparts[4];
   SolSignerSeeds oseeds;
   order_seeds(seller->key, order_id_le, oparts, &oseeds);
-  GTX_TRY(expect_pda(order_account, &oseeds, order_bump, in->program_id));
+  GTX_TRY(gtx_expect_canonical_pda(order_account, &oseeds, order_bump, in->program_id,
+                                   GTX_CUSTOM_ERROR(TRADING_ERROR_NON_CANONICAL_BUMP)));
   SolSignerSeed vparts[3];
   SolSignerSeeds vseeds;
   vault_seeds(order_account->key, vparts, &vseeds);
-  GTX_TRY(expect_pda(vault, &vseeds, vault_bump, in->program_id));
+  GTX_TRY(gtx_expect_canonical_pda(vault, &vseeds, vault_bump, in->program_id,
+                                   GTX_CUSTOM_ERROR(TRADING_ERROR_NON_CANONICAL_BUMP)));
 
   uint64_t lamports;
   GTX_TRY(gtx_rent_minimum_balance(ORDER_LEN, &lamports));
@@ -119,6 +125,21 @@ uint64_t process_create_order(const GtxInput *in) {
   o->expires_at = expires_at;
   o->created_at = now;
   o->proceeds = 0;
-  emit_order_event(EVENT_ORDER_CREATED, order_account->key, o, amount, now);
+  o->fee_bps = m->fee_bps;
+  OrderCreatedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_OrderCreated, TRADING_EVENT_VERSION);
+  gtx_memcpy(&e.order, order_account->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.market, market_account->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.seller, seller->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.vault, vault->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.seller_grid, seller_grid->key, GTX_PUBKEY_LEN);
+  e.order_id = o->order_id;
+  e.amount = amount;
+  e.price = price;
+  e.expires_at = expires_at;
+  e.created_at = now;
+  e.fee_bps = o->fee_bps;
+  e.max_fee_bps = max_fee_bps;
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

@@ -35,6 +35,9 @@ enum {
   TRADING_ERROR_COST_OVERFLOW = 23,            /* amount x price / 10^9 (or a total) exceeds u64 */
   TRADING_ERROR_ORDER_STILL_OPEN = 24,         /* close_order on an Active / PartiallyFilled order */
   TRADING_ERROR_NOT_MARKET_AUTHORITY = 25,     /* update_market signer is not the market's authority */
+  TRADING_ERROR_FEE_ABOVE_LIMIT = 26,          /* market fee above the max_fee_bps the seller signed */
+  TRADING_ERROR_NON_CANONICAL_BUMP = 27,       /* market / order / vault PDA at a bump other than
+                                                * find_program_address's */
 };
 
 #endif

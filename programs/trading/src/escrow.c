@@ -9,10 +9,6 @@
 uint64_t escrow_return(const EscrowReturn *r) {
   Order *o = r->order;
   GTX_TRY(expect_writable(r->order_account));
-  SolSignerSeed oparts[4];
-  SolSignerSeeds oseeds;
-  order_seeds(&o->seller, (const uint8_t *)&o->order_id, oparts, &oseeds);
-  GTX_TRY(expect_pda(r->order_account, &oseeds, o->bump, r->in->program_id));
   if (!order_is_open(o)) {
     GTX_LOG_KEY("order is not active:", r->order_account->key);
     return GTX_CUSTOM_ERROR(TRADING_ERROR_ORDER_NOT_ACTIVE);
@@ -31,7 +27,7 @@ uint64_t escrow_return(const EscrowReturn *r) {
   }
   int64_t now;
   GTX_TRY(now_unix(&now));
-  if (r->event_kind == EVENT_ORDER_EXPIRED && now < o->expires_at) {
+  if (r->expire && now < o->expires_at) {
     GTX_LOG_KEY("expire_order: order has not expired yet:", r->order_account->key);
     return GTX_CUSTOM_ERROR(TRADING_ERROR_ORDER_NOT_EXPIRED);
   }
@@ -39,7 +35,15 @@ uint64_t escrow_return(const EscrowReturn *r) {
    * from being closed. */
   VaultRelease release = {r->vault, r->order_account, r->seller_grid, r->rent_to, escrow.amount, true};
   GTX_TRY(vault_release(&release, o));
-  o->state = r->event_kind == EVENT_ORDER_EXPIRED ? ORDER_STATE_EXPIRED : ORDER_STATE_CANCELLED;
-  emit_order_event(r->event_kind, r->order_account->key, o, escrow.amount, now);
+  o->state = r->expire ? ORDER_STATE_EXPIRED : ORDER_STATE_CANCELLED;
+  OrderEndedEvent e;
+  gtx_event_header(&e.header, r->expire ? GTX_TAG_OrderExpired : GTX_TAG_OrderCancelled, TRADING_EVENT_VERSION);
+  gtx_memcpy(&e.order, r->order_account->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.seller, &o->seller, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.seller_grid, r->seller_grid->key, GTX_PUBKEY_LEN);
+  e.refunded = escrow.amount;
+  e.remaining = o->remaining;
+  e.timestamp = now;
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

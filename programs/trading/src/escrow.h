@@ -64,7 +64,7 @@ static inline uint64_t vault_release(const VaultRelease *r, const Order *o) {
 
 /* Cancel and expire: empty the vault into the seller's GRID account and close it (rent to `rent_to`, the
  * seller). The GRID account must be of the vault's mint and held by the seller: expire is callable by
- * anyone, so it must not be able to redirect the escrow. Emits `event_kind` (OrderCancelled / Expired). */
+ * anyone, so it must not be able to redirect the escrow. Emits OrderCancelled or OrderExpired. */
 typedef struct {
   const GtxInput *in;
   const SolAccountInfo *order_account;
@@ -72,7 +72,7 @@ typedef struct {
   const SolAccountInfo *vault;
   const SolAccountInfo *seller_grid;
   const SolAccountInfo *rent_to;
-  uint8_t event_kind;
+  bool expire; /* ExpireOrder (only once expires_at has passed), else CancelOrder */
 } EscrowReturn;
 uint64_t escrow_return(const EscrowReturn *r); /* escrow.c */
 

@@ -24,6 +24,6 @@ uint64_t process_expire_order(const GtxInput *in) {
     return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_SELLER);
   }
   GTX_TRY(expect_writable(seller));
-  EscrowReturn r = {in, order_account, o, &in->accounts[1], &in->accounts[2], seller, EVENT_ORDER_EXPIRED};
+  EscrowReturn r = {in, order_account, o, &in->accounts[1], &in->accounts[2], seller, true};
   return escrow_return(&r);
 }

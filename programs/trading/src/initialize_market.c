@@ -3,6 +3,7 @@
 #include <gtx/token.h>
 #include <gtx/upgradeable.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -50,7 +51,8 @@ uint64_t process_initialize_market(const GtxInput *in) {
   SolSignerSeed parts[2];
   SolSignerSeeds seeds;
   market_seeds(parts, &seeds);
-  GTX_TRY(expect_pda(market, &seeds, bump, in->program_id));
+  GTX_TRY(gtx_expect_canonical_pda(market, &seeds, bump, in->program_id,
+                                   GTX_CUSTOM_ERROR(TRADING_ERROR_NON_CANONICAL_BUMP)));
   uint64_t lamports;
   GTX_TRY(gtx_rent_minimum_balance(MARKET_LEN, &lamports));
   seeds_with_bump(&seeds, parts, &bump);
@@ -68,6 +70,16 @@ uint64_t process_initialize_market(const GtxInput *in) {
   gtx_memcpy(&m->grid_mint, grid_mint->key, GTX_PUBKEY_LEN);
   gtx_memcpy(&m->thbc_mint, thbc_mint->key, GTX_PUBKEY_LEN);
   gtx_memcpy(&m->fee_account, fee_account->key, GTX_PUBKEY_LEN);
-  GTX_LOG("trading: market initialised");
+  MarketInitializedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_MarketInitialized, TRADING_EVENT_VERSION);
+  gtx_memcpy(&e.market, market->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.authority, authority->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.grid_mint, grid_mint->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.thbc_mint, thbc_mint->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.fee_account, fee_account->key, GTX_PUBKEY_LEN);
+  e.fee_bps = fee_bps;
+  e.grid_decimals = grid.decimals;
+  e.thbc_decimals = thbc.decimals;
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

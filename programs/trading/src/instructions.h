@@ -13,7 +13,7 @@
  * account); it becomes the market authority.
  *   accounts: 0 authority [w, s] (pays), 1 market [w], 2 GRID mint, 3 THBC mint, 4 fee account (THBC
  *             token account), 5 this program's ProgramData account, 6 System program
- *   data:     [0] disc, [1..3] fee_bps u16, [3] market bump */
+ *   data:     [0] disc, [1..3] fee_bps u16, [3] market bump (canonical) */
 #define TRADING_IX_INITIALIZE_MARKET 0
 uint64_t process_initialize_market(const GtxInput *in);
 
@@ -22,7 +22,9 @@ uint64_t process_initialize_market(const GtxInput *in);
  *             3 vault [w] (PDA ["vault", order]), 4 seller GRID account [w], 5 GRID mint,
  *             6 Token program, 7 System program
  *   data:     [0] disc, [1..9] order_id u64, [9..17] amount u64, [17..25] price u64,
- *             [25..33] expires_at i64, [33] order bump, [34] vault bump */
+ *             [25..33] expires_at i64, [33] order bump, [34] vault bump (both canonical),
+ *             [35..37] max_fee_bps u16 (the highest market fee the seller accepts; the order records
+ *             the market's fee at creation and every fill pays that) */
 #define TRADING_IX_CREATE_ORDER 1
 uint64_t process_create_order(const GtxInput *in);
 
@@ -52,8 +54,9 @@ uint64_t process_expire_order(const GtxInput *in);
 #define TRADING_IX_CLOSE_ORDER 5
 uint64_t process_close_order(const GtxInput *in);
 
-/* 6 UpdateMarket: the market authority sets a new fee and fee account (orders keep trading; the next
- * Buy pays the new fee into the new account).
+/* 6 UpdateMarket: the market authority sets a new fee and fee account. The fee applies to orders created
+ * afterwards (each order keeps the fee it was created under); the next Buy of any order pays its fee
+ * into the new account.
  *   accounts: 0 authority [s], 1 market [w], 2 fee account (THBC token account)
  *   data:     [0] disc, [1..3] fee_bps u16 */
 #define TRADING_IX_UPDATE_MARKET 6

@@ -3,7 +3,10 @@
  *   cost = ceil(amount * price / 10^9)   THBC base units for `amount` GRID base units at `price` THBC
  *                                         base units per kWh, rounded UP (in the seller's favour: a buyer
  *                                         can never take energy for free by splitting a fill into dust)
- *   fee  = floor(cost * fee_bps / 10^4)  part of the cost that goes to the fee account, rounded DOWN
+ *   fee  = ceil(cost * fee_bps / 10^4)   part of the cost that goes to the fee account, rounded UP: a
+ *                                         fill with a non-zero cost in a market with a non-zero fee never
+ *                                         pays a zero fee, so splitting a purchase into small fills cannot
+ *                                         avoid it (a split pays at least the single fill's fee)
  *
  * Splitting amount = q*10^9 + r and price = pq*10^9 + pr gives
  *   amount * price / 10^9 = q*price + r*pq + r*pr / 10^9
@@ -33,9 +36,12 @@ static inline uint64_t trade_cost(uint64_t amount, uint64_t price, uint64_t *out
   return SUCCESS;
 }
 
-/* fee_bps <= 10_000, so (cost / 10^4) * fee_bps <= cost and (cost % 10^4) * fee_bps < 10^8: no overflow. */
+/* cost * fee_bps = (cost / 10^4) * fee_bps * 10^4 + (cost % 10^4) * fee_bps, so the ceiling of its tenth
+ * thousandth is (cost / 10^4) * fee_bps + ceil((cost % 10^4) * fee_bps / 10^4). fee_bps <= 10_000, so the
+ * first term is <= cost and the second < 10^8: no overflow, and fee <= cost. */
 static inline uint64_t trade_fee(uint64_t cost, uint16_t fee_bps) {
-  return (cost / FEE_BPS_MAX) * fee_bps + (cost % FEE_BPS_MAX) * fee_bps / FEE_BPS_MAX;
+  uint64_t part = (cost % FEE_BPS_MAX) * fee_bps;
+  return (cost / FEE_BPS_MAX) * fee_bps + part / FEE_BPS_MAX + (part % FEE_BPS_MAX != 0 ? 1 : 0);
 }
 
 #endif

@@ -9,7 +9,9 @@
 
 #include "error.h"
 
-#define TRADING_VERSION 1u
+/* Version 2: accounts sit at the canonical PDA of the seeds they store (checked at creation); an order
+ * carries the fee it was created under. */
+#define TRADING_VERSION 2u
 #define TRADING_DISC_MARKET 1u
 #define TRADING_DISC_ORDER 2u
 
@@ -47,8 +49,10 @@ enum {
 };
 
 /* Order: the PDA ["order", seller, order_id u64 LE]. Its escrow vault is the token account at the PDA
- * ["vault", order] whose token authority is the order PDA itself, so only this order can move it. */
-#define ORDER_LEN 157u
+ * ["vault", order] whose token authority is the order PDA itself, so only this order can move it.
+ * fee_bps is the market's fee when the order was created (at most the seller's max_fee_bps): every fill
+ * of this order pays that fee, whatever UpdateMarket sets later. */
+#define ORDER_LEN 159u
 typedef struct __attribute__((packed)) {
   uint8_t discriminator; /* TRADING_DISC_ORDER */
   uint8_t version;
@@ -65,8 +69,9 @@ typedef struct __attribute__((packed)) {
   int64_t expires_at; /* unix seconds; buys need now < expires_at */
   int64_t created_at;
   uint64_t proceeds; /* THBC base units the seller received (after fees) */
+  uint16_t fee_bps;  /* 157: the fee terms of this order, fixed at creation */
 } Order;
-_Static_assert(sizeof(Order) == ORDER_LEN, "Order layout is the documented 157 bytes");
+_Static_assert(sizeof(Order) == ORDER_LEN, "Order layout is the documented 159 bytes");
 
 static inline bool order_is_open(const Order *o) {
   return o->state == ORDER_STATE_ACTIVE || o->state == ORDER_STATE_PARTIALLY_FILLED;
@@ -86,14 +91,6 @@ static inline uint64_t trading_account_load(const SolAccountInfo *a, const SolPu
   }
   *out = a->data;
   return SUCCESS;
-}
-
-static inline uint64_t market_load(const SolAccountInfo *a, const SolPubkey *program_id, Market **out) {
-  return trading_account_load(a, program_id, MARKET_LEN, TRADING_DISC_MARKET, (void **)out);
-}
-
-static inline uint64_t order_load(const SolAccountInfo *a, const SolPubkey *program_id, Order **out) {
-  return trading_account_load(a, program_id, ORDER_LEN, TRADING_DISC_ORDER, (void **)out);
 }
 
 /* PDA seeds without the bump (see expect_pda); `parts` must outlive `out` and have room for the bump. */
@@ -130,6 +127,25 @@ static inline void seeds_with_bump(SolSignerSeeds *seeds, SolSignerSeed *parts, 
   parts[seeds->len].addr = bump;
   parts[seeds->len].len = 1;
   seeds->len += 1;
+}
+
+/* Loaders: owner, length, discriminator + version, and the address re-derived from the seeds the
+ * account stores with its bump (checked canonical at creation): a trading account is always the
+ * canonical PDA of its own fields. */
+static inline uint64_t market_load(const SolAccountInfo *a, const SolPubkey *program_id, Market **out) {
+  GTX_TRY(trading_account_load(a, program_id, MARKET_LEN, TRADING_DISC_MARKET, (void **)out));
+  SolSignerSeed parts[2];
+  SolSignerSeeds seeds;
+  market_seeds(parts, &seeds);
+  return expect_pda(a, &seeds, (*out)->bump, program_id);
+}
+
+static inline uint64_t order_load(const SolAccountInfo *a, const SolPubkey *program_id, Order **out) {
+  GTX_TRY(trading_account_load(a, program_id, ORDER_LEN, TRADING_DISC_ORDER, (void **)out));
+  SolSignerSeed parts[4];
+  SolSignerSeeds seeds;
+  order_seeds(&(*out)->seller, (const uint8_t *)&(*out)->order_id, parts, &seeds);
+  return expect_pda(a, &seeds, (*out)->bump, program_id);
 }
 
 #endif

@@ -1,6 +1,7 @@
 #include <gtx_sol.h>
 #include <gtx/token.h>
 
+#include "events.h"
 #include "instructions.h"
 #include "state.h"
 
@@ -18,10 +19,6 @@ uint64_t process_update_market(const GtxInput *in) {
   GTX_TRY(expect_writable(market));
   Market *m;
   GTX_TRY(market_load(market, in->program_id, &m));
-  SolSignerSeed parts[2];
-  SolSignerSeeds seeds;
-  market_seeds(parts, &seeds);
-  GTX_TRY(expect_pda(market, &seeds, m->bump, in->program_id));
   if (!gtx_pubkey_eq(authority->key, &m->authority)) {
     GTX_LOG_KEY("update_market: not the market authority:", authority->key);
     return GTX_CUSTOM_ERROR(TRADING_ERROR_NOT_MARKET_AUTHORITY);
@@ -36,9 +33,16 @@ uint64_t process_update_market(const GtxInput *in) {
     GTX_LOG_KEY("update_market: fee account is not a THBC account:", fee_account->key);
     return GTX_CUSTOM_ERROR(TRADING_ERROR_WRONG_MINT);
   }
+  MarketUpdatedEvent e;
+  gtx_event_header(&e.header, GTX_TAG_MarketUpdated, TRADING_EVENT_VERSION);
+  gtx_memcpy(&e.market, market->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.authority, authority->key, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.previous_fee_account, &m->fee_account, GTX_PUBKEY_LEN);
+  gtx_memcpy(&e.fee_account, fee_account->key, GTX_PUBKEY_LEN);
+  e.previous_fee_bps = m->fee_bps;
+  e.fee_bps = fee_bps;
   m->fee_bps = fee_bps;
   gtx_memcpy(&m->fee_account, fee_account->key, GTX_PUBKEY_LEN);
-  sol_log_64_(fee_bps, 0, 0, 0, 0);
-  GTX_LOG_KEY("trading: market updated, fee account", fee_account->key);
+  gtx_emit(&e, sizeof(e));
   return SUCCESS;
 }

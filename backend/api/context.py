@@ -1,0 +1,63 @@
+"""What every route needs, built once by the app factory and handed to routes as a dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from backend.api.auth.nonces import NonceStore
+from backend.api.auth.tokens import Tokens
+from backend.api.health import Check
+from backend.api.metrics import ApiMetrics, PipelineFigures
+from backend.api.settings import ApiSettings
+from backend.storage import Storage
+from programs.client.chain import Chain
+
+__all__ = ["ApiContext", "ChainAddresses", "context"]
+
+
+@dataclass(frozen=True)
+class ChainAddresses:
+    """Where our programs and mints are (from the embedded deployment or the deployment file)."""
+
+    registry: Pubkey
+    energy_token: Pubkey
+    trading: Pubkey
+    certificates: Pubkey
+    grid_mint: Pubkey
+    thbc_mint: Pubkey
+    fee_account: Pubkey
+    payments: Pubkey
+
+    @classmethod
+    def from_embedded(cls, deployment: Any) -> ChainAddresses:
+        """From a backend.chain.embedded.EmbeddedDeployment."""
+        p = deployment.programs
+        return cls(p.registry, p.energy_token, p.trading, p.certificates, deployment.grid.mint,
+                   deployment.thbc_mint, deployment.fee_account, p.payments)
+
+
+@dataclass
+class ApiContext:
+    settings: ApiSettings
+    storage: Storage
+    chain: Chain
+    addresses: ChainAddresses
+    tokens: Tokens
+    nonces: NonceStore
+    metrics: ApiMetrics
+    feed: Any = None  # backend.feed: subscribe() → async iterator of events
+    redis: Any = None
+    fee_payer: Keypair | None = None
+    checks: dict[str, Check | None] = field(default_factory=dict)
+    figures: PipelineFigures | None = None
+    operators: frozenset[str] = frozenset()
+
+
+def context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx

@@ -1,0 +1,99 @@
+"""Meters: a prosumer registers a meter id with its gateway's public key (from ``gateway keygen``); it
+stays PENDING until an operator activates it (operator wallets only)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field, field_validator
+
+from backend.api.deps import Ctx, Operator, Wallet
+from backend.api.errors import ApiError
+from backend.api.pagination import Page
+from backend.api.routes.common import Paging, Reads, page_of, pubkey, require_user
+from backend.api.transactions import PreparedTransaction, prepare
+from programs.registry import client as registry
+
+router = APIRouter(prefix="/meters", tags=["meters"])
+
+_METER_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,16}$")  # the reading format's meter id (docs/reading-format.md)
+
+
+class MeterRegistration(BaseModel):
+    meter_id: str = Field(..., max_length=16)
+    public_key: str = Field(..., description="the gateway's Ed25519 public key, 64 hex digits")
+
+    @field_validator("meter_id")
+    @classmethod
+    def _meter_id(cls, value: str) -> str:
+        if not _METER_ID.match(value):
+            raise ValueError("1-16 characters of A-Z a-z 0-9 . _ : -")
+        return value
+
+    @field_validator("public_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("64 hex digits (32 bytes), as `gateway keygen` prints")
+        return value.lower()
+
+
+def _meter_id(meter_id: str) -> str:
+    if not _METER_ID.match(meter_id):
+        raise ApiError(400, "InvalidMeterId", "meter ids are 1-16 characters of A-Z a-z 0-9 . _ : -")
+    return meter_id
+
+
+@router.post("", response_model=PreparedTransaction, status_code=201,
+             summary="register a meter (prosumers): PENDING until an operator activates it")
+async def register_meter(body: MeterRegistration, wallet: Wallet, ctx: Ctx, r: Reads) -> PreparedTransaction:
+    user = await require_user(ctx, r, wallet)
+    if user["kind"] != "prosumer":
+        raise ApiError(403, "not_prosumer", "only prosumers register meters")
+    if await r.meter(body.meter_id) is not None:
+        raise ApiError(409, "AlreadyRegistered", f"meter {body.meter_id} is already registered")
+    a = ctx.addresses
+    ix = registry.register_meter(a.registry, pubkey(wallet), body.meter_id, bytes.fromhex(body.public_key))
+    pda = str(registry.meter_address(a.registry, body.meter_id)[0])
+    return await prepare(ctx, wallet, "meters.register", [ix], {"meter_id": body.meter_id, "pda": pda})
+
+
+@router.post("/{meter_id}/activate", response_model=PreparedTransaction,
+             summary="operator: activate a pending meter (the operator's wallet signs)")
+async def activate(meter_id: str, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTransaction:
+    return await _set_status(meter_id, registry.MeterStatus.ACTIVE, wallet, ctx, r)
+
+
+@router.post("/{meter_id}/suspend", response_model=PreparedTransaction, summary="operator: suspend a meter")
+async def suspend(meter_id: str, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTransaction:
+    return await _set_status(meter_id, registry.MeterStatus.SUSPENDED, wallet, ctx, r)
+
+
+async def _set_status(meter_id: str, status: registry.MeterStatus, wallet: str, ctx: Ctx,
+                      r: Reads) -> PreparedTransaction:
+    meter = await r.meter(_meter_id(meter_id))
+    if meter is None:
+        raise ApiError(404, "not_found", f"meter {meter_id} is not registered")
+    a = ctx.addresses
+    ix = registry.set_meter_status(a.registry, pubkey(wallet), registry.meter_address(a.registry, meter_id)[0],
+                                   status)
+    return await prepare(ctx, wallet, "meters.status", [ix], {"meter_id": meter_id, "status": status.name})
+
+
+@router.get("", response_model=Page[dict[str, Any]], summary="meters, optionally one owner's")
+async def list_meters(r: Reads, paging: Paging,
+                      owner: str | None = Query(None, max_length=64)) -> Page[dict[str, Any]]:
+    if owner is not None:
+        pubkey(owner)
+    rows = await r.meters(owner, paging.limit, paging.after)
+    return page_of(rows, paging.limit, ["meter_id"])
+
+
+@router.get("/{meter_id}", response_model=dict[str, Any], summary="one meter: owner, status, GRID minted")
+async def get_meter(meter_id: str, r: Reads) -> dict[str, Any]:
+    meter = await r.meter(_meter_id(meter_id))
+    if meter is None:
+        raise ApiError(404, "not_found", f"meter {meter_id} is not registered")
+    return meter

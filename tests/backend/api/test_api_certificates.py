@@ -1,0 +1,87 @@
+"""Certificate lifecycle through the api (design 6.0): a prosumer registers a meter (PENDING until the
+operator activates it), its settled generation is minted, the owner requests a certificate, governance
+validates it, the holder transfers and retires it; another is revoked with a reason; over-claiming is
+refused by the chain; the history of each certificate is listed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nacl.signing import SigningKey
+from solders.keypair import Keypair
+
+from gridtokenx.reading import Reading, sign
+from programs.energy_token import client as energy
+from tests.backend.api.api_support import RunningApi, TestWallet, running_api
+from tests.backend.api.test_api_market import refused, registered
+from tests.support.fixtures import pg_url  # noqa: F401
+
+pytestmark = [pytest.mark.postgres, pytest.mark.chain]
+
+
+@pytest.fixture
+async def api(pg_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:  # noqa: F811
+    async with running_api(pg_url, tmp_path) as running:
+        yield running
+
+
+async def settle(api: RunningApi, gateway: SigningKey, meter_id: str, seq: int, import_wh: int, export_wh: int) -> None:
+    """What the backend's minting worker does with a stored reading (it has its own tests)."""
+    relayer = Keypair()
+    await api.chain.fund(relayer.pubkey(), 10**9)
+    signed = sign(Reading(meter_id, seq, 1_760_000_000_000 + seq * 1000, import_wh, export_wh), gateway)
+    d = api.deployment
+    result = await energy.settle_signed_reading(api.chain, d.grid.energy_program, d.grid.registry_program, d.grid.mint,
+                                                signed, relayer)
+    result.raise_for_failure()
+
+
+async def test_meter_activation_and_certificate_lifecycle(api: RunningApi) -> None:
+    owner = await registered(api, "prosumer", "Rooftop")
+    buyer = await registered(api, "consumer", "Office")
+    operator = TestWallet(api.admin)
+    await operator.sign_in(api.http)
+    gateway = SigningKey.generate()
+
+    consumer_meter = await api.http.post("/meters", headers=buyer.headers(),
+                                         json={"meter_id": "m-1", "public_key": bytes(gateway.verify_key).hex()})
+    refused(consumer_meter, 403, "not_prosumer")
+    await owner.act(api.http, "POST", "/meters", {"meter_id": "m-1", "public_key": bytes(gateway.verify_key).hex()})
+    assert (await api.http.get("/meters/m-1")).json()["status"] == "PENDING"
+    refused(await api.http.post("/meters", headers=owner.headers(),
+                                json={"meter_id": "m-1", "public_key": "00" * 32}), 409, "AlreadyRegistered")
+    refused(await api.http.post("/meters/m-1/activate", headers=owner.headers()), 403, "not_operator")
+    await operator.act(api.http, "POST", "/meters/m-1/activate")
+    assert (await api.http.get("/meters/m-1")).json()["status"] == "ACTIVE"
+    listed = (await api.http.get(f"/meters?owner={owner.address}")).json()["items"]
+    assert [m["meter_id"] for m in listed] == ["m-1"]
+
+    await settle(api, gateway, "m-1", 1, 1_000, 1_000)  # baseline
+    await settle(api, gateway, "m-1", 2, 1_000, 6_000)  # 5,000 Wh settled above it
+
+    first = await owner.act(api.http, "POST", "/certificates", {"meter_id": "m-1", "to_wh": 3_000})
+    cert = first["details"]["certificate"]
+    assert (await api.http.get(f"/certificates/{cert}")).json()["state"] == "PENDING"
+    refused(await api.http.post(f"/certificates/{cert}/validate", headers=owner.headers()), 403, "not_operator")
+    await operator.act(api.http, "POST", f"/certificates/{cert}/validate")
+    refused(await api.http.post(f"/certificates/{cert}/retire", headers=buyer.headers()), 403, "NotCertificateOwner")
+    await owner.act(api.http, "POST", f"/certificates/{cert}/transfer", {"to": buyer.address})
+    await buyer.act(api.http, "POST", f"/certificates/{cert}/retire")
+    detail = (await api.http.get(f"/certificates/{cert}")).json()
+    assert (detail["state"], detail["holder"], detail["from_wh"], detail["to_wh"]) == (
+        "RETIRED", buyer.address, 0, 3_000)
+    assert [h["event"] for h in detail["history"]] == [
+        "certificate_issued", "certificate_validated", "certificate_transferred", "certificate_retired"]
+
+    over = await api.http.post("/certificates", headers=owner.headers(), json={"meter_id": "m-1", "to_wh": 6_000})
+    assert over.status_code == 201  # the api cannot know the settled mark in advance; the chain refuses it
+    refused(await owner.sign_and_submit(api.http, over.json()), 422, "ExceedsSettledGeneration")
+
+    second = (await owner.act(api.http, "POST", "/certificates", {"meter_id": "m-1", "to_wh": 5_000}))["details"]
+    await operator.act(api.http, "POST", f"/certificates/{second['certificate']}/revoke", {"reason": 2})
+    revoked = (await api.http.get(f"/certificates/{second['certificate']}")).json()
+    assert (revoked["state"], revoked["revoke_reason"], revoked["from_wh"]) == ("REVOKED", 2, 3_000)
+    mine = (await api.http.get(f"/certificates?holder={buyer.address}")).json()["items"]
+    assert [c["address"] for c in mine] == [cert]

@@ -1,0 +1,82 @@
+"""/ws over a real WebSocket: live events filtered by wallet, and a reconnecting client resumes from
+the last event id it saw without a gap or a duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+
+from tests.backend.api.api_support import RunningApi, running_api
+from tests.backend.api.test_api_market import KWH, PRICE, THBC, issue_thbc, registered, seed_grid
+from tests.support.fixtures import pg_url  # noqa: F401
+
+pytestmark = [pytest.mark.postgres, pytest.mark.chain]
+
+
+@pytest.fixture
+async def api(pg_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:  # noqa: F811
+    async with running_api(pg_url, tmp_path) as running:
+        yield running
+
+
+async def _until_ready(ws: Any) -> list[dict[str, Any]]:
+    events = []
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if message.get("type") == "ready":
+            return events
+        events.append(message)
+
+
+async def _next(ws: Any, n: int) -> list[dict[str, Any]]:
+    return [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(n)]
+
+
+async def test_live_events_filtered_by_wallet_and_resumed_without_gaps(api: RunningApi) -> None:
+    seller = await registered(api, "prosumer", "Seller")
+    buyer = await registered(api, "consumer", "Buyer")
+    bystander = await registered(api, "consumer", "Bystander")
+    await seed_grid(api, seller, 5 * KWH)
+    await issue_thbc(api, buyer, 100 * THBC, "DEP-WS")
+    ws_url = api.url.replace("http://", "ws://") + "/ws"
+
+    async with websockets.connect(f"{ws_url}?wallet={buyer.address}") as buyer_ws, \
+            websockets.connect(f"{ws_url}?wallet={bystander.address}") as bystander_ws, \
+            websockets.connect(ws_url) as everything:
+        for ws in (buyer_ws, bystander_ws, everything):
+            assert await _until_ready(ws) == []  # no `since`: from now on
+        order = (await seller.act(api.http, "POST", "/orders", {"amount": 2 * KWH, "price": PRICE}))["details"]
+        await buyer.act(api.http, "POST", f"/orders/{order['order']}/buy", {"amount": KWH})
+        [created, trade] = await _next(everything, 2)
+        assert created["kind"] == "order_created" and trade["kind"] == "trade_executed"
+        assert trade["id"] == created["id"] + 1
+        [mine] = await _next(buyer_ws, 1)
+        assert mine["id"] == trade["id"] and mine["data"]["buyer"] == buyer.address
+        with pytest.raises(TimeoutError):  # nothing concerned the bystander
+            await asyncio.wait_for(bystander_ws.recv(), 0.5)
+        last_seen = trade["id"]
+
+    # while nobody listens: the rest is bought, then the seller's second order
+    await buyer.act(api.http, "POST", f"/orders/{order['order']}/buy", {})
+    second = (await seller.act(api.http, "POST", "/orders", {"amount": KWH, "price": PRICE}))["details"]
+    async with websockets.connect(f"{ws_url}?since={last_seen}") as resumed:
+        backlog = await _until_ready(resumed)
+        assert [e["kind"] for e in backlog] == ["trade_executed", "order_created"]
+        assert [e["id"] for e in backlog] == [last_seen + 1, last_seen + 2]
+        assert backlog[1]["subject"] == second["order"]
+        await seller.act(api.http, "POST", f"/orders/{second['order']}/cancel")
+        [cancelled] = await _next(resumed, 1)
+        assert cancelled["kind"] == "order_cancelled" and cancelled["id"] == last_seen + 3
+    for _ in range(50):  # the server notices the last close within moments
+        metrics = (await api.http.get("/metrics")).text
+        if "gridtokenx_ws_clients 0.0" in metrics:
+            break
+        await asyncio.sleep(0.1)
+    assert "gridtokenx_ws_clients 0.0" in metrics
+    assert "gridtokenx_ws_events_sent_total" in metrics

@@ -1,0 +1,80 @@
+"""`gridtokenx wallet` as a user runs it (a subprocess), against the api over HTTP: new, login,
+register, sell, the book, buy part, cancel, balances — the key stays in its 0600 file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gridtokenx.keyfile import load_keypair_file
+from tests.backend.api.api_support import RunningApi, TestWallet, running_api
+from tests.backend.api.test_api_market import KWH, THBC, issue_thbc, seed_grid
+from tests.support.fixtures import pg_url  # noqa: F401
+
+pytestmark = [pytest.mark.postgres, pytest.mark.chain]
+ROOT = Path(__file__).parents[3]
+
+
+@pytest.fixture
+async def api(pg_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:  # noqa: F811
+    async with running_api(pg_url, tmp_path) as running:
+        yield running
+
+
+async def wallet(keypair: Path, *args: str, ok: bool = True) -> str:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'firmware-sim'}"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gridtokenx", "wallet", "--keypair", str(keypair), *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert (proc.returncode == 0) == ok, f"{args}: {proc.returncode}\n{out.decode()}\n{err.decode()}"
+    return (out if ok else err).decode()
+
+
+async def test_wallet_cli_trades_through_the_api(api: RunningApi, tmp_path: Path) -> None:
+    seller_file, buyer_file = tmp_path / "seller.json", tmp_path / "buyer.json"
+    await wallet(seller_file, "new")
+    await wallet(buyer_file, "new")
+    assert stat.S_IMODE(seller_file.stat().st_mode) == 0o600
+    seller = TestWallet(load_keypair_file(seller_file))
+    buyer = TestWallet(load_keypair_file(buyer_file))
+    assert (await wallet(seller_file, "address")).strip() == seller.address
+    for w in (seller, buyer):
+        await api.chain.fund(w.key.pubkey(), 10**9)
+    assert "signed in" in await wallet(seller_file, "login", api.url)
+    await wallet(buyer_file, "login", api.url)
+    await wallet(seller_file, "register", "Solar Farm", "--kind", "prosumer")
+    await wallet(buyer_file, "register", "Noodle Shop", "--kind", "consumer")
+    await seed_grid(api, seller, 5 * KWH)
+    await issue_thbc(api, buyer, 100 * THBC, "DEP-CLI")
+
+    sold = json.loads(await wallet(seller_file, "--json", "sell", "2.5", "--price", "3.75"))
+    order = sold["details"]["order"]
+    assert sold["details"]["amount"] == 2_500_000_000 and sold["details"]["price"] == 3_750_000
+    book = await wallet(buyer_file, "orders", "--book")
+    assert order in book and "2.500" in book
+    await wallet(buyer_file, "buy", order, "1")
+    refused = await wallet(buyer_file, "cancel", order, ok=False)
+    assert "NotSeller" in refused
+    await wallet(seller_file, "cancel", order)
+    balance = json.loads(await wallet(seller_file, "--json", "balance"))["balances"]
+    assert balance["grid"] == 4 * KWH and balance["grid_in_escrow"] == 0
+    assert balance["thbc"] > 0
+    buyer_balance = await wallet(buyer_file, "balance")
+    assert "GRID 1.000000000 kWh" in buyer_balance
+    assert "payout CLI-PAYOUT-1" in await wallet(buyer_file, "redeem", "10", "--payout", "CLI-PAYOUT-1")
+    assert json.loads(await wallet(buyer_file, "--json", "balance"))["balances"]["thbc"] < 90 * THBC
+    records = (await api.http.get(f"/payments?wallet={buyer.address}")).json()["items"]
+    assert (records[0]["kind"], records[0]["amount"], records[0]["reference"]) == ("REDEEM", 10 * THBC,
+                                                                                   "CLI-PAYOUT-1")
+    nobody = tmp_path / "nobody.json"
+    assert "cannot read keypair file" in await wallet(nobody, "address", ok=False)
+    await wallet(nobody, "new")
+    assert "not signed in" in await wallet(nobody, "balance", ok=False)
