@@ -121,13 +121,24 @@ def telemetry_topic(gateway_id: str, meter_id: str, root: str = TOPIC_ROOT) -> s
     return f"{root}/{gateway_id}/telemetry/{meter_id}"
 
 
+_UNITS: dict[tuple[str, ...], dict[str, str]] = {}
+
+
+def _units(names: tuple[str, ...]) -> dict[str, str]:
+    """The units of a meter's measurements (one dict per set of names, made once)."""
+    units = _UNITS.get(names)
+    if units is None:
+        units = _UNITS[names] = {name: Measurement.by_name(name).unit for name in names}
+    return units
+
+
 def telemetry_payload(gateway_id: str, info: MeterInfo, sample: MeterSample) -> bytes:
     """The telemetry message of one sample (docs/mqtt.md, "Telemetry")."""
-    values: dict[str, float | None] = {}
-    units: dict[str, str] = {}
-    for name, value in sample.values.items():
-        values[name] = value if math.isfinite(value) else None  # JSON has no NaN
-        units[name] = Measurement.by_name(name).unit
+    values: Mapping[str, float | None] = sample.values
+    if not all(map(math.isfinite, sample.values.values())):
+        # JSON has no NaN: a value the meter sent as NaN or infinity is null.
+        values = {name: value if math.isfinite(value) else None for name, value in sample.values.items()}
+    units = _units(tuple(sample.values))
     message: dict[str, Any] = {
         "v": TELEMETRY_VERSION,
         "gateway": gateway_id,
