@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, Literal, NamedTuple, Self, TypeVar
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
 COUNTER_BITS = 40
@@ -428,21 +430,18 @@ class Outbox:
             rows.append((sample.meter_id, reading.seq, signed.data, signed.signature, entry_prefix(reading)))
         if not rows:
             return 0
+        counter_rows = list(counters.items())
+
+        def store(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT INTO outbox (meter_id, seq, data, sig, fields) VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT INTO counters (meter_id, next_counter) VALUES (?, ?) "
+                "ON CONFLICT (meter_id) DO UPDATE SET next_counter = excluded.next_counter",
+                counter_rows,
+            )
+
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                await self._db.executemany(
-                    "INSERT INTO outbox (meter_id, seq, data, sig, fields) VALUES (?, ?, ?, ?, ?)", rows
-                )
-                await self._db.executemany(
-                    "INSERT INTO counters (meter_id, next_counter) VALUES (?, ?) "
-                    "ON CONFLICT (meter_id) DO UPDATE SET next_counter = excluded.next_counter",
-                    list(counters.items()),
-                )
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._rollback()
-                raise
+            await self._transaction(store)
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, f"storing {len(rows)} readings") from exc
         self._counters.update(counters)
@@ -476,18 +475,38 @@ class Outbox:
         return removed
 
     async def _delete_chunk(self, keys: list[tuple[str, int]]) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            return db.executemany("DELETE FROM outbox WHERE meter_id = ? AND seq = ?", keys).rowcount
+
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = await self._db.executemany("DELETE FROM outbox WHERE meter_id = ? AND seq = ?", keys)
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._rollback()
-                raise
+            removed = await self._transaction(delete)
         except sqlite3.Error as exc:
             raise _translate(exc, self.path, f"removing {len(keys)} acknowledged readings") from exc
-        self._rows -= cur.rowcount
-        return cur.rowcount
+        self._rows -= removed
+        return removed
+
+    async def _transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``work`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error), run whole in the database
+        connection's thread: one hand-over to that thread and one back, instead of one per statement.
+        That hand-over (a thread wake-up and an event-loop wake-up) is what a commit mostly costs.
+        aiosqlite runs each of its own calls the same way (``Connection._execute``); its public API only
+        offers it one statement at a time."""
+        db = self._db
+
+        def run() -> _T:
+            conn = db._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        result: _T = await db._execute(run)  # type: ignore[no-untyped-call]  # aiosqlite's own hand-over
+        return result
 
     # -- the disk ----------------------------------------------------------------------------------
 
