@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("gridtokenx.demo", "one command: simulated meters through the gateway to the backend"),
     "programs": ("programs.cli", "build and inspect the on-chain programs"),
     "wallet": ("gridtokenx.wallet", "a keypair-file wallet: sign in, register, sell, buy, cancel (signs locally)"),
+    "verify": ("audit.cli", "audit every GRID token from the chain alone (signed readings, supply, escrow)"),
 }
 
 
