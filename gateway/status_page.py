@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_HEAD = 8 * 1024
 HEAD_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 5.0
+LINGER_S = 1.0
 MAX_CLIENTS = 64
 
 
@@ -379,7 +380,7 @@ class StatusPage:
         if self._clients >= MAX_CLIENTS:
             # Answer at once rather than queue: a flood must not hold memory or starve the poller.
             response: Response = ("503 Service Unavailable", _TEXT, b"busy: too many connections\n")
-            await self._send(writer, response, extra="Retry-After: 1\r\n")
+            await self._send(writer, response, reader=reader, extra="Retry-After: 1\r\n")
             return
         self._clients += 1
         try:
@@ -393,12 +394,18 @@ class StatusPage:
             except (asyncio.IncompleteReadError, ConnectionError):
                 writer.close()
                 return
-            await self._send(writer, response, allow=response[0].startswith("405"))
+            await self._send(writer, response, reader=reader, allow=response[0].startswith("405"))
         finally:
             self._clients -= 1
 
     async def _send(
-        self, writer: asyncio.StreamWriter, response: Response, *, allow: bool = False, extra: str = ""
+        self,
+        writer: asyncio.StreamWriter,
+        response: Response,
+        *,
+        reader: asyncio.StreamReader,
+        allow: bool = False,
+        extra: str = "",
     ) -> None:
         status, ctype, body = response
         if allow:
@@ -413,7 +420,13 @@ class StatusPage:
                 + body
             )
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
-        except (ConnectionError, TimeoutError):
+            # A lingering close: closing a socket with unread input sends RST, which can destroy the
+            # response before the client reads it (a refused or oversized request). Say we are done
+            # (FIN), let the client read and close, discard what it still sends, for at most a second.
+            if writer.can_write_eof():
+                writer.write_eof()
+            await asyncio.wait_for(reader.read(MAX_HEAD * 8), LINGER_S)
+        except (ConnectionError, TimeoutError, asyncio.LimitOverrunError):
             pass
         finally:
             writer.close()

@@ -91,30 +91,33 @@ def test_random_bytes_never_crash_the_server(daemon: Daemon) -> None:
     assert daemon.get("/healthz")[0] == 200
 
 
-async def _flood(port: int, n: int, hold_s: float) -> tuple[int, int]:
-    """n connections at once, each sending half a request head and holding it open."""
-    answered = refused = 0
+async def _flood(port: int, n: int, hold_s: float) -> dict[str, int]:
+    """n connections at once, each sending half a request head and holding it open: how each ended."""
+    ends = {"answered": 0, "reset": 0, "hung": 0}
 
     async def one() -> None:
-        nonlocal answered, refused
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), hold_s)
+        except TimeoutError:
+            ends["hung"] += 1
+            return
         except OSError:
-            refused += 1
+            ends["reset"] += 1
             return
         try:
             writer.write(b"GET / HTTP/1.1\r\nHost: flood")
             await writer.drain()
             data = await asyncio.wait_for(reader.read(), hold_s)
-            if data.startswith(b"HTTP/1.1 "):
-                answered += 1
-        except (OSError, TimeoutError):
-            refused += 1
+            ends["answered" if data.startswith(b"HTTP/1.1 ") else "reset"] += 1
+        except TimeoutError:
+            ends["hung"] += 1
+        except OSError:
+            ends["reset"] += 1
         finally:
             writer.close()
 
     await asyncio.gather(*(one() for _ in range(n)))
-    return answered, refused
+    return ends
 
 
 def test_a_thousand_concurrent_connections_do_not_disturb_polling(daemon: Daemon) -> None:
@@ -122,10 +125,12 @@ def test_a_thousand_concurrent_connections_do_not_disturb_polling(daemon: Daemon
     assert port is not None
     before = daemon.get("/metrics")[1]
     started = time.monotonic()
-    answered, _ = asyncio.run(_flood(port, 1000, hold_s=12.0))
+    ends = asyncio.run(_flood(port, 1000, hold_s=15.0))
     elapsed = time.monotonic() - started
     after = daemon.get("/metrics")[1]
-    assert answered >= 900  # busy (503) at once, or 408 after the head timeout: never left hanging
+    # Busy (503) at once, or 408 after the 5 s head timeout; never left hanging. A few may see a reset
+    # when the kernel's accept queue overflows under the burst: they can retry, nothing waits forever.
+    assert ends["hung"] == 0 and ends["answered"] >= 950, ends
     for meter in ("m1", "m2"):
         label = f'{{meter="{meter}"}}'
         polls = (metric(after, "gridtokenx_meter_polls_total", label) or 0) - (
