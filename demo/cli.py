@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls of a meter (default 1)")
     parser.add_argument("--workdir", type=Path, help="keep state and logs here (default: a temporary directory)")
+    parser.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto",
+                        help="auto: the system's Mosquitto if installed, else the embedded amqtt broker")
 
 
 class DemoError(RuntimeError):
@@ -123,8 +125,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_broker(stack: _Stack) -> int:
+def _start_broker(stack: _Stack, choice: str = "auto") -> int:
+    """A private broker on a free port: the system's Mosquitto, or (without it, or asked) the embedded amqtt."""
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if choice == "embedded" or (choice == "auto" and not Path(mosquitto).exists()):
+        from demo.broker import AMQTT_MISSING, amqtt_available
+
+        if not amqtt_available():
+            raise DemoError(AMQTT_MISSING)
+        port = _free_port()
+        ready = stack.start("broker", [sys.executable, "-m", "demo.broker", "--port", str(port)],
+                            ready=r"broker ready: (\S+) \((amqtt [\d.]+)\)")
+        assert ready is not None
+        reason = "asked for" if choice == "embedded" else "no system Mosquitto found"
+        print(f"demo: MQTT broker: embedded {ready.group(2)} on {ready.group(1)} ({reason})")
+        return port
     if not Path(mosquitto).exists():
         raise DemoError("mosquitto is not installed: apt-get install mosquitto (or run bash .ci/setup)")
     port = _free_port()
@@ -135,6 +150,7 @@ def _start_broker(stack: _Stack) -> int:
     conf.write_text("\n".join(lines) + "\n")
     stack.start("mosquitto", [mosquitto, "-c", str(conf)])
     _wait_port(port, "mosquitto", stack)
+    print(f"demo: MQTT broker: Mosquitto ({mosquitto}) on 127.0.0.1:{port}")
     return port
 
 
@@ -268,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         stack = _Stack(workdir)
         try:
             print(f"demo: work directory {workdir}")
-            broker_port = _start_broker(stack)
+            broker_port = _start_broker(stack, args.broker)
             print(f"demo: private Mosquitto on 127.0.0.1:{broker_port}")
             speed = ["--speedup", str(args.speedup)]
             tcp = stack.start(
@@ -325,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             stack.stop_all()
         # The backend has stopped: the minting worker is now the database's only writer.
-        from gridtokenx.demo_chain import ChainDemoError, settle_and_trade
+        from demo.chain import ChainDemoError, settle_and_trade
 
         print("\ndemo: settling on an embedded chain (LiteSVM) and trading the surplus:")
         # The chain step prints its own summary; the worker's per-transaction lines are for the logs.

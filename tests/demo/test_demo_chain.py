@@ -9,8 +9,8 @@ from nacl.signing import SigningKey
 
 from backend.ingest.pipeline import Ingest
 from backend.storage import open_storage
+from demo.chain import PRICE, Balances, settle_and_trade
 from gridtokenx.batch import AckStatus, encode_batch
-from gridtokenx.demo_chain import PRICE, Balances, settle_and_trade
 from gridtokenx.reading import Reading, sign
 from programs.trading import client as trading
 
