@@ -21,10 +21,11 @@ EXIT_OK, EXIT_DISCREPANCY, EXIT_CANNOT_RUN = 0, 1, 2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain", required=True,
-                        help="the chain's JSON-RPC URL (a cluster, an RPC provider, or `backend localnet`)")
+                        help="the chain's JSON-RPC URL (a cluster, an RPC provider, or `backend localnet`), or an "
+                             "embedded chain's state: its directory (<data_dir>/chain) or chain.db")
     parser.add_argument("--deployment", type=Path,
-                        help="deployment file naming the program ids (written by `gridtokenx programs deploy`, or "
-                             "<data_dir>/chain/deployment.json of an embedded chain)")
+                        help="deployment file naming the program ids (written by `gridtokenx programs deploy`; "
+                             "default for an embedded chain: deployment.json beside its state)")
     parser.add_argument("--program", action="append", default=[], metavar="NAME=ID",
                         help="a program id instead of (or over) the deployment file's: energy_token, registry, "
                              "trading, certificates, payments")
@@ -39,13 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from audit.database import DatabaseReadError
-    from audit.source import ChainReadError, RpcSource
+    from audit.source import ChainReadError, ChainSource, RpcSource
+    from audit.statefile import StateFileSource
     from audit.verify import AuditError, Programs, audit
 
     try:
         ids: dict[str, str] = {}
-        if args.deployment is not None:
-            base = Programs.load(args.deployment)
+        state = None if args.chain.startswith(("http://", "https://")) else Path(args.chain)
+        deployment = args.deployment
+        if deployment is None and state is not None:
+            beside = (state if state.is_dir() else state.parent) / "deployment.json"
+            deployment = beside if beside.exists() else None
+        if deployment is not None:
+            base = Programs.load(deployment)
             ids = {name: str(pid) for name in Programs.NAMES if (pid := getattr(base, name)) is not None}
         for item in args.program:
             name, sep, value = item.partition("=")
@@ -55,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         if not ids:
             raise ValueError("name the programs: --deployment FILE or --program energy_token=ID …")
         programs = Programs.from_mapping(ids)
-        source = RpcSource(args.chain, commitment=args.commitment)
+        source: ChainSource = (StateFileSource(state) if state is not None
+                               else RpcSource(args.chain, commitment=args.commitment))
     except (ValueError, ChainReadError) as exc:
         print(f"gridtokenx verify: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
