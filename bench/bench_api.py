@@ -13,7 +13,7 @@ transaction was posted until each client received it.
     python bench/bench_api.py --clients 200 --seconds 5 --workers 16
 
 Until the backend's indexer is on main, the api's process uses the tests' stand-in indexer
-(tests/api/stand_in_indexer.py) to fill the tables from the chain.
+(tests/backend/api/stand_in_indexer.py) to fill the tables from the chain.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ async def _serve_async(db_url: str, use_redis: bool, orders: int, ready: Any, st
     from backend.storage.api_reads import ApiReads
     from programs.registry import client as registry
     from programs.trading import client as trading
-    from tests.api.stand_in_indexer import InProcessFeed, ObservedChain, StandInIndexer
+    from tests.backend.api.stand_in_indexer import InProcessFeed, ObservedChain, StandInIndexer
 
     admin = Keypair()
     chain = ObservedChain()

@@ -12,7 +12,7 @@ built for this wallet (it checks its key is a required signer, and shows what it
     gridtokenx wallet buy ORDER [KWH]
     gridtokenx wallet cancel ORDER
     gridtokenx wallet certificates [list | request METER TO_WH | retire CERT | transfer CERT WALLET]
-    gridtokenx wallet redeem THBC
+    gridtokenx wallet redeem THBC [--payout REFERENCE]
 
 The keypair file is the Solana CLI's format (JSON array of 64 bytes), mode 0600; default
 ~/.config/gridtokenx/wallet.json (env GRIDTOKENX_WALLET).
@@ -67,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cancel.add_argument("order")
     certs = sub.add_parser("certificates", help="list, request, retire or transfer certificates")
     certs.add_argument("what", nargs="*", help="list | request METER TO_WH | retire CERT | transfer CERT WALLET")
-    redeem = sub.add_parser("redeem", help="redeem THBC for baht (the THBC is burned)")
+    redeem = sub.add_parser("redeem", help="redeem THBC for baht (the payments program burns it)")
     redeem.add_argument("thbc")
+    redeem.add_argument("--payout", help="the payout reference to record on chain (default: the api makes one)")
 
 
 def _units(text: str, scale: int, what: str) -> int:
@@ -236,8 +237,12 @@ def _run(args: argparse.Namespace) -> int:
         _print(args, done, f"{done['action']}: {done['signature']}")
         return 0
     if cmd == "redeem":
-        done = _transact(session, "POST", "/payments/redeem", {"amount": _units(args.thbc, THBC, "THBC")})
-        _print(args, done, f"redeemed {args.thbc} THBC (burned): {done['signature']}")
+        request: dict[str, Any] = {"amount": _units(args.thbc, THBC, "THBC")}
+        if args.payout is not None:
+            request["payout_reference"] = args.payout
+        done = _transact(session, "POST", "/payments/redeem", request)
+        _print(args, done, f"redeemed {args.thbc} THBC (burned), payout {done['details']['payout_reference']}: "
+                           f"{done['signature']}")
         return 0
     raise WalletError(f"unknown action {cmd}")
 

@@ -31,14 +31,14 @@ class ChainAddresses:
     grid_mint: Pubkey
     thbc_mint: Pubkey
     fee_account: Pubkey
-    payments: Pubkey | None = None
+    payments: Pubkey
 
     @classmethod
     def from_embedded(cls, deployment: Any) -> ChainAddresses:
         """From a backend.chain.embedded.EmbeddedDeployment."""
         p = deployment.programs
         return cls(p.registry, p.energy_token, p.trading, p.certificates, deployment.grid.mint,
-                   deployment.thbc_mint, deployment.fee_account, getattr(p, "payments", None))
+                   deployment.thbc_mint, deployment.fee_account, p.payments)
 
 
 @dataclass

@@ -29,7 +29,7 @@ def _offline_app() -> Any:
 
     key = Pubkey.default()
     settings = ApiSettings(token_key_file=Path(tempfile.mkdtemp()) / "token.key")
-    return create_app(storage=None, chain=None, addresses=ChainAddresses(*[key] * 7),  # type: ignore[arg-type]
+    return create_app(storage=None, chain=None, addresses=ChainAddresses(*[key] * 8),  # type: ignore[arg-type]
                       settings=settings)
 
 

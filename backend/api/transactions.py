@@ -32,6 +32,8 @@ from backend.api.wire import b64, unb64
 from programs.certificates.client import CERTIFICATES_ERRORS
 from programs.client.chain import ChainError, TxResult
 from programs.client.errors import ProgramErrors
+from programs.energy_token.client import ENERGY_TOKEN_ERRORS
+from programs.payments.client import PAYMENTS_ERRORS
 from programs.registry.client import REGISTRY_ERRORS
 from programs.trading.client import TRADING_ERRORS
 
@@ -98,7 +100,8 @@ async def prepare(ctx: ApiContext, wallet: str, action: str, instructions: Seque
 
 def _program_errors(ctx: ApiContext) -> dict[Pubkey, ProgramErrors]:
     a = ctx.addresses
-    return {a.registry: REGISTRY_ERRORS, a.trading: TRADING_ERRORS, a.certificates: CERTIFICATES_ERRORS}
+    return {a.registry: REGISTRY_ERRORS, a.energy_token: ENERGY_TOKEN_ERRORS, a.trading: TRADING_ERRORS,
+            a.certificates: CERTIFICATES_ERRORS, a.payments: PAYMENTS_ERRORS}
 
 
 def _failure_code(ctx: ApiContext, tx: Transaction, result: TxResult) -> tuple[str, str]:

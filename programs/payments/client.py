@@ -59,6 +59,7 @@ __all__ = [
     "issue",
     "redeem",
     "reference_bytes",
+    "reference_text",
     "set_operator",
 ]
 
@@ -100,6 +101,18 @@ def reference_bytes(reference: str | bytes) -> bytes:
     if not 1 <= len(raw) <= REFERENCE_LEN or not all(0x20 < b < 0x7F for b in raw):
         raise ValueError(f"a reference is 32 bytes, or 1-32 printable ASCII characters: {reference!r}")
     return raw.ljust(REFERENCE_LEN, b"\0")
+
+
+def reference_text(raw: bytes) -> str:
+    """A reference as a database or a person reads it: the text it was made from by
+    :func:`reference_bytes` (printable ASCII, NUL padding dropped), or ``0x`` + 64 hex digits for any
+    other 32 bytes (a hash). The indexer writes D7's ``reference`` this way."""
+    if len(raw) != REFERENCE_LEN:
+        raise ValueError(f"a reference is {REFERENCE_LEN} bytes, not {len(raw)}")
+    text = raw.rstrip(b"\0")
+    if text and all(0x20 < b < 0x7F for b in text):
+        return text.decode("ascii")
+    return "0x" + raw.hex()
 
 
 def config_address(program_id: Pubkey) -> tuple[Pubkey, int]:

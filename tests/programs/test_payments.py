@@ -232,6 +232,10 @@ def test_references_are_32_bytes() -> None:
     assert payments.reference_bytes("KBANK-1") == b"KBANK-1".ljust(32, b"\0")
     raw = bytes(range(32))
     assert payments.reference_bytes(raw) == raw
+    assert payments.reference_text(payments.reference_bytes("KBANK-1")) == "KBANK-1"
+    assert payments.reference_text(payments.reference_bytes("X" * 32)) == "X" * 32
+    assert payments.reference_text(raw) == "0x" + raw.hex()  # a hash is shown as hex, never as text
+    assert payments.reference_text(b"AB\0C".ljust(32, b"\0")).startswith("0x")  # a NUL inside: not text
     for bad in ("", "x" * 33, "has space", b"\x00abc"):
         with pytest.raises(ValueError, match="reference"):
             payments.reference_bytes(bad)

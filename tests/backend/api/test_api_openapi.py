@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from backend.api.openapi import schema_text
-from tests.api.api_support import RunningApi, running_api
+from tests.backend.api.api_support import RunningApi, running_api
 from tests.support.fixtures import pg_url  # noqa: F401
 
 pytestmark = [pytest.mark.postgres, pytest.mark.chain]
-DOC = Path(__file__).parents[2] / "docs" / "openapi.json"
+DOC = Path(__file__).parents[3] / "docs" / "openapi.json"
 
 
 @pytest.fixture

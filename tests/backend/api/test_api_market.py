@@ -18,9 +18,10 @@ from spl.token.constants import TOKEN_PROGRAM_ID
 from spl.token.instructions import get_associated_token_address
 
 from backend.chain.embedded import set_unix_time
+from programs.payments import client as payments
 from programs.trading import client as trading
 from programs.trading.sandbox import token_amount
-from tests.api.api_support import RunningApi, TestWallet, running_api
+from tests.backend.api.api_support import RunningApi, TestWallet, running_api
 from tests.support.fixtures import pg_url  # noqa: F401
 
 pytestmark = [pytest.mark.postgres, pytest.mark.chain]
@@ -45,14 +46,17 @@ async def registered(api: RunningApi, kind: str, name: str) -> TestWallet:
 
 
 async def seed_grid(api: RunningApi, wallet: TestWallet, amount: int) -> None:
-    """GRID as if minted (minting has its own tests): the chain's token account is set, the mirror
-    reads it back."""
-    address = get_associated_token_address(wallet.key.pubkey(), api.deployment.grid.mint)
-    account = api.chain.svm.get_account(address)
-    assert account is not None
-    data = bytearray(bytes(account.data))
-    data[64:72] = struct.pack("<Q", amount)
-    api.chain.svm.set_account(address, Account(account.lamports, bytes(data), TOKEN_PROGRAM_ID, False, 0))
+    """GRID as if minted (minting has its own tests): the chain's token account and the mint's supply
+    are set, the mirror reads the account back."""
+    mint = api.deployment.grid.mint
+    address = get_associated_token_address(wallet.key.pubkey(), mint)
+    held = await token_amount(api.chain, address)
+    for key, offset, value in ((address, 64, lambda _: amount), (mint, 36, lambda supply: supply + amount - held)):
+        account = api.chain.svm.get_account(key)
+        assert account is not None
+        data = bytearray(bytes(account.data))
+        data[offset:offset + 8] = struct.pack("<Q", value(struct.unpack_from("<Q", data, offset)[0]))
+        api.chain.svm.set_account(key, Account(account.lamports, bytes(data), TOKEN_PROGRAM_ID, False, 0))
     await api.extra["indexer"].mirror([address])
 
 
@@ -260,35 +264,68 @@ async def test_lists_are_paginated_with_cursors(api: RunningApi) -> None:
 
 async def test_deposit_reference_is_used_once_and_redemption_burns(api: RunningApi) -> None:
     buyer = await registered(api, "consumer", "Buyer")
+    thbc = api.deployment.thbc_mint
     await issue_thbc(api, buyer, 100 * THBC, "DEP-ONCE")
+    deposit = await payments.fetch_deposit(api.chain, api.deployment.programs.payments, "DEP-ONCE")
+    assert deposit is not None and (deposit.payer, deposit.amount) == (buyer.key.pubkey(), 100 * THBC)
     operator = TestWallet(api.deployment.payment_gateway)
     await operator.sign_in(api.http)
-    again = await api.http.post("/payments/issue", headers=operator.headers(),
-                                json={"wallet": buyer.address, "amount": 5 * THBC, "reference": "DEP-ONCE"})
-    refused(again, 409, "ReferenceUsed")
-    refused(await api.http.post("/payments/issue", headers=buyer.headers(),
-                                json={"wallet": buyer.address, "amount": 5 * THBC, "reference": "DEP-X"}),
-            403, "not_operator")
-    thbc = api.deployment.thbc_mint
+
+    def issue(reference: str, wallet: TestWallet = operator, amount: int = 5 * THBC) -> Any:
+        return api.http.post("/payments/issue", headers=wallet.headers(),
+                             json={"wallet": buyer.address, "amount": amount, "reference": reference})
+
+    # Refused before anything is signed: from D7 ...
+    refused(await issue("DEP-ONCE"), 409, "ReferenceAlreadyUsed")
+    # ... and from the deposit record on chain while D7 lags behind it (the indexer has not caught up).
+    await api.storage.execute("DELETE FROM payments WHERE reference = 'DEP-ONCE'")
+    refused(await issue("DEP-ONCE"), 409, "ReferenceAlreadyUsed")
+    # Two issues of one new reference (other amounts, so two transactions) built before either went
+    # through: the chain takes the first only.
+    first, second = (await issue("DEP-RACE")).json(), (await issue("DEP-RACE", amount=6 * THBC)).json()
+    assert (await operator.sign_and_submit(api.http, first)).status_code == 200
+    before = await chain_balance(api, buyer, thbc)
+    refused(await operator.sign_and_submit(api.http, second), 422, "ReferenceAlreadyUsed")
+    assert await chain_balance(api, buyer, thbc) == before == 105 * THBC
+    # Only the payments program's operator issues: a wallet that is no operator, and an operator wallet of
+    # the api (the admin) that the program does not name.
+    await buyer.sign_in(api.http)
+    refused(await issue("DEP-X", buyer), 403, "not_operator")
+    admin = TestWallet(api.admin)
+    await admin.sign_in(api.http)
+    refused(await issue("DEP-X", admin), 403, "NotOperator")
+    refused(await issue("has space"), 422, "invalid_request")
+
     supply_before = await _supply(api, thbc)
-    await buyer.act(api.http, "POST", "/payments/redeem", {"amount": 30 * THBC})
-    assert await chain_balance(api, buyer, thbc) == 70 * THBC
+    redeemed = await buyer.act(api.http, "POST", "/payments/redeem", {"amount": 30 * THBC, "payout_reference": "PAY-7"})
+    assert redeemed["details"]["payout_reference"] == "PAY-7"
+    assert await chain_balance(api, buyer, thbc) == 75 * THBC
     assert await _supply(api, thbc) == supply_before - 30 * THBC  # burned, not moved
-    refused(await api.http.post("/payments/redeem", json={"amount": 71 * THBC}, headers=buyer.headers()),
+    refused(await api.http.post("/payments/redeem", json={"amount": 76 * THBC}, headers=buyer.headers()),
             422, "InsufficientBalance")
+    generated = await buyer.act(api.http, "POST", "/payments/redeem", {"amount": THBC})
+    payout = generated["details"]["payout_reference"]
+    assert payout.startswith("payout-")
     records = (await api.http.get(f"/payments?wallet={buyer.address}")).json()["items"]
     assert [(p["kind"], p["amount"], p["reference"]) for p in records] == [
-        ("REDEEM", 30 * THBC, None), ("ISSUE", 100 * THBC, "DEP-ONCE")]
-    assert (await me(api, buyer))["balances"]["thbc"] == 70 * THBC
+        ("REDEEM", THBC, payout), ("REDEEM", 30 * THBC, "PAY-7"), ("ISSUE", 5 * THBC, "DEP-RACE")]
+    assert (await me(api, buyer))["balances"]["thbc"] == 74 * THBC
 
 
 async def test_consumed_grid_is_burned_and_recorded(api: RunningApi) -> None:
     consumer = await registered(api, "consumer", "Consumer")
     await seed_grid(api, consumer, 2 * KWH)
-    await consumer.act(api.http, "POST", "/payments/consume", {"amount": KWH})
-    assert await chain_balance(api, consumer, api.deployment.grid.mint) == KWH
+    grid = api.deployment.grid.mint
+    supply_before = await _supply(api, grid)
+    refused(await api.http.post("/payments/consume", json={"amount": 3 * KWH}, headers=consumer.headers()),
+            422, "InsufficientBalance")
+    done = await consumer.act(api.http, "POST", "/payments/consume", {"amount": KWH})
+    assert await chain_balance(api, consumer, grid) == KWH
+    assert await _supply(api, grid) == supply_before - KWH
     [record] = (await api.http.get(f"/payments?wallet={consumer.address}")).json()["items"]
-    assert (record["kind"], record["asset"], record["amount"]) == ("CONSUME", "GRID", KWH)
+    assert (record["kind"], record["asset"], record["amount"], record["signature"]) == (
+        "CONSUME", "GRID", KWH, done["signature"])
+    assert (await me(api, consumer))["balances"]["grid"] == KWH
 
 
 async def _supply(api: RunningApi, mint: Pubkey) -> int:

@@ -21,7 +21,7 @@ from backend.api import ApiSettings, ChainAddresses, create_app
 from backend.api.context import ApiContext
 from backend.chain.embedded import EmbeddedDeployment, embedded_deployment
 from backend.storage import Storage, open_storage
-from tests.api.stand_in_indexer import InProcessFeed, ObservedChain, StandInIndexer
+from tests.backend.api.stand_in_indexer import InProcessFeed, ObservedChain, StandInIndexer
 
 DOMAIN = "market.test:8080"
 URI = "http://market.test:8080"

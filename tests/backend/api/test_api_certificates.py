@@ -14,8 +14,8 @@ from solders.keypair import Keypair
 
 from gridtokenx.reading import Reading, sign
 from programs.energy_token import client as energy
-from tests.api.api_support import RunningApi, TestWallet, running_api
-from tests.api.test_api_market import refused, registered
+from tests.backend.api.api_support import RunningApi, TestWallet, running_api
+from tests.backend.api.test_api_market import refused, registered
 from tests.support.fixtures import pg_url  # noqa: F401
 
 pytestmark = [pytest.mark.postgres, pytest.mark.chain]

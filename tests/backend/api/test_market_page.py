@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.api_support import RunningApi, TestWallet, running_api
-from tests.api.test_api_market import KWH, PRICE, THBC, issue_thbc, registered, seed_grid
+from tests.backend.api.api_support import RunningApi, TestWallet, running_api
+from tests.backend.api.test_api_market import KWH, PRICE, THBC, issue_thbc, registered, seed_grid
 from tests.support.fixtures import pg_url  # noqa: F401
 
 pytestmark = [pytest.mark.postgres, pytest.mark.chain, pytest.mark.tool]

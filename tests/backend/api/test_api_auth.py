@@ -13,7 +13,7 @@ import pytest
 from solders.keypair import Keypair
 
 from backend.api.auth.siws import SiwsMessage
-from tests.api.api_support import DOMAIN, RunningApi, TestWallet, running_api
+from tests.backend.api.api_support import DOMAIN, RunningApi, TestWallet, running_api
 from tests.support.fixtures import pg_url  # noqa: F401
 
 pytestmark = [pytest.mark.postgres, pytest.mark.chain]

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from gridtokenx.keyfile import load_keypair_file
-from tests.api.api_support import RunningApi, TestWallet, running_api
-from tests.api.test_api_market import KWH, THBC, issue_thbc, seed_grid
+from tests.backend.api.api_support import RunningApi, TestWallet, running_api
+from tests.backend.api.test_api_market import KWH, THBC, issue_thbc, seed_grid
 from tests.support.fixtures import pg_url  # noqa: F401
 
 pytestmark = [pytest.mark.postgres, pytest.mark.chain]
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 
 
 @pytest.fixture
@@ -69,8 +69,11 @@ async def test_wallet_cli_trades_through_the_api(api: RunningApi, tmp_path: Path
     assert balance["thbc"] > 0
     buyer_balance = await wallet(buyer_file, "balance")
     assert "GRID 1.000000000 kWh" in buyer_balance
-    await wallet(buyer_file, "redeem", "10")
+    assert "payout CLI-PAYOUT-1" in await wallet(buyer_file, "redeem", "10", "--payout", "CLI-PAYOUT-1")
     assert json.loads(await wallet(buyer_file, "--json", "balance"))["balances"]["thbc"] < 90 * THBC
+    records = (await api.http.get(f"/payments?wallet={buyer.address}")).json()["items"]
+    assert (records[0]["kind"], records[0]["amount"], records[0]["reference"]) == ("REDEEM", 10 * THBC,
+                                                                                   "CLI-PAYOUT-1")
     nobody = tmp_path / "nobody.json"
     assert "cannot read keypair file" in await wallet(nobody, "address", ok=False)
     await wallet(nobody, "new")
