@@ -9,8 +9,9 @@ audit reads it read-only, with the standard library, as it would read a cluster.
   ``slot``, ``tx`` (the transaction's wire bytes), ``logs`` (a JSON array of the log lines), ``err`` (NULL
   when it succeeded).
 
-``meta.slot`` is the chain's current slot. The file may be open in the backend at the same time: SQLite's
-WAL lets a reader see the last committed state.
+The file may be open in the backend at the same time: the audit reads it in ONE SQLite read transaction
+(WAL lets a reader keep the snapshot it started with), so accounts and journal describe the same moment;
+the slot it reports for that moment is past the last journaled transaction.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class StateFileSource:
             raise ChainReadError(f"{path}: no embedded chain state (chain.db) there")
         self.description = str(database)
         try:
-            self._db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
+            self._db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            self._db.execute("BEGIN")  # one read snapshot for everything the audit reads (never committed)
             self._db.execute("SELECT count(*) FROM journal").fetchone()
         except sqlite3.Error as exc:
             raise ChainReadError(f"{database}: not an embedded chain state: {exc}") from exc
@@ -86,11 +88,10 @@ class StateFileSource:
         return self._transactions.get(signature)
 
     def _slot(self) -> int:
-        rows = self._query("SELECT value FROM meta WHERE key = 'slot'")
-        if rows:
-            return int(rows[0][0])
+        """The snapshot's moment: after every transaction in the journal (one read transaction: nothing
+        lands while the audit reads)."""
         rows = self._query("SELECT max(slot) FROM journal")
-        return int(rows[0][0] or 0)
+        return int(rows[0][0] or 0) + 1
 
     def program_accounts(self, program: Pubkey) -> tuple[int, list[AccountRecord]]:
         slot = self._slot()
