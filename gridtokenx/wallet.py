@@ -13,6 +13,8 @@ built for this wallet (it checks its key is a required signer, and shows what it
     gridtokenx wallet cancel ORDER
     gridtokenx wallet certificates [list | request METER TO_WH | retire CERT | transfer CERT WALLET]
     gridtokenx wallet redeem THBC [--payout REFERENCE]
+    gridtokenx wallet meter register METER_ID PUBLIC_KEY_HEX          # prosumers: pending until activated
+    gridtokenx wallet operator activate METER | issue WALLET THBC REFERENCE | validate CERT   # operators
 
 The keypair file is the Solana CLI's format (JSON array of 64 bytes), mode 0600; default
 ~/.config/gridtokenx/wallet.json (env GRIDTOKENX_WALLET).
@@ -70,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     redeem = sub.add_parser("redeem", help="redeem THBC for baht (the payments program burns it)")
     redeem.add_argument("thbc")
     redeem.add_argument("--payout", help="the payout reference to record on chain (default: the api makes one)")
+    meter = sub.add_parser("meter", help="register a meter with its gateway's public key (prosumers)")
+    meter.add_argument("what", nargs="+", metavar="register METER_ID PUBLIC_KEY_HEX")
+    operator = sub.add_parser("operator", help="operator actions, signed by an operator wallet")
+    operator.add_argument("what", nargs="+", metavar="activate METER | issue WALLET THBC REFERENCE | validate CERT")
 
 
 def _units(text: str, scale: int, what: str) -> int:
@@ -243,6 +249,26 @@ def _run(args: argparse.Namespace) -> int:
         done = _transact(session, "POST", "/payments/redeem", request)
         _print(args, done, f"redeemed {args.thbc} THBC (burned), payout {done['details']['payout_reference']}: "
                            f"{done['signature']}")
+        return 0
+    if cmd == "meter":
+        if len(args.what) != 3 or args.what[0] != "register":
+            raise WalletError("meter: register METER_ID PUBLIC_KEY_HEX")
+        done = _transact(session, "POST", "/meters", {"meter_id": args.what[1], "public_key": args.what[2]})
+        _print(args, done, f"meter {args.what[1]} registered (pending until an operator activates it): "
+                           f"{done['signature']}")
+        return 0
+    if cmd == "operator":
+        what = args.what
+        if what[0] == "activate" and len(what) == 2:
+            done = _transact(session, "POST", f"/meters/{what[1]}/activate")
+        elif what[0] == "issue" and len(what) == 4:
+            done = _transact(session, "POST", "/payments/issue", {
+                "wallet": what[1], "amount": _units(what[2], THBC, "THBC"), "reference": what[3]})
+        elif what[0] == "validate" and len(what) == 2:
+            done = _transact(session, "POST", f"/certificates/{what[1]}/validate")
+        else:
+            raise WalletError("operator: activate METER | issue WALLET THBC REFERENCE | validate CERT")
+        _print(args, done, f"{done['action']}: {done['signature']}")
         return 0
     raise WalletError(f"unknown action {cmd}")
 

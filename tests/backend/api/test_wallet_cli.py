@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gridtokenx.keyfile import load_keypair_file
+from gridtokenx.keyfile import load_keypair_file, write_keypair_file
 from tests.backend.api.api_support import RunningApi, TestWallet, running_api
 from tests.backend.api.test_api_market import KWH, THBC, issue_thbc, seed_grid
 from tests.support.fixtures import pg_url  # noqa: F401
@@ -78,3 +78,37 @@ async def test_wallet_cli_trades_through_the_api(api: RunningApi, tmp_path: Path
     assert "cannot read keypair file" in await wallet(nobody, "address", ok=False)
     await wallet(nobody, "new")
     assert "not signed in" in await wallet(nobody, "balance", ok=False)
+
+
+async def test_wallet_cli_registers_a_meter_and_operators_act_through_it(api: RunningApi, tmp_path: Path) -> None:
+    """A prosumer registers a meter with its gateway's key; the grid operator activates it and the payment
+    gateway issues THBC — each signing with its own wallet file (what `gridtokenx demo` does)."""
+    from programs.registry import client as registry
+
+    prosumer_file, consumer_file = tmp_path / "prosumer.json", tmp_path / "consumer.json"
+    operator_file, gateway_file = tmp_path / "operator.json", tmp_path / "payment-gateway.json"
+    write_keypair_file(operator_file, api.admin)
+    write_keypair_file(gateway_file, api.deployment.payment_gateway)
+    for path in (prosumer_file, consumer_file):
+        await wallet(path, "new")
+    for path in (prosumer_file, consumer_file, operator_file, gateway_file):
+        await api.chain.fund(load_keypair_file(path).pubkey(), 10**9)
+        await wallet(path, "login", api.url)
+    await wallet(prosumer_file, "register", "Rooftop", "--kind", "prosumer")
+    await wallet(consumer_file, "register", "Cafe", "--kind", "consumer")
+    gateway_key = "ab" * 32
+    assert "pending until an operator activates it" in await wallet(prosumer_file, "meter", "register", "roof-1",
+                                                                     gateway_key)
+    d = api.deployment
+    meter = await registry.fetch_meter(api.chain, d.programs.registry, "roof-1")
+    assert meter is not None and meter.status == registry.MeterStatus.PENDING and meter.meter_key.hex() == gateway_key
+    refused = await wallet(prosumer_file, "operator", "activate", "roof-1", ok=False)
+    assert "operator" in refused.lower(), refused  # not an operator wallet: refused before anything is signed
+    await wallet(operator_file, "operator", "activate", "roof-1")
+    meter = await registry.fetch_meter(api.chain, d.programs.registry, "roof-1")
+    assert meter is not None and meter.status == registry.MeterStatus.ACTIVE
+    consumer = str(load_keypair_file(consumer_file).pubkey())
+    issued = json.loads(await wallet(gateway_file, "--json", "operator", "issue", consumer, "25.5", "BANK-CLI-1"))
+    assert issued["action"] == "payments.issue"
+    assert json.loads(await wallet(consumer_file, "--json", "balance"))["balances"]["thbc"] == 25_500_000
+    assert "operator: activate METER" in await wallet(gateway_file, "operator", "issue", consumer, "1", ok=False)
