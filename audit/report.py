@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from audit.formats import BASE_UNITS_PER_WH
-
 __all__ = ["AuditError", "Discrepancy", "Report"]
 
 
@@ -54,7 +52,7 @@ class Report:
                  f"{_kwh(f.get('grid_recomputed', 0))}; supply {_kwh(f.get('grid_supply', 0))} "
                  f"+ consumed {_kwh(f.get('grid_consumed', 0))}",
                  f"  meter accounts {f.get('meter_accounts', 0)}, certificates {f.get('certificates', 0)} "
-                 f"({_kwh(f.get('certified_wh', 0) * BASE_UNITS_PER_WH)} certified), "
+                 f"({f.get('certified_wh', 0) / 1000:,.3f} kWh certified), "
                  f"open orders {f.get('open_orders', 0)} (escrow {_kwh(f.get('escrow', 0))})",
                  f"  THBC supply {_thbc(f.get('thbc_supply', 0))} = issued {_thbc(f.get('thbc_issued', 0))} "
                  f"- redeemed {_thbc(f.get('thbc_redeemed', 0))}"]
