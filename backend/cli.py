@@ -1,32 +1,31 @@
-"""``gridtokenx backend …``: run the ingest service and commission gateways.
+"""``gridtokenx backend …``: run the backend's roles, commission gateways and meters, report.
 
-    gridtokenx backend run [--config FILE] [--database URL] [--mqtt-host H] [--mqtt-port P]
-    gridtokenx backend add-gateway --id GW --public-key HEX [--replace] [--database URL]
-    gridtokenx backend requeue-quarantine --id GW [--database URL]
-    gridtokenx backend gateways [--database URL]
-    gridtokenx backend stats [--database URL]
+    gridtokenx backend run [--config FILE] [--roles ingest,minter,indexer,cranks,api] [--chain embedded|URL] …
+    gridtokenx backend add-gateway --id GW --public-key HEX [--replace]
+    gridtokenx backend requeue-quarantine --id GW
+    gridtokenx backend gateways
+    gridtokenx backend meters list | activate ID [--status ACTIVE|SUSPENDED|DECOMMISSIONED]
+    gridtokenx backend stats
+    gridtokenx backend report --from DATE --to DATE [--format text|csv|json] [--meter ID]
+    gridtokenx backend check                      # the database against the chain
+    gridtokenx backend localnet --data-dir DIR [--port 8899]
 
-The database URL comes from ``--database``, else the environment variable GRIDTOKENX_DATABASE_URL,
-else the config file's ``[database] url``, else the embedded SQLite default.
+Every command takes ``--config FILE`` (backend/config.py: TOML, then ``GRIDTOKENX_BACKEND_…`` environment
+overrides); ``--database URL`` (or the environment variable GRIDTOKENX_DATABASE_URL) overrides the
+configured database. Configuration errors exit with status 2 and one message naming every bad key.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from backend.ingest.pipeline import Ingest
-from backend.ingest.receiver import BackendSettings, Receiver
+from backend.config import ROLES, BackendConfig, ConfigError, load_config
 from backend.storage import Storage, StorageError, open_storage
 from gridtokenx.batch import BatchFormatError, check_gateway_id
 from gridtokenx.identity import fingerprint
@@ -40,51 +39,59 @@ EXIT_CONFIG = 2  # systemd units use RestartPreventExitStatus=2: do not spin on 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="backend_command", metavar="ACTION", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", type=Path, help="backend TOML file ([database], [mqtt])")
+    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, help="backend TOML file (docs/backend.md)")
         p.add_argument("--database", help="postgresql://… or sqlite:///path (env GRIDTOKENX_DATABASE_URL)")
+        return p
 
-    run = sub.add_parser("run", help="verify, store and acknowledge readings arriving over MQTT")
-    common(run)
+    run = common(sub.add_parser("run", help="run the configured roles: ingest, minter, indexer, cranks, api"))
+    run.add_argument("--roles", help=f"comma-separated, overrides the configuration ({', '.join(ROLES)})")
+    run.add_argument("--chain", help="'embedded' or a JSON-RPC URL (overrides [chain] url)")
+    run.add_argument("--deployment", type=Path, help="deployment file for --chain URL ([chain] deployment_file)")
+    run.add_argument("--data-dir", type=Path, help="where embedded state lives (data_dir)")
     run.add_argument("--mqtt-host", help="broker host (overrides the config file)")
     run.add_argument("--mqtt-port", type=int, help="broker port (overrides the config file)")
 
-    add = sub.add_parser("add-gateway", help="commission a gateway: its id and Ed25519 public key")
-    common(add)
+    add = common(sub.add_parser("add-gateway", help="commission a gateway: its id and Ed25519 public key"))
     add.add_argument("--id", required=True, dest="gateway_id")
     add.add_argument("--public-key", required=True, help="64 hex digits, as printed by `gateway keygen`")
     add.add_argument("--replace", action="store_true", help="re-key an already commissioned gateway")
 
-    requeue = sub.add_parser(
-        "requeue-quarantine", help="ingest again a gateway's readings quarantined before it was commissioned"
-    )
-    common(requeue)
+    requeue = common(sub.add_parser(
+        "requeue-quarantine", help="ingest again a gateway's readings quarantined before it was commissioned"))
     requeue.add_argument("--id", required=True, dest="gateway_id")
 
-    for name, text in (("gateways", "list commissioned gateways"), ("stats", "count readings and quarantine")):
-        common(sub.add_parser(name, help=text))
+    common(sub.add_parser("gateways", help="list commissioned gateways"))
+    common(sub.add_parser("stats", help="readings by state, mint failures, quarantine, indexer progress"))
 
+    meters = sub.add_parser("meters", help="the meter registry: list, activate (operator)")
+    msub = meters.add_subparsers(dest="meters_command", metavar="ACTION", required=True)
+    common(msub.add_parser("list", help="meters as the indexer recorded them"))
+    activate = common(msub.add_parser(
+        "activate", help="set a registered meter's status on chain (signed by the registry authority)"))
+    activate.add_argument("meter_id", metavar="ID")
+    activate.add_argument("--status", default="ACTIVE", choices=["ACTIVE", "SUSPENDED", "DECOMMISSIONED"])
+    activate.add_argument("--chain", help="'embedded' or a JSON-RPC URL (overrides [chain] url)")
+    activate.add_argument("--deployment", type=Path, help="deployment file for --chain URL")
+    activate.add_argument("--authority", type=Path, help="registry authority keypair file "
+                                                         "([chain] authority_keypair_file)")
 
-def load_settings(args: argparse.Namespace) -> BackendSettings:
-    data: dict[str, Any] = {}
-    if args.config is not None:
-        try:
-            data = tomllib.loads(args.config.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SystemExit(_fail(f"cannot read {args.config}: {exc}")) from None
-    try:
-        settings = BackendSettings.model_validate(data)
-    except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SystemExit(_fail(f"{args.config}: {errors}")) from None
-    url = args.database or os.environ.get("GRIDTOKENX_DATABASE_URL")
-    if url:
-        settings.database.url = url
-    if getattr(args, "mqtt_host", None):
-        settings.mqtt.host = args.mqtt_host
-    if getattr(args, "mqtt_port", None):
-        settings.mqtt.port = args.mqtt_port
-    return settings
+    report = common(sub.add_parser("report", help="the grid operator's report for a period"))
+    report.add_argument("--from", dest="start", required=True, help="YYYY-MM-DD or ISO 8601 time (UTC)")
+    report.add_argument("--to", dest="end", required=True, help="YYYY-MM-DD or ISO 8601 time (UTC), exclusive")
+    report.add_argument("--format", default="text", choices=["text", "csv", "json"])
+    report.add_argument("--meter", help="one meter only")
+
+    check = common(sub.add_parser("check", help="compare the database with the chain (exit 1 on a difference)"))
+    check.add_argument("--chain", help="'embedded' or a JSON-RPC URL (overrides [chain] url)")
+    check.add_argument("--deployment", type=Path, help="deployment file for --chain URL")
+
+    localnet = sub.add_parser("localnet", help="serve a persistent LiteSVM chain with every program over JSON-RPC")
+    localnet.add_argument("--data-dir", type=Path, required=True, help="chain state, keys and deployment.json")
+    localnet.add_argument("--host", default="127.0.0.1")
+    localnet.add_argument("--port", type=int, default=8899, help="0: a free port (printed)")
+    localnet.add_argument("--bare", action="store_true",
+                          help="no programs: deploy them with `gridtokenx programs deploy --url …` (as on a cluster)")
 
 
 def _fail(message: str) -> int:
@@ -92,44 +99,74 @@ def _fail(message: str) -> int:
     return EXIT_CONFIG
 
 
+def load_settings(args: argparse.Namespace) -> BackendConfig:
+    """The configuration with this command's overrides (raises ConfigError)."""
+    overrides: dict[str, Any] = {}
+    url = args.database or (os.environ.get("GRIDTOKENX_DATABASE_URL")
+                            if "GRIDTOKENX_BACKEND_DATABASE__URL" not in os.environ else None)
+    if url:
+        overrides["database"] = {"url": url}
+    if getattr(args, "roles", None):
+        overrides["roles"] = args.roles
+    chain: dict[str, Any] = {}
+    if getattr(args, "chain", None):
+        chain["url"] = args.chain
+    if getattr(args, "deployment", None):
+        chain["deployment_file"] = args.deployment
+    if getattr(args, "authority", None):
+        chain["authority_keypair_file"] = args.authority
+    if chain:
+        overrides["chain"] = chain
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    mqtt: dict[str, Any] = {}
+    if getattr(args, "mqtt_host", None):
+        mqtt["host"] = args.mqtt_host
+    if getattr(args, "mqtt_port", None):
+        mqtt["port"] = args.mqtt_port
+    if mqtt:
+        overrides["mqtt"] = mqtt
+    return load_config(args.config, **overrides)
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args)
+    from programs.client.chain import ChainError
+    from programs.deployment import DeploymentError
+
+    if args.backend_command == "localnet":
+        return asyncio.run(_localnet(args))
     try:
-        return asyncio.run(_ACTIONS[args.backend_command](args, settings))
+        config = load_settings(args)
+        if args.backend_command == "meters":
+            action = _METER_ACTIONS[args.meters_command]
+        else:
+            action = _ACTIONS[args.backend_command]
+        return asyncio.run(action(args, config))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except DeploymentError as exc:
+        return _fail(str(exc))
     except StorageError as exc:
         print(f"gridtokenx backend: {exc}", file=sys.stderr)
-        return 1
+        return 1 if exc.transient else EXIT_CONFIG
     except MqttError as exc:
+        return _fail(str(exc))
+    except ChainError as exc:
+        print(f"gridtokenx backend: chain: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _run_service(args: argparse.Namespace, config: BackendConfig) -> int:
+    from backend.service import RoleUnavailable, open_context, run_roles
+
+    try:
+        async with open_context(config) as ctx:
+            return await run_roles(ctx)
+    except RoleUnavailable as exc:
         return _fail(str(exc))
 
 
-async def _run_service(args: argparse.Namespace, settings: BackendSettings) -> int:
-    storage = await open_storage(settings.database.url)
-    ingest = Ingest(storage)
-    receiver = Receiver(settings.mqtt, ingest)
-    task = asyncio.create_task(receiver.run())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    log.info("backend ingest on %s, database %s", f"{settings.mqtt.host}:{settings.mqtt.effective_port}", storage.where)
-    try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    finally:
-        ingest.close()
-        await storage.close()
-        s = ingest.stats
-        log.info(
-            "backend stopped: %d messages, %d stored, %d duplicates, rejected %s",
-            s.messages,
-            s.stored,
-            s.duplicates,
-            dict(s.rejected),
-        )
-    return 0
-
-
-async def _add_gateway(args: argparse.Namespace, settings: BackendSettings) -> int:
+async def _add_gateway(args: argparse.Namespace, config: BackendConfig) -> int:
     try:
         gateway_id = check_gateway_id(args.gateway_id)
         public_key = bytes.fromhex(args.public_key)
@@ -139,7 +176,7 @@ async def _add_gateway(args: argparse.Namespace, settings: BackendSettings) -> i
         return _fail(str(exc))
     except ValueError:
         return _fail("--public-key must be 64 hex digits (the Ed25519 public key from `gateway keygen`)")
-    async with await open_storage(settings.database.url) as storage:
+    async with await open_storage(config.database_url) as storage:
         try:
             await storage.add_gateway(gateway_id, public_key, replace=args.replace)
         except StorageError as exc:
@@ -148,25 +185,49 @@ async def _add_gateway(args: argparse.Namespace, settings: BackendSettings) -> i
     return 0
 
 
-async def _list_gateways(args: argparse.Namespace, settings: BackendSettings) -> int:
-    async with await open_storage(settings.database.url) as storage:
+async def _list_gateways(args: argparse.Namespace, config: BackendConfig) -> int:
+    async with await open_storage(config.database_url) as storage:
         for g in await storage.gateways():
             presence = "unknown" if g.online is None else ("online" if g.online else "offline")
             print(f"{g.gateway_id}\t{g.status}\t{presence}\t{g.public_key.hex()}")
     return 0
 
 
-async def _stats(args: argparse.Namespace, settings: BackendSettings) -> int:
+async def _stats(args: argparse.Namespace, config: BackendConfig) -> int:
+    from backend.storage import events, reading_states
+
     storage: Storage
-    async with await open_storage(settings.database.url) as storage:
+    async with await open_storage(config.database_url) as storage:
         print(f"readings\t{await storage.reading_count()}")
+        for state, n in (await reading_states.state_counts(storage)).items():
+            print(f"readings {state}\t{n}")
+        failed: dict[str, int] = {}
+        for reason, retrying, n in await storage.fetch(
+                "SELECT COALESCE(reason, '?'), next_attempt_ms IS NOT NULL, count(*) FROM reading_states "
+                "WHERE state = 'FAILED' GROUP BY 1, 2 ORDER BY 1"):
+            failed[f"{reason} ({'retrying' if retrying else 'given up'})"] = int(n)
+        for reason, n in failed.items():
+            print(f"mint failed {reason}\t{n}")
         for reason, n in sorted((await storage.quarantine_counts()).items()):
             print(f"quarantine {reason}\t{n}")
+        for kind, n in sorted((await events.event_counts(storage)).items()):
+            print(f"events {kind}\t{n}")
+        for name, position, slot, updated in await storage.fetch(
+                "SELECT name, position, slot, updated_ms FROM chain_cursor ORDER BY name"):
+            print(f"indexer cursor {name}\tslot {slot} position {position} (updated_ms {updated})")
+        for state, n in await storage.fetch("SELECT state, count(*) FROM orders GROUP BY state ORDER BY state"):
+            print(f"orders {state}\t{n}")
+        print(f"trades\t{(await storage.fetch('SELECT count(*) FROM trades'))[0][0]}")
+        for status, n in await storage.fetch(
+                "SELECT status, count(*) FROM certificates GROUP BY status ORDER BY status"):
+            print(f"certificates {status}\t{n}")
     return 0
 
 
-async def _requeue(args: argparse.Namespace, settings: BackendSettings) -> int:
-    async with await open_storage(settings.database.url) as storage:
+async def _requeue(args: argparse.Namespace, config: BackendConfig) -> int:
+    from backend.ingest.pipeline import Ingest
+
+    async with await open_storage(config.database_url) as storage:
         ingest = Ingest(storage)
         try:
             released, refused = await ingest.reprocess_quarantine(args.gateway_id)
@@ -176,10 +237,122 @@ async def _requeue(args: argparse.Namespace, settings: BackendSettings) -> int:
     return 0
 
 
+async def _meters_list(args: argparse.Namespace, config: BackendConfig) -> int:
+    from backend.storage import meters
+
+    async with await open_storage(config.database_url) as storage:
+        after = None
+        while page := await meters.list_meters(storage, after=after, limit=500):
+            for m in page:
+                print(f"{m.meter_id}\t{m.status}\towner {m.owner_wallet}\tkey {m.meter_key.hex()[:16]}…\t"
+                      f"settled seq {m.settled_seq}\tminted {m.minted_base_units / 10**9:.3f} GRID")
+            after = page[-1].meter_id
+    return 0
+
+
+async def _meters_activate(args: argparse.Namespace, config: BackendConfig) -> int:
+    """SetMeterStatus signed by the registry authority: the operator's decision, on chain; the indexer
+    then records it in D1."""
+    from backend.service import open_context
+    from programs.deployment import load_keypair
+    from programs.registry import client as registry
+
+    async with open_context(config, need_chain=True) as ctx:
+        chain, deployment = ctx.require_chain("meters activate")
+        if config.chain.authority_keypair_file is not None:
+            authority = load_keypair(config.chain.authority_keypair_file)
+        elif ctx.embedded is not None:
+            authority = ctx.embedded.admin
+        else:
+            return _fail("the registry authority's keypair is needed: --authority FILE or "
+                         "[chain] authority_keypair_file")
+        meter = await registry.fetch_meter(chain, deployment.registry, args.meter_id)
+        if meter is None:
+            return _fail(f"meter {args.meter_id!r} is not registered on chain (registry {deployment.registry}): "
+                         "its owner registers it first")
+        status = registry.MeterStatus[args.status]
+        if meter.status == status:
+            print(f"meter {args.meter_id} is already {status.name}")
+            return 0
+        address = registry.meter_address(deployment.registry, args.meter_id)[0]
+        ix = registry.set_meter_status(deployment.registry, authority.pubkey(), address, status)
+        payer = ctx.relayer if ctx.relayer is not None else authority
+        signers = [payer] if payer.pubkey() == authority.pubkey() else [payer, authority]
+        result = await chain.send_transaction([ix], signers)
+        if result.failure is not None:
+            return _fail(f"meter {args.meter_id}: refused by the registry: "
+                         f"{registry.REGISTRY_ERRORS.name(result.failure)}")
+        print(f"meter {args.meter_id}: {meter.status.name} → {status.name} (tx {result.signature})")
+    return 0
+
+
+async def _report(args: argparse.Namespace, config: BackendConfig) -> int:
+    from backend.report import build_report, parse_when, render
+
+    try:
+        start, end = parse_when(args.start), parse_when(args.end)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if end <= start:
+        return _fail("--to must be after --from")
+    async with await open_storage(config.database_url) as storage:
+        report = await build_report(storage, start, end, meter=args.meter)
+    print(render(report, args.format))
+    return 0
+
+
+async def _check(args: argparse.Namespace, config: BackendConfig) -> int:
+    from backend.consistency import check_consistency
+    from backend.service import open_context
+
+    async with open_context(config, need_chain=True) as ctx:
+        chain, deployment = ctx.require_chain("check")
+        report = await check_consistency(ctx.storage, chain, deployment)
+    checked = ", ".join(f"{n} {what}" for what, n in report.checked.items())
+    for d in report.discrepancies:
+        print(d)
+    print(f"checked {checked}: {'consistent' if report.ok else f'{len(report.discrepancies)} differences'}")
+    return 0 if report.ok else 1
+
+
+async def _localnet(args: argparse.Namespace) -> int:
+    import signal
+
+    from backend.chain.embedded import open_embedded_chain
+    from backend.chain.localnet import LocalnetServer
+    from backend.chain.persistent import ChainStateError, PersistentLiteSVMChain
+
+    d: Path = args.data_dir
+    try:
+        if args.bare:
+            chain = PersistentLiteSVMChain(d, blockhash_check=False, slot_per_transaction=False)
+            where = "no programs deployed (gridtokenx programs deploy --url URL --keypair FILE)"
+        else:
+            chain = (await open_embedded_chain(d, blockhash_check=False, slot_per_transaction=False)).chain
+            where = (f"deployment {d / 'deployment.json'}, admin {d / 'keys' / 'admin.json'}, "
+                     f"payment gateway {d / 'keys' / 'payment-gateway.json'}")
+    except ChainStateError as exc:
+        return _fail(str(exc))
+    try:
+        async with LocalnetServer(chain, host=args.host, port=args.port) as server:
+            print(f"localnet ready: {server.url} {where}", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    finally:
+        chain.close()
+    return 0
+
+
 _ACTIONS = {
     "run": _run_service,
     "add-gateway": _add_gateway,
     "gateways": _list_gateways,
     "stats": _stats,
     "requeue-quarantine": _requeue,
+    "report": _report,
+    "check": _check,
 }
+_METER_ACTIONS = {"list": _meters_list, "activate": _meters_activate}

@@ -29,6 +29,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from backend.api.settings import ApiSettings
 from backend.ingest.receiver import BackendMqttSettings
 
 __all__ = [
@@ -90,6 +91,9 @@ class ChainSettings(_Section):
     # The registry authority (meter status) — only `gridtokenx backend meters activate` needs it.
     authority_keypair_file: Path | None = None
     commitment: Literal["processed", "confirmed", "finalized"] = "confirmed"
+    # Embedded only: also serve the chain over JSON-RPC on host:port (wallets, the demo, other processes'
+    # `--chain URL`), e.g. "127.0.0.1:8899".
+    listen: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+:\d+$")
     poll_interval_s: float = Field(default=0.4, gt=0, le=10)
     timeout_s: float = Field(default=60.0, gt=0)
 
@@ -117,10 +121,16 @@ class MinterSettings(_Section):
     concurrency: int = Field(default=4, ge=1, le=64)
     # Meters per transaction: 0 = as many as fit in one transaction.
     meters_per_transaction: int = Field(default=0, ge=0, le=16)
+    # Readings delivered out of order (below a settlement made meanwhile) are looked for this often, among
+    # the late_window sequence numbers below each meter's last settlement, and MINTED by that settlement.
+    sweep_interval_s: float = Field(default=30.0, gt=0)
+    late_window: int = Field(default=5_000, ge=1)
 
 
 class IndexerSettings(_Section):
     interval_s: float = Field(default=1.0, gt=0)
+    # Over RPC, only transactions at this commitment are indexed: "finalized" cannot be rolled back by a fork.
+    commitment: Literal["confirmed", "finalized"] = "finalized"
     # Signatures asked for per getSignaturesForAddress call (RPC) / journal entries per read (embedded).
     page_size: int = Field(default=500, ge=1, le=1000)
 
@@ -136,11 +146,6 @@ class RedisSettings(_Section):
     password_file: Path | None = None
     # Channel and key prefix: several deployments (or tests) can share one Redis server.
     channel_prefix: str = Field(default="gridtokenx", pattern=r"^[A-Za-z0-9_.:-]+$")
-
-
-class ApiSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
 
 
 def _split_roles(value: Any) -> Any:

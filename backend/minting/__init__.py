@@ -1,7 +1,6 @@
 """Minting: stored, verified readings → settle_and_mint transactions → reading states (docs/minting.md)."""
 
 from backend.minting.worker import (
-    SETTLEMENTS_SCHEMA,
     ChainRetry,
     ChainUnavailable,
     MeterSettlement,
@@ -9,14 +8,15 @@ from backend.minting.worker import (
     MintingStats,
     MintingSummary,
     MintingWorker,
+    MintPolicy,
     Outcome,
 )
 
 __all__ = [
-    "SETTLEMENTS_SCHEMA",
     "ChainRetry",
     "ChainUnavailable",
     "MeterSettlement",
+    "MintPolicy",
     "MintingError",
     "MintingStats",
     "MintingSummary",

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,14 +59,18 @@ class EventRecord:
     subject: str | None
     meter_id: str | None
     payload: dict[str, Any]
+    wallets: tuple[str, ...] | None = None  # known when the event was just recorded (None when read back)
 
     def to_json(self) -> dict[str, Any]:
-        """The feed's and the API's form of an event."""
-        return {
+        """The feed's and the API's form of an event (``wallets`` lets a subscriber filter without a query)."""
+        out = {
             "id": self.id, "signature": self.signature, "ix_index": self.ix_index, "event_index": self.event_index,
             "slot": self.slot, "block_time": self.block_time, "program": self.program, "kind": self.kind,
             "version": self.version, "subject": self.subject, "meter_id": self.meter_id, "data": self.payload,
         }
+        if self.wallets is not None:
+            out["wallets"] = list(self.wallets)
+        return out
 
 
 _COLUMNS = ("id, signature, ix_index, event_index, slot, block_time, program, kind, version, subject, meter_id, "
@@ -107,8 +112,8 @@ async def insert_event(db: Sql, *, signature: str, ix_index: int, event_index: i
     )
     if not rows:
         return None
-    record = _event(rows[0])
     unique = sorted(set(wallets))
+    record = dataclasses.replace(_event(rows[0]), wallets=tuple(unique))
     if unique:
         await db.executemany(
             "INSERT INTO event_wallets (wallet, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",

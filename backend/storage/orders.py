@@ -31,6 +31,7 @@ __all__ = [
     "record_closed",
     "record_created",
     "record_fill",
+    "record_filled",
     "set_escrow",
 ]
 
@@ -101,6 +102,19 @@ async def record_fill(db: Sql, address: str, *, remaining: int, proceeds: int, s
         "updated_signature = $6, updated_slot = $7, updated_ms = $8 WHERE address = $1",
         address, remaining, proceeds, "FILLED" if filled else "PARTIALLY_FILLED", at if filled else None, signature,
         slot, _now_ms(),
+    )
+
+
+async def record_filled(db: Sql, address: str, *, remaining: int, proceeds: int, state: str, at: int | None,
+                        signature: str, slot: int) -> None:
+    """The order's state after a fill, as the program reports it (OrderFilled): what is left, the seller's
+    proceeds so far (after fees) and the state."""
+    if state not in ORDER_STATES:
+        raise ValueError(f"order state {state!r} is not one of {ORDER_STATES}")
+    await db.execute(
+        "UPDATE orders SET remaining = $2, proceeds = $3, state = $4, closed_at = COALESCE($5, closed_at), "
+        "updated_signature = $6, updated_slot = $7, updated_ms = $8 WHERE address = $1",
+        address, remaining, proceeds, state, at if state == "FILLED" else None, signature, slot, _now_ms(),
     )
 
 

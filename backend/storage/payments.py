@@ -3,7 +3,7 @@ consumed (burned). One row per payments-program event.
 
 ``payments``: (signature, ix_index, event_index) primary key, kind (ISSUE | REDEEM | CONSUME), wallet,
 asset (THBC for ISSUE/REDEEM, GRID for CONSUME), amount (base units), reference (the deposit or payout
-reference), executed_at (chain unix seconds), slot.
+reference), executed_at (chain unix seconds), slot, event_id (the ``chain_events`` row: the chain's order).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from backend.storage.database import Sql
 __all__ = ["PAYMENT_KINDS", "PaymentRow", "insert_payment", "list_payments", "payment_totals"]
 
 PAYMENT_KINDS = ("ISSUE", "REDEEM", "CONSUME")
-_COLUMNS = "signature, ix_index, event_index, kind, wallet, asset, amount, reference, executed_at, slot"
+_COLUMNS = "signature, ix_index, event_index, kind, wallet, asset, amount, reference, executed_at, slot, event_id"
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class PaymentRow:
     reference: str | None
     executed_at: int | None
     slot: int
+    event_id: int | None = None
 
 
 def _row(r: Sequence[Any]) -> PaymentRow:
@@ -42,24 +43,22 @@ async def insert_payment(db: Sql, row: PaymentRow) -> bool:
     if row.kind not in PAYMENT_KINDS:
         raise ValueError(f"payment kind {row.kind!r} is not one of {PAYMENT_KINDS}")
     rows = await db.fetch(
-        f"INSERT INTO payments ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+        f"INSERT INTO payments ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
         "ON CONFLICT DO NOTHING RETURNING signature",
         row.signature, row.ix_index, row.event_index, row.kind, row.wallet, row.asset, row.amount, row.reference,
-        row.executed_at, row.slot,
+        row.executed_at, row.slot, row.event_id,
     )
     return bool(rows)
 
 
 async def list_payments(db: Sql, *, wallet: str | None = None, kind: str | None = None,
-                        reference: str | None = None, after: tuple[int, str, int, int] | None = None,
-                        limit: int = 100) -> list[PaymentRow]:
-    """Payments by slot; ``after``: (slot, signature, ix_index, event_index) of the previous page's last row."""
-    slot, sig, ix, ev = after if after is not None else (-1, "", -1, -1)
+                        reference: str | None = None, after: int | None = None, limit: int = 100) -> list[PaymentRow]:
+    """Payments in the chain's order; ``after``: the ``event_id`` of the previous page's last row."""
     rows = await db.fetch(
-        f"SELECT {_COLUMNS} FROM payments WHERE (slot, signature, ix_index, event_index) > ($1, $2, $3, $4) "
-        "AND (CAST($5 AS TEXT) IS NULL OR wallet = $5) AND (CAST($6 AS TEXT) IS NULL OR kind = $6) "
-        "AND (CAST($7 AS TEXT) IS NULL OR reference = $7) ORDER BY slot, signature, ix_index, event_index LIMIT $8",
-        slot, sig, ix, ev, wallet, kind, reference, limit,
+        f"SELECT {_COLUMNS} FROM payments WHERE event_id > $1 "
+        "AND (CAST($2 AS TEXT) IS NULL OR wallet = $2) AND (CAST($3 AS TEXT) IS NULL OR kind = $3) "
+        "AND (CAST($4 AS TEXT) IS NULL OR reference = $4) ORDER BY event_id LIMIT $5",
+        -1 if after is None else after, wallet, kind, reference, limit,
     )
     return [_row(r) for r in rows]
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.storage.database import Sql, _now_ms
+from gridtokenx.reading import Flags
 
 __all__ = [
     "FailedReading",
@@ -35,6 +36,7 @@ __all__ = [
     "StoredReading",
     "candidate_readings",
     "claim_meter",
+    "cover_late_readings",
     "fill_signature",
     "list_failed",
     "mark_meter_errors",
@@ -44,10 +46,11 @@ __all__ = [
     "record_failed",
     "record_minted",
     "release_meter",
+    "settled_meters",
     "state_counts",
 ]
 
-METER_ERROR_FLAG = 0x02  # gridtokenx.reading.Flags.METER_ERROR (storage does not import the wire format)
+METER_ERROR_FLAG = int(Flags.METER_ERROR)
 
 
 class ReadingState(enum.StrEnum):
@@ -253,6 +256,31 @@ async def record_minted(db: Sql, gateway_id: str, meter_id: str, settled: Sequen
         gateway_id, meter_id, max(floor, previous), newest.signature, now,
     )
     return True
+
+
+async def settled_meters(db: Sql) -> list[tuple[str, str, int]]:
+    """(gateway, meter, settled seq) of every meter settled at least once."""
+    rows = await db.fetch("SELECT gateway_id, meter_id, settled_seq FROM mint_progress WHERE settled_seq IS NOT NULL")
+    return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+async def cover_late_readings(db: Sql, gateway_id: str, meter_id: str, settled_seq: int, window: int) -> int:
+    """Readings stored after a newer reading of their meter was settled (delivered out of order, e.g. a
+    batch resent after an ack timeout) are covered by the first settlement above them: MINTED by its
+    transaction. Looks at the ``window`` sequence numbers below ``settled_seq``. Returns how many."""
+    rows = await db.fetch(
+        "INSERT INTO reading_states (gateway_id, meter_id, seq, state, tx_signature, settled_by_seq, updated_ms) "
+        "SELECT r.gateway_id, r.meter_id, r.seq, 'MINTED', s.tx_signature, s.seq, $5 FROM readings r "
+        "JOIN reading_states s ON s.gateway_id = r.gateway_id AND s.meter_id = r.meter_id AND s.seq = ("
+        "  SELECT min(t.seq) FROM reading_states t WHERE t.gateway_id = r.gateway_id AND t.meter_id = r.meter_id "
+        "  AND t.seq > r.seq AND t.state = 'MINTED' AND t.settled_by_seq = t.seq) "
+        "WHERE r.gateway_id = $1 AND r.meter_id = $2 AND r.seq < $3 AND r.seq >= $4 "
+        "AND NOT EXISTS (SELECT 1 FROM reading_states x WHERE x.gateway_id = r.gateway_id "
+        "                AND x.meter_id = r.meter_id AND x.seq = r.seq) "
+        "ON CONFLICT (gateway_id, meter_id, seq) DO NOTHING RETURNING seq",
+        gateway_id, meter_id, settled_seq, settled_seq - window, _now_ms(),
+    )
+    return len(rows)
 
 
 async def record_failed(db: Sql, gateway_id: str, meter_id: str, seqs: Sequence[int], reason: str, *,

@@ -16,6 +16,8 @@ Versions:
    ``chain_transactions`` and ``chain_cursor``. The minting worker's ``settlements`` table (created on
    demand by version-1 backends) becomes reading states: each settled reading MINTED with its
    transaction, the readings it passed over MINTED by the settlement that covered them.
+3. ``trades.event_id`` and ``payments.event_id``: the ``chain_events`` id of the event that recorded the
+   row, so lists come in the chain's order (several trades can share a second and a slot).
 
 Conventions: amounts in base units as BIGINT (GRID 10**9 per kWh, THBC 10**6 per baht); wallet and PDA
 addresses as base58 TEXT; chain times (``*_at``) in unix seconds as the programs store them, backend
@@ -258,6 +260,19 @@ _V2_FROM_SETTLEMENTS = [
 ]
 
 
+# Trades and payments in the chain's order: the event id the indexer gave them (apply order = chain order).
+_V3 = [
+    "ALTER TABLE trades ADD COLUMN event_id BIGINT",
+    "ALTER TABLE payments ADD COLUMN event_id BIGINT",
+    """UPDATE trades SET event_id = (SELECT e.id FROM chain_events e WHERE e.signature = trades.signature
+                                     AND e.ix_index = trades.ix_index AND e.event_index = trades.event_index)""",
+    """UPDATE payments SET event_id = (SELECT e.id FROM chain_events e WHERE e.signature = payments.signature
+                                       AND e.ix_index = payments.ix_index AND e.event_index = payments.event_index)""",
+    "CREATE INDEX trades_event ON trades (event_id)",
+    "CREATE INDEX payments_event ON payments (event_id)",
+]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -276,6 +291,7 @@ async def _v2_data(tx: Sql) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ingest: gateways, readings, quarantine", SCHEMA_V1),
     Migration(2, "data stores D1-D7, reading lifecycle, indexer cursor and events", _V2, _v2_data),
+    Migration(3, "trades and payments carry their event id (chain order)", _V3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -2,7 +2,8 @@
 
 ``trades``: (signature, ix_index, event_index) primary key, order_address, seller, buyer, amount (GRID base
 units), price (THBC base units per kWh), cost (THBC the buyer paid), fee (of the cost, to the market),
-remaining (GRID left on the order), executed_at (chain unix seconds), slot.
+remaining (GRID left on the order), executed_at (chain unix seconds), slot, event_id (the ``chain_events``
+row: trades are listed in its order, the chain's).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from backend.storage.database import Sql
 __all__ = ["TradeRow", "insert_trade", "list_trades", "trade_totals"]
 
 _COLUMNS = ("signature, ix_index, event_index, order_address, seller, buyer, amount, price, cost, fee, remaining, "
-            "executed_at, slot")
+            "executed_at, slot, event_id")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class TradeRow:
     remaining: int
     executed_at: int
     slot: int
+    event_id: int | None = None
 
     @property
     def seller_received(self) -> int:
@@ -46,27 +48,26 @@ def _row(r: Sequence[Any]) -> TradeRow:
 
 async def insert_trade(db: Sql, row: TradeRow) -> bool:
     rows = await db.fetch(
-        f"INSERT INTO trades ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+        f"INSERT INTO trades ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
         "ON CONFLICT DO NOTHING RETURNING signature",
         row.signature, row.ix_index, row.event_index, row.order_address, row.seller, row.buyer, row.amount,
-        row.price, row.cost, row.fee, row.remaining, row.executed_at, row.slot,
+        row.price, row.cost, row.fee, row.remaining, row.executed_at, row.slot, row.event_id,
     )
     return bool(rows)
 
 
 async def list_trades(db: Sql, *, order_address: str | None = None, wallet: str | None = None,
-                      since: int | None = None, until: int | None = None,
-                      after: tuple[int, str, int, int] | None = None, limit: int = 100) -> list[TradeRow]:
-    """Trades oldest first; ``wallet`` as seller or buyer; ``since``/``until``: executed_at range [since,
-    until); ``after``: (executed_at, signature, ix_index, event_index) of the previous page's last trade."""
-    at, sig, ix, ev = after if after is not None else (-(2**62), "", -1, -1)
+                      since: int | None = None, until: int | None = None, after: int | None = None,
+                      limit: int = 100) -> list[TradeRow]:
+    """Trades in the chain's order (oldest first); ``wallet`` as seller or buyer; ``since``/``until``:
+    executed_at range [since, until); ``after``: the ``event_id`` of the previous page's last trade."""
     rows = await db.fetch(
-        f"SELECT {_COLUMNS} FROM trades WHERE (executed_at, signature, ix_index, event_index) > ($1, $2, $3, $4) "
-        "AND (CAST($5 AS TEXT) IS NULL OR order_address = $5) "
-        "AND (CAST($6 AS TEXT) IS NULL OR seller = $6 OR buyer = $6) "
-        "AND (CAST($7 AS BIGINT) IS NULL OR executed_at >= $7) AND (CAST($8 AS BIGINT) IS NULL OR executed_at < $8) "
-        "ORDER BY executed_at, signature, ix_index, event_index LIMIT $9",
-        at, sig, ix, ev, order_address, wallet, since, until, limit,
+        f"SELECT {_COLUMNS} FROM trades WHERE event_id > $1 "
+        "AND (CAST($2 AS TEXT) IS NULL OR order_address = $2) "
+        "AND (CAST($3 AS TEXT) IS NULL OR seller = $3 OR buyer = $3) "
+        "AND (CAST($4 AS BIGINT) IS NULL OR executed_at >= $4) AND (CAST($5 AS BIGINT) IS NULL OR executed_at < $5) "
+        "ORDER BY event_id LIMIT $6",
+        -1 if after is None else after, order_address, wallet, since, until, limit,
     )
     return [_row(r) for r in rows]
 

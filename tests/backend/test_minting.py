@@ -13,8 +13,6 @@ import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import pytest
 from nacl.signing import SigningKey
@@ -22,7 +20,7 @@ from solders.keypair import Keypair
 
 from backend.chain.embedded import EmbeddedDeployment, embedded_deployment
 from backend.ingest.pipeline import Ingest
-from backend.minting import ChainRetry, ChainUnavailable, MintingWorker, Outcome
+from backend.minting import ChainRetry, ChainUnavailable, MintingWorker, MintPolicy, Outcome
 from backend.storage import Storage, open_storage
 from gridtokenx.batch import AckStatus, encode_batch
 from gridtokenx.reading import Reading, sign
@@ -31,6 +29,7 @@ from programs.client.litesvm_rpc import LiteSVMRpcServer
 from programs.energy_token import client as energy
 from programs.energy_token.bootstrap import RegisteredMeter, register_active_meter
 from programs.registry import client as registry
+from tests.support.link import Link
 from tests.support.postgres import temp_database
 
 pytestmark = pytest.mark.chain
@@ -110,15 +109,28 @@ async def world() -> World:
     return await _world()
 
 
+# Failed readings are due again at once, so each run_once retries them.
+NO_WAIT = MintPolicy(retry_first_s=0.0)
+
+
 def _worker(storage: Storage, world: World, **kw: object) -> MintingWorker:
+    kw.setdefault("policy", NO_WAIT)
     return MintingWorker(storage, world.chain, world.deployment.grid, relayer=world.relayer, **kw)  # type: ignore[arg-type]
 
 
 async def _settlements(storage: Storage) -> list[tuple[object, ...]]:
-    return await storage.fetch(
-        "SELECT meter_id, seq, outcome, refusal, tx_signature IS NOT NULL, minted_base_units FROM settlements "
-        "ORDER BY meter_id, seq"
+    """The readings the chain accepted or already held, as (meter, seq, outcome, refusal, has signature,
+    minted): reading states MINTED by their own settlement (not the ones a later settlement covered)."""
+    rows = await storage.fetch(
+        "SELECT meter_id, seq, reason, tx_signature IS NOT NULL, minted_base_units FROM reading_states "
+        "WHERE state = 'MINTED' AND settled_by_seq = seq ORDER BY meter_id, seq"
     )
+    out: list[tuple[object, ...]] = []
+    for meter, seq, reason, signed, minted in rows:
+        already = reason is not None and reason.startswith("already_settled:")
+        out.append((meter, seq, "already_settled" if already else "minted",
+                    reason.split(":", 1)[1] if already else None, bool(signed), minted))
+    return out
 
 
 async def test_mints_net_surplus_then_only_the_new_surplus(storage: Storage, world: World) -> None:
@@ -250,56 +262,6 @@ async def test_unregistered_and_wrongly_keyed_meters_are_skipped_with_one_log_li
     assert [r[:2] for r in await _settlements(storage)] == [("good", 1), ("good", 2)]
 
 
-class Link:
-    """A TCP relay in front of the RPC server that can be cut: while down, each connection is closed as
-    soon as it is accepted, which is what a client sees of a node that has gone away."""
-
-    def __init__(self, port: int) -> None:
-        self.target = port
-        self.up = False
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.url = ""
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            if self.up:
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-                try:
-                    await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-                finally:
-                    up_writer.close()
-        finally:
-            writer.close()
-            self._tasks.discard(task)
-
-
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await src.read(65536):
-            dst.write(data)
-            await dst.drain()
-        if dst.can_write_eof():
-            dst.write_eof()  # the other side's request or answer is complete
-
-
 async def _until(done: Callable[[], bool]) -> None:
     """Poll the worker's counters (it is the system under test; it offers no event to wait on)."""
     async with asyncio.timeout(10):
@@ -318,7 +280,8 @@ async def test_a_chain_outage_is_backed_off_and_the_loop_carries_on(tmp_path: Pa
         port = int(server.url.rsplit(":", 1)[1])
         async with Link(port) as link, RpcChain(link.url, poll_interval=0.02, timeout=5) as rpc:
             retry = ChainRetry(attempts=3, first_wait=0.02, max_wait=0.05)
-            worker = MintingWorker(storage, rpc, world.deployment.grid, relayer=world.relayer, retry=retry)
+            worker = MintingWorker(storage, rpc, world.deployment.grid, relayer=world.relayer, retry=retry,
+                                   policy=NO_WAIT)
             with pytest.raises(ChainUnavailable, match="chain unreachable after 3 tries"):
                 await worker.run_once()
             assert (worker.stats.chain_retries, worker.stats.chain_outages) == (2, 1)

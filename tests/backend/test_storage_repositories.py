@@ -20,6 +20,7 @@ from backend.storage import (
     users,
 )
 from backend.storage import reading_states as rs
+from gridtokenx.reading import Flags
 from tests.support.postgres import temp_database
 
 
@@ -40,7 +41,8 @@ async def _readings(s: Storage, meter: str, seqs: range, *, flagged: tuple[int, 
         await s.execute(
             "INSERT INTO readings (gateway_id, meter_id, seq, timestamp_ms, import_wh, export_wh, power_w, flags, "
             "data, signature, received_ms) VALUES ('gw', $1, $2, $3, 0, $4, NULL, $5, $6, $7, 1)",
-            meter, seq, 1_000 * seq, 10 * seq, 2 if seq in flagged else 0, bytes([seq % 256]) * 60, b"s" * 64,
+            meter, seq, 1_000 * seq, 10 * seq, int(Flags.METER_ERROR) if seq in flagged else 0,
+            bytes([seq % 256]) * 60, b"s" * 64,
         )
 
 
@@ -210,13 +212,13 @@ async def test_orders_trades_and_the_book(storage: Storage) -> None:
     a = await orders.get_order(storage, "OrdA")
     assert a is not None and (a.state, a.amount, a.remaining, a.proceeds) == ("ACTIVE", 77, 77, 0)
 
-    row = trades.TradeRow("t1", 0, 0, "OrdA", "S", "B", 400, 3_500_000, 1_400, 4, 600, 30, 2)
+    row = trades.TradeRow("t1", 0, 0, "OrdA", "S", "B", 400, 3_500_000, 1_400, 4, 600, 30, 2, 11)
     assert await trades.insert_trade(storage, row) and not await trades.insert_trade(storage, row)
     await trades.insert_trade(storage, trades.TradeRow("t2", 0, 0, "OrdA", "S", "B", 600, 3_500_000, 2_100, 6, 0,
-                                                       40, 3))
+                                                       40, 3, 12))
     assert [t.signature for t in await trades.list_trades(storage, wallet="B")] == ["t1", "t2"]
     assert [t.signature for t in await trades.list_trades(storage, since=35)] == ["t2"]
-    assert [t.signature for t in await trades.list_trades(storage, after=(30, "t1", 0, 0))] == ["t2"]
+    assert [t.signature for t in await trades.list_trades(storage, after=11)] == ["t2"]
     totals = await trades.trade_totals(storage)
     assert totals["S"]["sold"] == 1_000 and totals["S"]["received"] == 3_490 and totals["B"]["paid"] == 3_500
 
@@ -236,10 +238,10 @@ async def test_certificates_and_payments(storage: Storage) -> None:
     assert await certificates.expired_open_certificates(storage, 5_000) == []
     assert [x.address for x in await certificates.list_certificates(storage, holder="Holder")] == ["Cert1"]
 
-    p = payments.PaymentRow("p1", 0, 0, "ISSUE", "W", "THBC", 1_000_000, "DEP-1", 50, 9)
+    p = payments.PaymentRow("p1", 0, 0, "ISSUE", "W", "THBC", 1_000_000, "DEP-1", 50, 9, 1)
     assert await payments.insert_payment(storage, p) and not await payments.insert_payment(storage, p)
     await payments.insert_payment(storage, payments.PaymentRow("p2", 0, 0, "REDEEM", "W", "THBC", 400_000, "PAY-1",
-                                                               60, 10))
+                                                               60, 10, 2))
     assert [x.signature for x in await payments.list_payments(storage, wallet="W")] == ["p1", "p2"]
     assert [x.signature for x in await payments.list_payments(storage, reference="DEP-1")] == ["p1"]
     assert await payments.payment_totals(storage) == {"ISSUE": 1_000_000, "REDEEM": 400_000, "CONSUME": 0}

@@ -111,6 +111,20 @@ async def test_version_1_upgrades_in_place_and_keeps_its_rows(v1_database: str) 
         assert (counts["STORED"], counts["MINTED"], counts["PROCESSING"], counts["FAILED"]) == (1, 5, 0, 0)
 
 
+async def test_version_2_trades_get_their_event_ids(db_url: str) -> None:
+    s = await _raw(db_url)
+    try:
+        await upgrade(s, target=2)
+        await s.execute("INSERT INTO chain_events (signature, ix_index, event_index, slot, program, kind, version, "
+                        "payload, applied_ms) VALUES ('sig', 1, 0, 5, 'trading', 'trade_executed', 1, '{}', 1)")
+        await s.execute("INSERT INTO trades VALUES ('sig', 1, 0, 'Ord', 'S', 'B', 1, 2, 3, 0, 0, 100, 5)")
+    finally:
+        await s.close()
+    async with await open_storage(db_url) as s:
+        [(event_id,)] = await s.fetch("SELECT id FROM chain_events")
+        assert await s.fetch("SELECT signature, event_id FROM trades") == [("sig", event_id)]
+
+
 async def test_a_newer_database_is_refused(db_url: str) -> None:
     async with await open_storage(db_url) as s:
         await s.execute("UPDATE schema_info SET value = $1 WHERE key = 'schema_version'", SCHEMA_VERSION + 1)

@@ -1,0 +1,66 @@
+"""The live feed: every subscriber gets every event once, in order; in one process or through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from backend.feed import FeedOverflow, InProcessFeed, RedisFeed
+from backend.storage.events import EventRecord
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _record(i: int) -> EventRecord:
+    return EventRecord(i, f"sig{i}", 0, 0, i, 1_700_000_000, "trading", "order_created", 1, f"Order{i}", None,
+                       {"amount": 2**64 - 1}, ("Seller",))
+
+
+async def _take(sub: object, n: int) -> list[dict[str, object]]:
+    out = []
+    async with asyncio.timeout(10):
+        async for event in sub:  # type: ignore[attr-defined]
+            out.append(event)
+            if len(out) == n:
+                return out
+    return out
+
+
+async def test_in_process_subscribers_each_get_every_event_once() -> None:
+    feed = InProcessFeed()
+    async with feed.subscribe() as one, feed.subscribe() as two:
+        await feed.publish([_record(i) for i in range(1, 6)])
+        got_one, got_two = await asyncio.gather(_take(one, 5), _take(two, 5))
+    assert [e["id"] for e in got_one] == [e["id"] for e in got_two] == [1, 2, 3, 4, 5]
+    assert got_one[0]["data"] == {"amount": 2**64 - 1} and got_one[0]["wallets"] == ["Seller"]
+    assert feed.subscribers == 0
+
+
+async def test_a_subscriber_that_falls_behind_is_cut_off_not_the_indexer() -> None:
+    feed = InProcessFeed(max_queue=3)
+    async with feed.subscribe() as slow:
+        await feed.publish([_record(i) for i in range(1, 10)])  # never blocks
+        assert [e["id"] for e in await _take(slow, 3)] == [1, 2, 3]
+        with pytest.raises(FeedOverflow):
+            await slow.__anext__()
+
+
+async def test_redis_carries_events_between_instances_once() -> None:
+    prefix = f"gtx-test-{uuid.uuid4().hex[:10]}"  # a channel of this test's own on the shared server
+    first, second = RedisFeed(REDIS_URL, prefix), RedisFeed(REDIS_URL, prefix)
+    try:
+        async with first.subscribe() as here, second.subscribe() as there:
+            await first.publish([_record(1), _record(2)])  # one instance's indexer applied them
+            await second.publish([_record(3)])  # the other's applied this one
+            got_here, got_there = await asyncio.gather(_take(here, 3), _take(there, 3))
+            assert [e["id"] for e in got_here] == [e["id"] for e in got_there] == [1, 2, 3]
+            await asyncio.sleep(0.2)
+            with pytest.raises(TimeoutError):  # nothing twice
+                async with asyncio.timeout(0.3):
+                    await here.__anext__()
+        assert first.published == 2 and second.published == 1
+    finally:
+        await first.close()
+        await second.close()
