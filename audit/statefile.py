@@ -39,7 +39,8 @@ class StateFileSource:
             raise ChainReadError(f"{path}: no embedded chain state (chain.db) there")
         self.description = str(database)
         try:
-            self._db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+            self._db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                       check_same_thread=False)  # read only, used by one thread at a time
             self._db.execute("BEGIN")  # one read snapshot for everything the audit reads (never committed)
             self._db.execute("SELECT count(*) FROM journal").fetchone()
         except sqlite3.Error as exc:

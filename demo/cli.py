@@ -1,18 +1,15 @@
-"""``gridtokenx demo``: the whole path on one machine, with the same commands an operator runs.
+"""``gridtokenx demo``: the whole system on one machine, with the commands an operator and its users run.
 
-    meter-sim (TCP: SDM630 + SunSpec)  ─┐
-    meter-sim (RTU on a pty pair: 2 x SDM120, unit 3 configured but dead)
-                                        ├─► gridtokenx gateway run ─► Mosquitto ─► gridtokenx backend run
-    gridtokenx gateway keygen ──────────┘        (signs, outbox)      (private)     (verify, store, ack)
-                                                                                          │ SQLite
-    embedded LiteSVM: registry, energy_token, trading ◄── minting worker (baseline, then surplus)
-                      GRID minted → sell order in escrow → consumer buys with THBC → TradeExecuted
+Simulated meters (Modbus TCP and RTU on a pty pair) → two gateways (sign, outbox, status page) → an MQTT broker
+(the system's Mosquitto, else an embedded amqtt) → ``gridtokenx backend run`` with every role — ingest,
+minter, indexer, cranks and the api with its market page — on an embedded chain served over JSON-RPC. Then
+prosumers, consumers and operators act through ``gridtokenx wallet`` (demo/market.py): register, list
+surplus, buy part of an order and the rest of it, cancel, let an order expire, issue / validate / retire a
+certificate, issue THBC against deposit references and redeem some. It ends with a summary and the output
+of ``gridtokenx verify`` — the independent audit of the chain — and fails if verify finds anything.
 
-Everything runs on embedded defaults: a private Mosquitto on a free port, the backend on SQLite in the
-work directory. Each part is a real process started with the real command line, so what the demo shows
-is what a deployment does. At the end the backend's database is checked (every reading verified, per
-meter a gap-free run of sequence numbers, none flagged), then the backend's minting worker settles the
-signed readings on an embedded chain and the biggest producer's surplus is sold to a consumer.
+    gridtokenx demo            # a minute of trading, then keeps showing progress for --duration; Ctrl-C stops
+    gridtokenx demo --fast     # the story once, as fast as it goes (CI runs this: tests/demo/test_demo.py)
 """
 
 from __future__ import annotations
@@ -20,249 +17,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
-import os
-import re
-import shutil
-import signal
+import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-GATEWAY_ID = "demo-gw"
+from demo.stack import DemoError, Stack, cli
+
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
-    parser.add_argument(
-        "--speedup", type=float, default=600.0, help="simulated seconds per real second (default 600: 10 min/s)"
-    )
+    parser.add_argument("--fast", action="store_true", help="the story once, as fast as it goes, then verify")
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="seconds to keep running after the story, showing progress (default 60; not --fast)")
+    parser.add_argument("--speedup", type=float, help="simulated seconds per real second (default 600; --fast 3600)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls of a meter (default 1)")
     parser.add_argument("--workdir", type=Path, help="keep state and logs here (default: a temporary directory)")
     parser.add_argument("--broker", choices=["auto", "mosquitto", "embedded"], default="auto",
                         help="auto: the system's Mosquitto if installed, else the embedded amqtt broker")
-
-
-class DemoError(RuntimeError):
-    pass
-
-
-@dataclass
-class _Proc:
-    name: str
-    popen: subprocess.Popen[str]
-    log_path: Path
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
-
-    def tail(self, lines: int = 15) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(f"    {line}" for line in text[-lines:])
-
-
-class _Stack:
-    """Starts processes and stops them in reverse order, whatever happens."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.procs: list[_Proc] = []
-
-    def start(
-        self, name: str, cmd: list[str], *, ready: str | None = None, timeout: float = 20.0
-    ) -> re.Match[str] | None:
-        log_path = self.workdir / f"{name}.log"
-        log = open(log_path, "a")  # handed to the child, closed below
-        popen = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE if ready else log, stderr=log, text=True, start_new_session=True
-        )
-        log.close()
-        proc = _Proc(name, popen, log_path)
-        self.procs.append(proc)
-        if ready is None:
-            return None
-        assert popen.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = popen.stdout.readline()
-            if not line:
-                break
-            match = re.search(ready, line)
-            if match:
-                return match
-        raise DemoError(f"{name} did not become ready:\n{proc.tail()}")
-
-    def check_alive(self) -> None:
-        for proc in self.procs:
-            if proc.popen.poll() is not None:
-                raise DemoError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gridtokenx", *args]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_broker(stack: _Stack, choice: str = "auto") -> int:
-    """A private broker on a free port: the system's Mosquitto, or (without it, or asked) the embedded amqtt."""
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if choice == "embedded" or (choice == "auto" and not Path(mosquitto).exists()):
-        from demo.broker import AMQTT_MISSING, amqtt_available
-
-        if not amqtt_available():
-            raise DemoError(AMQTT_MISSING)
-        port = _free_port()
-        ready = stack.start("broker", [sys.executable, "-m", "demo.broker", "--port", str(port)],
-                            ready=r"broker ready: (\S+) \((amqtt [\d.]+)\)")
-        assert ready is not None
-        reason = "asked for" if choice == "embedded" else "no system Mosquitto found"
-        print(f"demo: MQTT broker: embedded {ready.group(2)} on {ready.group(1)} ({reason})")
-        return port
-    if not Path(mosquitto).exists():
-        raise DemoError("mosquitto is not installed: apt-get install mosquitto (or run bash .ci/setup)")
-    port = _free_port()
-    conf = stack.workdir / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
-    if os.geteuid() == 0:
-        lines.append("user root")  # as root mosquitto would switch to a user who cannot read the workdir
-    conf.write_text("\n".join(lines) + "\n")
-    stack.start("mosquitto", [mosquitto, "-c", str(conf)])
-    _wait_port(port, "mosquitto", stack)
-    print(f"demo: MQTT broker: Mosquitto ({mosquitto}) on 127.0.0.1:{port}")
-    return port
-
-
-def _wait_port(port: int, name: str, stack: _Stack, timeout: float = 10.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stack.check_alive()
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise DemoError(f"{name} is not listening on port {port}")
-
-
-# (meter id, model, unit, bus). flat-3 is configured but not on the line: the gateway marks it offline
-# and the others never wait for it.
-DEMO_METERS = (
-    ("house-main", "sdm630", 1, "lan"),
-    ("pv-inverter", "sunspec", 2, "lan"),
-    ("flat-1", "sdm120", 1, "rs485"),
-    ("flat-2", "sdm120", 2, "rs485"),
-    ("flat-3", "sdm120", 3, "rs485"),
-)
-LIVE_METERS = tuple(meter_id for meter_id, *_ in DEMO_METERS if meter_id != "flat-3")
-
-
-def _gateway_config(
-    workdir: Path, *, tcp_port: int, serial: str, broker_port: int, interval: float, speedup: float
-) -> Path:
-    from gateway.models import get_model
-
-    def meter_block(meter_id: str, model: str, unit: int, bus: str) -> str:
-        # The simulator compresses time `speedup`-fold, so per wall-clock second its counters rise that
-        # much faster than a real meter's could; the plausibility bound scales with it, or every reading
-        # after the first would be flagged METER_ERROR (and never minted).
-        bound = int(get_model(model).rated_power_w * max(1.0, speedup))
-        return (
-            f'[[meter]]\nid = "{meter_id}"\nmodel = "{model}"\nunit = {unit}\nbus = "{bus}"\n'
-            f"interval = {interval}\nmax_power_w = {bound}\n"
-            + ("offline_after = 1\n" if meter_id not in LIVE_METERS else "")
-        )
-
-    path = workdir / "gateway.toml"
-    meters = "\n".join(meter_block(*meter) for meter in DEMO_METERS)
-    path.write_text(
-        f"""# Written by `gridtokenx demo`; the commented reference is systemd/gateway.example.toml.
-[gateway]
-id = "{GATEWAY_ID}"
-
-[[bus]]
-name = "lan"
-type = "tcp"
-host = "127.0.0.1"
-port = {tcp_port}
-timeout = 1.0
-
-[[bus]]
-name = "rs485"
-type = "rtu"
-device = "{serial}"
-baudrate = 9600
-timeout = 0.3
-
-{meters}
-[mqtt]
-host = "127.0.0.1"
-port = {broker_port}
-ack_timeout_s = 3.0
-
-[outbox]
-path = "{workdir}/gateway/outbox.db"
-
-[key]
-path = "{workdir}/gateway/device.key"
-"""
-    )
-    return path
-
-
-async def _report(db_url: str, *, final: bool) -> tuple[dict[str, list[int]], int, int]:
-    """Per meter: its stored sequence numbers; how many readings are quarantined; how many flagged."""
-    from backend.storage import open_storage
-    from gridtokenx.reading import decode
-
-    storage = await open_storage(db_url)
-    try:
-        rows = await storage.readings(GATEWAY_ID)
-        quarantined = sum((await storage.quarantine_counts()).values())
-    finally:
-        await storage.close()
-    by_meter: dict[str, list[int]] = {}
-    latest: dict[str, tuple[int, int, int, int | None]] = {}
-    first: dict[str, tuple[int, int]] = {}
-    flagged = 0
-    for row in rows:
-        reading = decode(row.data)
-        flagged += reading.meter_error
-        by_meter.setdefault(reading.meter_id, []).append(reading.seq)
-        first.setdefault(reading.meter_id, (reading.import_wh, reading.export_wh))
-        latest[reading.meter_id] = (reading.seq, reading.import_wh, reading.export_wh, reading.power_w)
-    heading = "final" if final else "so far"
-    print(f"  backend holds {len(rows)} verified readings ({heading}), {flagged} flagged, {quarantined} quarantined")
-    for meter in sorted(by_meter):
-        _, imp, exp, power = latest[meter]
-        imp0, exp0 = first[meter]
-        power_text = f"{power:>7} W" if power is not None else "      - W"
-        print(
-            f"    {meter:<12} {len(by_meter[meter]):>5} readings  import {imp:>10} Wh (+{imp - imp0})"
-            f"  export {exp:>10} Wh (+{exp - exp0})  {power_text}"
-        )
-    return by_meter, quarantined, flagged
 
 
 @contextlib.contextmanager
@@ -275,109 +50,148 @@ def _workdir(given: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def _query(database: str, sql: str) -> list[tuple[object, ...]]:
+    path = database[len("sqlite://"):]
+    with contextlib.closing(sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)) as db:
+        return [tuple(r) for r in db.execute(sql).fetchall()]
+
+
+def _figures(database: str) -> dict[str, int]:
+    """What the backend's database says (the indexer's D1-D7): for progress lines and the summary."""
+    def one(sql: str) -> int:
+        return int(str(_query(database, sql)[0][0] or 0))
+
+    return {
+        "readings": one("SELECT count(*) FROM readings"),
+        "minted_readings": one("SELECT count(*) FROM reading_states WHERE state = 'MINTED'"),
+        "grid_minted": one("SELECT sum(minted_base_units) FROM meters"),
+        "orders": one("SELECT count(*) FROM orders"),
+        "trades": one("SELECT count(*) FROM trades"),
+        "thbc_paid": one("SELECT sum(cost) FROM trades"),
+        "fees": one("SELECT sum(fee) FROM trades"),
+        "issued": one("SELECT sum(amount) FROM payments WHERE kind = 'ISSUE'"),
+        "redeemed": one("SELECT sum(amount) FROM payments WHERE kind = 'REDEEM'"),
+        "certificates": one("SELECT count(*) FROM certificates"),
+        "retired": one("SELECT count(*) FROM certificates WHERE status = 'RETIRED'"),
+    }
+
+
+def _progress(database: str, started: float) -> None:
+    f = _figures(database)
+    print(f"  [{time.monotonic() - started:5.1f} s] backend: {f['readings']} readings stored, {f['minted_readings']} "
+          f"settled, {f['grid_minted'] / 10**9:.3f} kWh GRID minted, {f['orders']} orders, {f['trades']} trades",
+          flush=True)
+
+
+def _summary(database: str) -> None:
+    f = _figures(database)
+    states = ", ".join(f"{n} {str(s).lower()}" for s, n in _query(database, "SELECT state, count(*) FROM orders "
+                                                                          "GROUP BY state ORDER BY state"))
+    print("\ndemo: summary (from the backend's database, which only the indexer writes):")
+    print(f"  readings      {f['readings']} signed readings stored, {f['minted_readings']} MINTED (settled, or "
+          "covered by a later settlement of their meter)")
+    print(f"  minted        {f['grid_minted'] / 10**9:.3f} kWh of GRID for net generation above each meter's mark")
+    for meter, minted in _query(database, "SELECT meter_id, minted_base_units FROM meters ORDER BY meter_id"):
+        print(f"                  {meter:<12} {int(str(minted)) / 10**9:.3f} kWh")
+    print(f"  orders        {f['orders']} ({states})")
+    print(f"  trades        {f['trades']}, {f['thbc_paid'] / 10**6:.6f} THBC paid ({f['fees'] / 10**6:.6f} in fees)")
+    print(f"  THBC          {f['issued'] / 10**6:.2f} issued against deposits, {f['redeemed'] / 10**6:.2f} redeemed")
+    print(f"  certificates  {f['certificates']} issued, {f['retired']} retired")
+
+
+def _verify(site: object, workdir: Path) -> int:
+    from demo.site import Site
+
+    assert isinstance(site, Site)
+    b = site.backend
+    print("\ndemo: gridtokenx verify — the chain audited on its own, the backend's database compared with it:")
+    done = subprocess.run(cli("verify", "--chain", b.rpc_url, "--deployment", str(b.deployment), "--readings",
+                              b.database, "--database", b.database), capture_output=True, text=True, timeout=120)
+    print("\n".join(f"  {line}" for line in done.stdout.splitlines()), flush=True)
+    if done.returncode not in (0, 1):
+        print(done.stderr)
+    return done.returncode
+
+
+async def _story(site: object, workdir: Path, started: float) -> None:
+    from demo.market import Market
+    from demo.site import Site
+
+    assert isinstance(site, Site)
+    market = Market(site, workdir, started)
+    try:
+        await market.run()
+    finally:
+        await market.close()
+
+
+def _settle_down(stack: Stack, database: str, started: float) -> None:
+    """Stop the gateways, then wait until the minter has settled what arrived and the indexer has applied
+    everything: the audit then sees one quiet chain."""
+    from demo.site import GATEWAYS
+
+    for gateway in GATEWAYS:
+        stack.proc(gateway).stop()
+    print(f"  [{time.monotonic() - started:5.1f} s] gateways stopped; letting the minter and the indexer catch up",
+          flush=True)
+    last, steady_since = None, time.monotonic()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = (_figures(database), _query(database, "SELECT max(position) FROM chain_cursor"))
+        if now != last:
+            last, steady_since = now, time.monotonic()
+        elif time.monotonic() - steady_since > 2.5:
+            return
+        time.sleep(0.25)
+
+
 def run(args: argparse.Namespace) -> int:
     from meter_sim.serial_pair import SerialPair
 
+    from demo.site import LIVE_METERS, start_site
+
+    speedup = args.speedup or (3600.0 if args.fast else 600.0)
+    started = time.monotonic()
+    code = 0
     with _workdir(args.workdir) as workdir, SerialPair() as (sim_tty, gateway_tty):
-        (workdir / "gateway").mkdir(exist_ok=True, mode=0o700)
-        db_url = f"sqlite:///{workdir / 'backend.db'}"
-        stack = _Stack(workdir)
+        stack = Stack(workdir)
         try:
-            print(f"demo: work directory {workdir}")
-            broker_port = _start_broker(stack, args.broker)
-            print(f"demo: private Mosquitto on 127.0.0.1:{broker_port}")
-            speed = ["--speedup", str(args.speedup)]
-            tcp = stack.start(
-                "meter-sim-tcp",
-                _cli("meter-sim", "--meter", "sdm630:1", "--meter", "sunspec:2", "--tcp", "127.0.0.1:0", *speed),
-                ready=r"ready: tcp [\d.]+:(\d+)",
-            )
-            assert tcp is not None
-            stack.start(
-                "meter-sim-rtu",
-                _cli("meter-sim", "--meter", "sdm120:1", "--meter", "sdm120:2", "--serial", sim_tty, *speed),
-                ready=r"ready: rtu",
-            )
-            print(f"demo: meters on Modbus TCP port {tcp.group(1)} and on RS-485 (pty) {gateway_tty}")
-            keygen = subprocess.run(
-                _cli("gateway", "keygen", "--out", str(workdir / "gateway" / "device.key"), "--gateway-id", GATEWAY_ID),
-                capture_output=True, text=True, check=False,
-            )
-            match = re.search(r"public key:\s+([0-9a-f]{64})", keygen.stdout)
-            if keygen.returncode != 0 or match is None:
-                raise DemoError(f"gateway keygen failed: {keygen.stderr or keygen.stdout}")
-            gateway_key = bytes.fromhex(match.group(1))
-            subprocess.run(
-                _cli("backend", "add-gateway", "--id", GATEWAY_ID, "--public-key", match.group(1),
-                     "--database", db_url),
-                check=True, capture_output=True, text=True,
-            )
-            print(f"demo: gateway key made (0600) and commissioned on the backend: {match.group(1)[:16]}…")
-            stack.start(
-                "backend",
-                _cli("backend", "run", "--database", db_url,
-                     "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker_port)),
-            )
-            config = _gateway_config(
-                workdir, tcp_port=int(tcp.group(1)), serial=gateway_tty, broker_port=broker_port,
-                interval=args.interval, speedup=args.speedup,
-            )
-            stack.start("gateway", _cli("gateway", "run", "--config", str(config)))
-            print(f"demo: gateway running ({config}); logs in {workdir}/*.log\n")
-            deadline = time.monotonic() + args.duration
-            while time.monotonic() < deadline:
-                time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
-                stack.check_alive()
-                asyncio.run(_report(db_url, final=False))
-            # Stop the gateway first and give the backend a moment: what was in flight is acknowledged.
-            gateway = next(p for p in stack.procs if p.name == "gateway")
-            gateway_rc = gateway.stop()
-            time.sleep(1.0)
-            print("\ndemo: gateway stopped; what the backend holds:")
-            by_meter, quarantined, flagged = asyncio.run(_report(db_url, final=True))
+            print(f"demo: work directory {workdir} (every process's log is there)", flush=True)
+            site = start_site(stack, broker=args.broker, interval=0.5 if args.fast else args.interval,
+                              speedup=speedup, fast=args.fast, sim_tty=sim_tty, gateway_tty=gateway_tty)
+            for gateway, url in site.status_urls.items():
+                print(f"demo: gateway {gateway} status page  {url}")
+            print(f"demo: market page                 {site.backend.market_url}")
+            print(f"demo: chain (JSON-RPC)            {site.backend.rpc_url}")
+            print(f"demo: meters {', '.join(LIVE_METERS)} live; flat-3 configured but dead\n", flush=True)
+            try:
+                asyncio.run(_story(site, workdir, started))
+                if not args.fast:
+                    deadline = time.monotonic() + args.duration
+                    print(f"\ndemo: running for {args.duration:.0f} s more (Ctrl-C stops)", flush=True)
+                    while time.monotonic() < deadline:
+                        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+                        stack.check_alive()
+                        _progress(site.backend.database, started)
+            except KeyboardInterrupt:
+                print("\ndemo: Ctrl-C — stopping the gateways, then the summary and the audit", flush=True)
+                code = 130
+            stack.check_alive()
+            _settle_down(stack, site.backend.database, started)
+            _summary(site.backend.database)
+            verified = _verify(site, workdir)
+            if verified != 0:
+                print("demo: FAILED — gridtokenx verify found discrepancies (above)")
+                code = code or 1
+            elif code == 0:
+                print(f"\ndemo: OK in {time.monotonic() - started:.0f} s — meters → gateways → broker → backend → "
+                      "chain → market, and verify accounts for every GRID token")
         except DemoError as exc:
-            print(f"demo: {exc}", file=sys.stderr)
-            return 1
+            print(f"demo: {exc}", flush=True)
+            code = 1
+        except KeyboardInterrupt:
+            print("\ndemo: Ctrl-C — stopping", flush=True)
+            code = 130
         finally:
             stack.stop_all()
-        # The backend has stopped: the minting worker is now the database's only writer.
-        from demo.chain import ChainDemoError, settle_and_trade
-
-        print("\ndemo: settling on an embedded chain (LiteSVM) and trading the surplus:")
-        # The chain step prints its own summary; the worker's per-transaction lines are for the logs.
-        if logging.getLogger().getEffectiveLevel() >= logging.INFO:
-            logging.getLogger("backend.minting.worker").setLevel(logging.WARNING)
-        try:
-            chain = asyncio.run(settle_and_trade(db_url, GATEWAY_ID, gateway_key, LIVE_METERS))
-        except ChainDemoError as exc:
-            print(f"demo: {exc}", file=sys.stderr)
-            return 1
-    return _verdict(by_meter, quarantined, flagged, gateway_rc, traded=chain.trade is not None)
-
-
-def _verdict(
-    by_meter: dict[str, list[int]], quarantined: int, flagged: int, gateway_rc: int, *, traded: bool
-) -> int:
-    problems = []
-    for meter in LIVE_METERS:
-        seqs = by_meter.get(meter, [])
-        if not seqs:
-            problems.append(f"no readings from {meter}")
-        elif sorted(seqs) != list(range(min(seqs), min(seqs) + len(seqs))):
-            problems.append(f"{meter}: sequence numbers have gaps or repeats")
-    if "flat-3" in by_meter:
-        problems.append("flat-3 is not on the bus, yet readings arrived for it")
-    if quarantined:
-        problems.append(f"{quarantined} readings were quarantined")
-    if flagged:
-        problems.append(f"{flagged} readings were flagged implausible (METER_ERROR)")
-    if gateway_rc != 0:
-        problems.append(f"the gateway exited with {gateway_rc}")
-    if not traded:
-        problems.append("no surplus was minted and traded")
-    if problems:
-        print("demo: FAILED: " + "; ".join(problems), file=sys.stderr)
-        return 1
-    print("demo: OK — every reading signed, delivered once, verified; sequence numbers gap-free per meter; "
-          "surplus minted as GRID and traded for THBC")
-    return 0
+    return code
