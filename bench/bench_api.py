@@ -217,11 +217,13 @@ async def _main(args: argparse.Namespace, port: int, seed: list[int]) -> None:
     print(f"order-book reads (authenticated, 50 orders a page, {args.workers} clients, {args.seconds:.0f} s"
           f"{', Redis cache' if args.redis else ''}): {done / args.seconds:,.0f} reads/s, "
           f"p50 {_pct(latencies, 0.5) * 1000:.1f} ms, p99 {_pct(latencies, 0.99) * 1000:.1f} ms, errors {errors}")
+    print(f"FIGURE api_book_reads_per_s {done / args.seconds:.0f} reads/s")
     fan = await _fanout(base, args.clients, args.events, seed)
     lat = fan["latencies"]
     print(f"WebSocket fan-out ({args.clients} clients, {args.events} events, from posting the signed transaction): "
           f"{len(lat)}/{fan['expected']} deliveries, p50 {_pct(lat, 0.5) * 1000:.1f} ms, "
           f"p99 {_pct(lat, 0.99) * 1000:.1f} ms, max {max(lat) * 1000 if lat else float('nan'):.1f} ms")
+    print(f"FIGURE ws_fanout_p99_ms {_pct(lat, 0.99) * 1000:.1f} ms")
 
 
 def main() -> None:

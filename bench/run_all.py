@@ -170,12 +170,6 @@ FALLBACKS: dict[str, Callable[[str], Found]] = {
     "gateway-rss": lambda out: _read(
         out, ("gateway_rss_peak_mb", r"RSS: first [\d.]+ MB, peak ([\d.]+) MB", "MB"),
         ("gateway_rss_growth_mb", r"\(growth ([+-]?[\d.]+) MB\)", "MB")),
-    "indexer": lambda out: _read(
-        out, ("indexer_events_per_s", r"indexing from scratch .*?: (\d+) events/s", "events/s"),
-        ("minted_meters_per_s", r"minting, steady state .*?: ([\d.]+) meters/s", "meters/s")),
-    "api": lambda out: _read(
-        out, ("api_book_reads_per_s", r"order-book reads .*?: ([\d,]+) reads/s", "reads/s"),
-        ("ws_fanout_p99_ms", r"WebSocket fan-out .*?p99 ([\d.]+) ms", "ms")),
 }
 
 

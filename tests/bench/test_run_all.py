@@ -39,10 +39,6 @@ def test_benches_without_figure_lines_are_read_from_their_summaries() -> None:
     assert run_all.parse("drain-1", drain)[0] == {"drain_readings_per_s_1": 9093.0, "ingest_cpu_us_per_reading": 135.0}
     soak = "RSS: first 47.5 MB, peak 49.2 MB, last 49.0 MB; second half 48.9-49.2 MB (growth +0.0 MB); 60000 readings"
     assert run_all.parse("gateway-rss", soak)[0] == {"gateway_rss_peak_mb": 49.2, "gateway_rss_growth_mb": 0.0}
-    api = ("order-book reads (authenticated, 50 orders a page, 32 clients, 10 s): 512 reads/s, p50 55.0 ms\n"
-           "WebSocket fan-out (1000 clients, 10 events, from posting the signed transaction): 10000/10000 "
-           "deliveries, p50 85.0 ms, p99 301.5 ms, max 400.0 ms\n")
-    assert run_all.parse("api", api)[0] == {"api_book_reads_per_s": 512.0, "ws_fanout_p99_ms": 301.5}
 
 
 def test_a_missing_figure_is_not_measured_and_aims_are_judged() -> None:
