@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from demo.broker import amqtt_available
 from gridtokenx.reading import decode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,10 +81,13 @@ def test_demo_fast_tells_the_whole_story_and_verify_finds_nothing(tmp_path: Path
 
 
 def test_ctrl_c_stops_the_demo_cleanly_with_its_summary_and_audit(tmp_path: Path) -> None:
+    """Also the whole path through the embedded broker (what a machine without Mosquitto gets)."""
+    embedded = amqtt_available() or bool(os.environ.get("CI"))  # .ci/setup installs amqtt
     log = tmp_path / "out.txt"
     with open(log, "w") as out:
         demo = subprocess.Popen([sys.executable, "-m", "gridtokenx", "demo", "--duration", "300", "--workdir",
-                                 str(tmp_path / "work")], stdout=out, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT)
+                                 str(tmp_path / "work"), "--broker", "embedded" if embedded else "auto"],
+                                stdout=out, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
         while "running for 300 s more" not in log.read_text() and time.monotonic() < deadline:
@@ -99,6 +103,7 @@ def test_ctrl_c_stops_the_demo_cleanly_with_its_summary_and_audit(tmp_path: Path
             demo.wait()
     text = log.read_text()
     assert "Ctrl-C" in text and "demo: summary" in text and "verify: OK" in text
+    assert ("MQTT broker: embedded amqtt" in text) == embedded, text
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
              and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     assert alive == [], f"processes left running: {alive}"
