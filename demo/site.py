@@ -43,6 +43,11 @@ class Backend:
     payment_key: Path  # the payments program's operator: issues THBC against deposits
     admin: str
     payment_operator: str
+    ack_key: Path  # signs the backend's acknowledgements; gateways get ack_key.pub
+
+    @property
+    def ack_public_key(self) -> Path:
+        return self.ack_key.with_name(self.ack_key.name + ".pub")
 
     @property
     def deployment(self) -> Path:
@@ -109,6 +114,13 @@ def _backend_config(workdir: Path, broker_port: int, fast: bool) -> Backend:
     admin, payment, relayer = keys / "admin.json", keys / "payment-gateway.json", keys / "relayer.json"
     admin_address, payment_address = _keypair(admin), _keypair(payment)
     _keypair(relayer)  # the backend's fee payer: settlements, cranks, and users' transactions through the api
+    # The key that signs the backend's acknowledgements; gateways trust its .pub file (docs/mqtt.md).
+    ack_key = data / "backend-ack.key"
+    if not ack_key.exists():
+        done = subprocess.run(cli("backend", "ack-keygen", "--out", str(ack_key)), capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0:
+            raise DemoError(f"backend ack-keygen failed: {done.stderr}")
     api_port, rpc_port = free_port(), free_port()
     api_url = f"http://127.0.0.1:{api_port}"
     database = f"sqlite:///{data / 'backend.db'}"
@@ -125,6 +137,7 @@ url = "{database}"
 [mqtt]
 host = "127.0.0.1"
 port = {broker_port}
+ack_key_file = "{ack_key}"
 
 [chain]
 url = "embedded"
@@ -150,11 +163,11 @@ operators = ["{admin_address}", "{payment_address}"]
 fee_payer_keypair = "{relayer}"
 """)
     return Backend(config, data, database, api_url, f"http://127.0.0.1:{rpc_port}", admin, payment, admin_address,
-                   payment_address)
+                   payment_address, ack_key)
 
 
 def _gateway_config(workdir: Path, gateway: str, *, bus: str, endpoint: str, broker_port: int, status_port: int,
-                    interval: float, speedup: float) -> Path:
+                    interval: float, speedup: float, backend_key: Path) -> Path:
     from gateway.models import get_model
 
     _, meters = GATEWAYS[gateway]
@@ -182,6 +195,7 @@ id = "{gateway}"
 host = "127.0.0.1"
 port = {broker_port}
 ack_timeout_s = 3.0
+backend_key_file = "{backend_key}"
 
 [outbox]
 path = "{directory}/outbox.db"
@@ -236,7 +250,7 @@ def start_site(stack: Stack, *, broker: str, interval: float, speedup: float, fa
         status_port = free_port()
         config = _gateway_config(workdir, gateway, bus=bus, endpoint=tcp.group(1) if bus == "lan" else gateway_tty,
                                  broker_port=broker_port, status_port=status_port, interval=interval,
-                                 speedup=speedup)
+                                 speedup=speedup, backend_key=backend.ack_public_key)
         stack.start(gateway, cli("gateway", "run", "--config", str(config)))
         site.status_urls[gateway] = f"http://127.0.0.1:{status_port}/"
     for gateway, url in site.status_urls.items():

@@ -21,6 +21,7 @@ from backend.storage.database import (
     ReadingRow,
     Sql,
     Storage,
+    StorageConfigError,
     StorageError,
     open_storage,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ReadingRow",
     "Sql",
     "Storage",
+    "StorageConfigError",
     "StorageError",
     "open_storage",
 ]

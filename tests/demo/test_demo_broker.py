@@ -19,6 +19,7 @@ from gateway.mqtt_publisher import MqttSettings
 from gateway.outbox import OutboxSettings
 from gateway.service import GatewayService
 from tests.support import fixtures
+from tests.support.ackkey import backend_pub
 from tests.support.inprocess import check_exactly_once, running_backend, samples, wait_for
 from tests.support.mosquitto import free_port
 
@@ -48,7 +49,7 @@ async def test_gateway_to_backend_through_the_embedded_broker(tmp_path: Path, pg
             assert receiver.connection is not None
             await asyncio.wait_for(receiver.connection.connected.wait(), 10)
             mqtt = MqttSettings(host="127.0.0.1", port=port, gateway_id="gw-amqtt", batch_size=25,
-                                inflight_batches=4, ack_timeout_s=3.0)
+                                inflight_batches=4, ack_timeout_s=3.0, backend_key_file=backend_pub(tmp_path))
             service = GatewayService(key=key, mqtt=mqtt, outbox=OutboxSettings(path=tmp_path / "o.db"),
                                      samples=samples(meters=3, rounds=60))
             task = asyncio.create_task(service.run())
