@@ -33,10 +33,6 @@ def test_figure_lines_are_read_with_their_units() -> None:
 
 
 def test_benches_without_figure_lines_are_read_from_their_summaries() -> None:
-    drain = ("drained: 60000 readings in 6.6 s = 9,093 readings/s end to end (backend stored 60000; ...)\n"
-             "CPU during the drain: backend 0 8.1 s (135 us/reading), gateway (this process) 1.5 s (25 us/reading), "
-             "mosquitto 0.1 s (1 us/reading); machine busy 10.0 of 13.2 core-seconds (2 cores)\n")
-    assert run_all.parse("drain-1", drain)[0] == {"drain_readings_per_s_1": 9093.0, "ingest_cpu_us_per_reading": 135.0}
     soak = "RSS: first 47.5 MB, peak 49.2 MB, last 49.0 MB; second half 48.9-49.2 MB (growth +0.0 MB); 60000 readings"
     assert run_all.parse("gateway-rss", soak)[0] == {"gateway_rss_peak_mb": 49.2, "gateway_rss_growth_mb": 0.0}
 
