@@ -43,6 +43,7 @@ from programs.certificates import client as certificates
 from programs.client.events import EventDecodeError, EventsTruncated, LoggedEvent
 from programs.deployment import Deployment
 from programs.events import decode_transaction_events
+from programs.payments import client as payments
 from programs.registry import client as registry
 from programs.trading import client as trading
 
@@ -104,10 +105,9 @@ def _json(value: Any) -> Any:
     if isinstance(value, Pubkey):
         return str(value)
     if isinstance(value, bytes):
-        text = value.rstrip(b"\0")
-        if text and all(0x20 < b < 0x7F for b in text):
-            return text.decode("ascii")  # a reference such as "KBANK-2025-000123"
-        return value.hex()
+        # The only byte fields our events carry are payment references: "KBANK-2025-000123", or 0x + hex
+        # for a binary one — the text D7 keeps and the api takes (payments.reference_text).
+        return payments.reference_text(value) if len(value) == payments.REFERENCE_LEN else value.hex()
     return value
 
 
