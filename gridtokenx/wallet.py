@@ -13,6 +13,11 @@ built for this wallet (it checks its key is a required signer, and shows what it
     gridtokenx wallet cancel ORDER
     gridtokenx wallet certificates [list | request METER TO_WH | retire CERT | transfer CERT WALLET]
     gridtokenx wallet redeem THBC [--payout REFERENCE]
+    gridtokenx wallet meters [list | register METER --public-key HEX | activate METER | suspend METER]
+    gridtokenx wallet issue WALLET THBC --reference DEPOSIT     # the payment operator
+
+``meters activate``/``suspend`` and ``issue`` are for the operator's wallets (the registry authority, the
+payments program's operator); the api refuses them to anyone else.
 
 The keypair file is the Solana CLI's format (JSON array of 64 bytes), mode 0600; default
 ~/.config/gridtokenx/wallet.json (env GRIDTOKENX_WALLET).
@@ -70,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     redeem = sub.add_parser("redeem", help="redeem THBC for baht (the payments program burns it)")
     redeem.add_argument("thbc")
     redeem.add_argument("--payout", help="the payout reference to record on chain (default: the api makes one)")
+    meters = sub.add_parser("meters", help="list my meters, register one (prosumers), activate or suspend (operator)")
+    meters.add_argument("what", nargs="*", help="list | register METER | activate METER | suspend METER")
+    meters.add_argument("--public-key", help="register: the gateway's Ed25519 public key (`gateway keygen`), hex")
+    issue = sub.add_parser("issue", help="payment operator: issue THBC to WALLET against a deposit reference")
+    issue.add_argument("wallet")
+    issue.add_argument("thbc")
+    issue.add_argument("--reference", required=True, help="the bank deposit reference (each is issued once)")
 
 
 def _units(text: str, scale: int, what: str) -> int:
@@ -244,7 +256,35 @@ def _run(args: argparse.Namespace) -> int:
         _print(args, done, f"redeemed {args.thbc} THBC (burned), payout {done['details']['payout_reference']}: "
                            f"{done['signature']}")
         return 0
+    if cmd == "meters":
+        return _meters(args, session)
+    if cmd == "issue":
+        done = _transact(session, "POST", "/payments/issue", {
+            "wallet": args.wallet, "amount": _units(args.thbc, THBC, "THBC"), "reference": args.reference})
+        _print(args, done, f"issued {args.thbc} THBC to {args.wallet} against {args.reference}: {done['signature']}")
+        return 0
     raise WalletError(f"unknown action {cmd}")
+
+
+def _meters(args: argparse.Namespace, session: Session) -> int:
+    what = args.what or ["list"]
+    if what == ["list"]:
+        with session.client() as http:
+            me = _answer(http.get("/auth/me"))
+            page = _answer(http.get("/meters", params={"owner": me["wallet"]}))
+        lines = [f"{m['meter_id']:<16} {m['status']:<14} {m['minted'] / KWH:.9f} kWh minted" for m in page["items"]]
+        _print(args, page, "\n".join(lines) or "no meters")
+        return 0
+    if what[0] == "register" and len(what) == 2:
+        if not args.public_key:
+            raise WalletError("meters register METER --public-key HEX (the gateway's key, from `gateway keygen`)")
+        done = _transact(session, "POST", "/meters", {"meter_id": what[1], "public_key": args.public_key})
+    elif what[0] in ("activate", "suspend") and len(what) == 2:
+        done = _transact(session, "POST", f"/meters/{what[1]}/{what[0]}")
+    else:
+        raise WalletError("meters: list | register METER --public-key HEX | activate METER | suspend METER")
+    _print(args, done, f"{done['action']} {what[1]}: {done['signature']}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
