@@ -9,6 +9,7 @@
     gridtokenx backend report --from DATE --to DATE [--format text|csv|json] [--meter ID]
     gridtokenx backend check                      # the database against the chain
     gridtokenx backend localnet --data-dir DIR [--port 8899]
+    gridtokenx backend ack-keygen --out FILE              # the key that signs acks (gateways get its .pub)
 
 Every command takes ``--config FILE`` (backend/config.py: TOML, then ``GRIDTOKENX_BACKEND_…`` environment
 overrides); ``--database URL`` (or the environment variable GRIDTOKENX_DATABASE_URL) overrides the
@@ -26,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from backend.config import ROLES, BackendConfig, ConfigError, load_config
-from backend.storage import Storage, StorageError, open_storage
+from backend.ingest.ack_key import AckKeyError, generate_ack_key
+from backend.ingest.verify import usable_public_key
+from backend.storage import Storage, StorageConfigError, StorageError, open_storage
 from gridtokenx.batch import BatchFormatError, check_gateway_id
 from gridtokenx.identity import fingerprint
 from gridtokenx.mqtt import MqttError
@@ -51,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--data-dir", type=Path, help="where embedded state lives (data_dir)")
     run.add_argument("--mqtt-host", help="broker host (overrides the config file)")
     run.add_argument("--mqtt-port", type=int, help="broker port (overrides the config file)")
+    run.add_argument("--ack-key", type=Path, help="the key that signs acks (overrides [mqtt] ack_key_file)")
 
     add = common(sub.add_parser("add-gateway", help="commission a gateway: its id and Ed25519 public key"))
     add.add_argument("--id", required=True, dest="gateway_id")
@@ -93,6 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     localnet.add_argument("--bare", action="store_true",
                           help="no programs: deploy them with `gridtokenx programs deploy --url …` (as on a cluster)")
 
+    keygen = sub.add_parser("ack-keygen", help="create the key that signs acks (gateways get its .pub file)")
+    keygen.add_argument("--out", type=Path, required=True, help="e.g. /var/lib/gridtokenx/backend-ack.key")
+
 
 def _fail(message: str) -> int:
     print(f"gridtokenx backend: {message}", file=sys.stderr)
@@ -124,6 +131,8 @@ def load_settings(args: argparse.Namespace) -> BackendConfig:
         mqtt["host"] = args.mqtt_host
     if getattr(args, "mqtt_port", None):
         mqtt["port"] = args.mqtt_port
+    if getattr(args, "ack_key", None):
+        mqtt["ack_key_file"] = args.ack_key
     if mqtt:
         overrides["mqtt"] = mqtt
     return load_config(args.config, **overrides)
@@ -133,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     from programs.client.chain import ChainError
     from programs.deployment import DeploymentError
 
+    if args.backend_command == "ack-keygen":
+        return _ack_keygen(args)
     if args.backend_command == "localnet":
         return asyncio.run(_localnet(args))
     try:
@@ -144,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(action(args, config))
     except ConfigError as exc:
         return _fail(str(exc))
-    except DeploymentError as exc:
+    except (DeploymentError, StorageConfigError, AckKeyError) as exc:  # configuration: no systemd restart
         return _fail(str(exc))
     except StorageError as exc:
         print(f"gridtokenx backend: {exc}", file=sys.stderr)
@@ -157,25 +168,43 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run_service(args: argparse.Namespace, config: BackendConfig) -> int:
+    from backend.ingest.ack_key import load_ack_key
     from backend.service import RoleUnavailable, open_context, run_roles
 
     try:
         async with open_context(config) as ctx:
+            if "ingest" in config.roles:
+                # A missing or unsafe ack key is a configuration error: exit 2 before any role starts.
+                load_ack_key(config.mqtt.ack_key_file)
             return await run_roles(ctx)
     except RoleUnavailable as exc:
         return _fail(str(exc))
+
+
+def _ack_keygen(args: argparse.Namespace) -> int:
+    try:
+        key = generate_ack_key(args.out)
+    except AckKeyError as exc:
+        return _fail(str(exc))
+    print(f"ack key written to {args.out} (mode 0600)")
+    print(f"public key {key.public_key.hex()} (fingerprint {key.fingerprint})")
+    print(f"give {args.out}.pub to every gateway as [mqtt] backend_key_file")
+    return 0
 
 
 async def _add_gateway(args: argparse.Namespace, config: BackendConfig) -> int:
     try:
         gateway_id = check_gateway_id(args.gateway_id)
         public_key = bytes.fromhex(args.public_key)
-        if len(public_key) != 32:
+        if not usable_public_key(public_key):
             raise ValueError
     except BatchFormatError as exc:
         return _fail(str(exc))
     except ValueError:
-        return _fail("--public-key must be 64 hex digits (the Ed25519 public key from `gateway keygen`)")
+        return _fail(
+            "--public-key must be 64 hex digits encoding an Ed25519 public key of the prime-order subgroup "
+            "(as `gateway keygen` prints it; small-order, mixed-order and non-canonical keys are refused)"
+        )
     async with await open_storage(config.database_url) as storage:
         try:
             await storage.add_gateway(gateway_id, public_key, replace=args.replace)

@@ -30,7 +30,7 @@ from pydantic_settings import (
 )
 
 from backend.api.settings import ApiSettings
-from backend.ingest.receiver import BackendMqttSettings
+from backend.ingest.receiver import BackendMqttSettings, IngestSettings
 
 __all__ = [
     "ROLES",
@@ -167,6 +167,7 @@ class BackendConfig(BaseSettings):
     instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     database: DatabaseSettings = DatabaseSettings()
     mqtt: BackendMqttSettings = BackendMqttSettings()
+    ingest: IngestSettings = IngestSettings()
     chain: ChainSettings = ChainSettings()
     minter: MinterSettings = MinterSettings()
     indexer: IndexerSettings = IndexerSettings()

@@ -133,7 +133,7 @@ async def run_ingest(ctx: ServiceContext) -> None:
     from backend.ingest.pipeline import Ingest
     from backend.ingest.receiver import Receiver
 
-    ingest = Ingest(ctx.storage)
+    ingest = Ingest(ctx.storage, verify_processes=ctx.config.ingest.effective_verify_processes())
     ctx.roles["ingest"] = ingest
     try:
         log.info("ingest: broker %s:%d", ctx.config.mqtt.host, ctx.config.mqtt.effective_port)

@@ -8,10 +8,15 @@ has deleted every acknowledged row. It also prints the CPU seconds the backend, 
 process) and Mosquitto used during the drain, per reading, and how busy the whole machine was: on a
 shared machine a readings/s figure alone does not say whether other work took the cores.
 
-    python bench/bench_backlog_drain.py                      # 100 meters x 600 s, PostgreSQL
-    python bench/bench_backlog_drain.py --sqlite             # the embedded backend database
-    python bench/bench_backlog_drain.py --backends 2         # two ingest processes, one shared subscription
+    python bench/bench_backlog_drain.py                  # 100 meters x 600 s, PostgreSQL; runs 1, 2 and 1:2
+    python bench/bench_backlog_drain.py --runs 1         # one ingest process only
+    python bench/bench_backlog_drain.py --runs 2,3       # 2, then 3 ingest processes on a shared subscription
+    python bench/bench_backlog_drain.py --runs 1:2       # one ingest process with 2 verification processes
+    python bench/bench_backlog_drain.py --sqlite         # the embedded backend database
     python bench/bench_backlog_drain.py --meters 100 --seconds 60 --batch-size 500 --inflight 8
+
+Each drain starts from a fresh backlog and a fresh database; the last lines compare them: readings/s
+end to end and the CPU per reading of every process (a backend's verification processes included).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from gateway.mqtt_publisher import MqttSettings
 from gateway.outbox import Outbox, OutboxSettings
 from gateway.sample import MeterSample
 from gateway.service import GatewayService
+from tests.support.ackkey import backend_pub
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import temp_database
 from tests.support.processes import Proc, backend_cmd, write_backend_config
@@ -39,10 +45,17 @@ from tests.support.processes import Proc, backend_cmd, write_backend_config
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far."""
+def cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds (user + system, all threads) a process has used so far; with ``children``, plus its
+    live child processes (a backend's verification processes)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    own = (int(fields[11]) + int(fields[12])) / _TICK
+    if not children:
+        return own
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(c) for c in (task / "children").read_text().split()]
+    return own + sum(cpu_s(c, True) for c in kids)
 
 
 def machine_busy_s() -> tuple[float, float]:
@@ -74,7 +87,7 @@ async def fill(outbox: Outbox, key, meters: int, seconds: int) -> float:  # type
     return time.perf_counter() - start
 
 
-async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
+async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int, verify_processes: int) -> str:
     total = args.meters * args.seconds
     key = generate_key(work / "device.key")
     settings = OutboxSettings(path=work / "outbox.db", max_bytes=max(64 << 20, total * 400))
@@ -89,21 +102,23 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
     with Mosquitto(work / "broker") as broker:
         # Several ingest processes share the readings topic through an MQTT shared subscription, as
         # docs/mqtt.md describes for a backend on more cores; one is the default.
-        share = "ingest" if args.backends > 1 else None
-        backends = [
-            Proc(
-                backend_cmd("run", "--config", str(write_backend_config(
-                    work / f"b{i}.toml", url=url, broker_port=broker.port, instance=i, shared_group=share))),
-                work / f"backend{i}.log",
-            )
-            for i in range(args.backends)
-        ]
+        share = "ingest" if n_backends > 1 else None
+        def command(i: int) -> list[str]:
+            extra = f"[ingest]\nverify_processes = {verify_processes}\n"
+            cmd = backend_cmd("run", "--config", str(write_backend_config(
+                work / f"b{i}.toml", url=url, broker_port=broker.port, instance=i, shared_group=share, extra=extra)))
+            if args.profile is not None:  # cProfile of the event loop's thread, written at exit
+                cmd[1:1] = ["-m", "cProfile", "-o", str(args.profile / f"backend{n_backends}-{i}.prof")]
+            return cmd
+
+        backends = [Proc(command(i), work / f"backend{i}.log") for i in range(n_backends)]
         try:
             await asyncio.sleep(2.0)  # let the backend connect and subscribe
             mqtt = MqttSettings(
                 host="127.0.0.1",
                 port=broker.port,
                 gateway_id="gw-bench",
+                backend_key_file=backend_pub(work),
                 batch_size=args.batch_size,
                 inflight_batches=args.inflight,
                 ack_timeout_s=30,
@@ -111,7 +126,7 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
             service = GatewayService(key=key, mqtt=mqtt, outbox=settings)
             pids = {f"backend {i}": b.proc.pid for i, b in enumerate(backends)}
             pids |= {"gateway (this process)": os.getpid(), "mosquitto": broker.proc.pid}
-            cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+            cpu_before = {name: cpu_s(pid, name.startswith("backend")) for name, pid in pids.items()}
             busy_before = machine_busy_s()
             start = time.perf_counter()
             task = asyncio.create_task(service.run())
@@ -127,7 +142,7 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
                 if time.perf_counter() - start > args.limit_s:
                     raise SystemExit(f"not drained within {args.limit_s} s; see {work}/backend*.log")
             elapsed = time.perf_counter() - start
-            cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
+            cpu = {name: cpu_s(pid, name.startswith("backend")) - cpu_before[name] for name, pid in pids.items()}
             busy = [after - before for after, before in zip(machine_busy_s(), busy_before, strict=True)]
             service.stop()
             await task
@@ -146,6 +161,15 @@ async def drain(args: argparse.Namespace, url: str, work: Path) -> None:
                 f"({os.cpu_count()} cores)"
             )
             assert stored == total, f"backend holds {stored} of {total}"
+            backend_us = [cpu[f"backend {i}"] / total * 1e6 for i in range(n_backends)]
+            checks = f"{verify_processes} verification processes each" if verify_processes else "checks in a thread"
+            return (
+                f"{n_backends} ingest process{'es' if n_backends > 1 else ''} ({checks}): "
+                f"{total / elapsed:,.0f} readings/s; "
+                f"backend CPU {' + '.join(f'{u:.0f}' for u in backend_us)} = {sum(backend_us):.0f} us/reading, "
+                f"gateway {cpu['gateway (this process)'] / total * 1e6:.0f}, "
+                f"mosquitto {cpu['mosquitto'] / total * 1e6:.0f}; machine {busy[0] / busy[1]:.0%} busy"
+            )
         finally:
             for b in backends:
                 b.terminate()
@@ -159,15 +183,29 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--sqlite", action="store_true", help="backend on SQLite instead of PostgreSQL")
     parser.add_argument("--limit-s", type=float, default=300)
-    parser.add_argument("--backends", type=int, default=1, help="ingest processes sharing the subscription")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of each backend process into this folder")
+    parser.add_argument(
+        "--runs",
+        default="1,2,1:2",
+        help="drains to run: N ingest processes (on one shared subscription), or N:V with V verification "
+        "processes each ([ingest] verify_processes)",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gtx-bench-") as tmp:
-        work = Path(tmp)
-        if args.sqlite:
-            asyncio.run(drain(args, f"sqlite:///{work}/backend.db", work))
-        else:
-            with temp_database() as url:
-                asyncio.run(drain(args, url, work))
+    runs = [(int(r.split(":")[0]), int(r.split(":")[1]) if ":" in r else 0) for r in args.runs.split(",")]
+    lines = []
+    for n, v in runs:
+        print(f"--- {n} ingest process{'es' if n > 1 else ''}, {v} verification processes each "
+              f"(load average {os.getloadavg()[0]:.2f})")
+        with tempfile.TemporaryDirectory(prefix="gtx-bench-") as tmp:
+            work = Path(tmp)
+            if args.sqlite:
+                lines.append(asyncio.run(drain(args, f"sqlite:///{work}/backend.db", work, n, v)))
+            else:
+                with temp_database() as url:
+                    lines.append(asyncio.run(drain(args, url, work, n, v)))
+    print("summary:")
+    for line in lines:
+        print(f"  {line}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.storage import open_storage
 from gateway.keys import generate_key
+from tests.support.ackkey import backend_pub
 from tests.support.mosquitto import Mosquitto
 from tests.support.postgres import temp_database
 from tests.support.processes import Proc, backend_cmd, gateway_cmd, start_meter_sim, write_backend_config
@@ -73,7 +74,7 @@ def soak(args: argparse.Namespace, url: str, work: Path) -> None:
         config = work / "gateway.toml"
         config.write_text(
             f'[gateway]\nid = "gw-soak"\n\n{buses}{meters}'
-            f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nbackend_key_file = "{backend_pub(work)}"\n\n'
             f'[outbox]\npath = "{work}/state/outbox.db"\n\n[key]\npath = "{work}/state/device.key"\n'
         )
         backend = Proc(

@@ -56,9 +56,11 @@ def load_checked(path: Path) -> tuple[GatewayConfig, DeviceKey]:
     (password and token files), so a bad one is refused before anything stops or starts."""
     from gateway.config import load_config
     from gateway.keys import load_key
+    from gateway.mqtt_publisher import load_backend_key
 
     config = load_config(path)
     key = load_key(config.key.path)
+    load_backend_key(config.mqtt.backend_key_file)  # acks are believed only with its signature
     config.mqtt.read_password()
     if config.status is not None:
         config.status.read_token()
@@ -68,13 +70,14 @@ def load_checked(path: Path) -> tuple[GatewayConfig, DeviceKey]:
 def run(args: argparse.Namespace) -> int:
     from gateway.errors import ConfigError
     from gateway.keys import DeviceKeyError
+    from gateway.mqtt_publisher import BackendKeyError
     from gateway.outbox import OutboxCorruptError, OutboxError, OutboxSchemaError
     from gateway.status_page import StatusPageError
     from gridtokenx.mqtt import MqttError
 
     try:
         config, key = load_checked(args.config)
-    except (ConfigError, DeviceKeyError, MqttError, OSError) as exc:
+    except (ConfigError, DeviceKeyError, BackendKeyError, MqttError, OSError) as exc:
         print(f"gridtokenx gateway run: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     from gateway.memory import limit_arenas

@@ -9,6 +9,12 @@ is acknowledged, up to ``ack_timeout_max_s``) or after a reconnect. The backend 
 
 At most ``inflight_batches`` messages of at most ``batch_size`` readings are unacknowledged at any
 time, which bounds both memory here and the queue at the broker.
+
+Acks are believed only with the backend's signature (its ack public key, ``[mqtt] backend_key_file``),
+and only for what they answer: the ack must name this gateway, a batch this process sent, and the
+SHA-256 of exactly the message sent under that batch id; then only (meter, seq) of that batch leave the
+outbox. A forged ack deletes nothing, and a replayed genuine one can only confirm what the backend did
+with the very message it answers.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import itertools
 import logging
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +39,7 @@ from gridtokenx import __version__
 from gridtokenx.batch import (
     TOPIC_ROOT,
     Ack,
+    AckAuthError,
     AckStatus,
     BatchFormatError,
     GatewayStatus,
@@ -40,14 +48,37 @@ from gridtokenx.batch import (
     decode_ack,
     encode_batch_entries,
     encode_status,
+    message_digest,
     readings_topic,
     status_topic,
 )
 from gridtokenx.mqtt import BrokerSettings, MqttConnection, MqttError
 
-__all__ = ["MqttSettings", "PublisherStats", "ReadingPublisher"]
+__all__ = ["BackendKeyError", "MqttSettings", "PublisherStats", "ReadingPublisher", "load_backend_key"]
 
 log = logging.getLogger(__name__)
+
+
+class BackendKeyError(ValueError):
+    """The backend's ack public key file is missing or malformed."""
+
+
+def load_backend_key(path: Path) -> bytes:
+    """The 32-byte public key from a ``.pub`` file: one line of 64 hex digits; ``#`` lines are comments."""
+    try:
+        text = Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackendKeyError(f"cannot read the backend's ack public key {path}: {exc}") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    try:
+        if len(lines) != 1:
+            raise ValueError
+        key = bytes.fromhex(lines[0])
+        if len(key) != 32:
+            raise ValueError
+    except ValueError:
+        raise BackendKeyError(f"{path} does not hold one 64-hex-digit Ed25519 public key") from None
+    return key
 
 
 class MqttSettings(BrokerSettings):
@@ -57,11 +88,15 @@ class MqttSettings(BrokerSettings):
     gateway_id: str | None = None
     client_id: str | None = None  # default "gridtokenx-gw-<gateway_id>"
     topic_root: str = TOPIC_ROOT
-    batch_size: int = Field(default=500, ge=1, le=5000)  # readings per message (~400 bytes each)
+    # Readings per message (~420 bytes each). The backend refuses messages above 1 MiB by default.
+    batch_size: int = Field(default=500, ge=1, le=2000)
     inflight_batches: int = Field(default=8, ge=1, le=100)  # unacknowledged messages at once
     ack_timeout_s: float = Field(default=20.0, gt=0)
     ack_timeout_max_s: float = Field(default=300.0, gt=0)
     status_interval_s: float = Field(default=60.0, gt=0)
+    # The backend's ack public key (the .pub file of `gridtokenx backend ack-keygen`): only acks it
+    # signed delete readings from the outbox. Read when the daemon starts: missing is a config error.
+    backend_key_file: Path = Path("/etc/gridtokenx/backend-ack.key.pub")
 
     @field_validator("gateway_id")
     @classmethod
@@ -83,6 +118,12 @@ class _InFlight:
     ids: list[int]
     keys: dict[tuple[str, int], int]  # (meter, seq) -> outbox row id
     sent_at: float
+    digest: bytes = b""  # of the message sent under this batch id
+
+
+# Batches remembered after they left the window (requeued after a timeout or a reconnect), so that
+# their late ack still frees what it answers.
+_RECENT_BATCHES = 256
 
 
 @dataclass
@@ -93,7 +134,7 @@ class PublisherStats:
     readings_acked: int = 0
     readings_rejected: int = 0
     ack_timeouts: int = 0
-    bad_acks: int = 0
+    bad_acks: int = 0  # not signed by the backend, or answering nothing this process sent
     connects: int = 0  # successful connections to the broker, the first one included
     last_ack_ms: int | None = None  # wall-clock time of the backend's latest acknowledgement
 
@@ -111,6 +152,10 @@ class ReadingPublisher:
         if settings.gateway_id is None:
             raise ValueError("MqttSettings.gateway_id is required to publish")
         self._gw: str = settings.gateway_id
+        self._backend_key = load_backend_key(settings.backend_key_file)
+        # batch id -> (digest, (meter, seq) -> outbox id) of batches that left the window unanswered
+        self._recent: OrderedDict[str, tuple[bytes, dict[tuple[str, int], int]]] = OrderedDict()
+        self._bad_ack_logged_at = 0.0
         self._topic = readings_topic(self._gw, settings.topic_root)
         self._inflight: dict[str, _InFlight] = {}
         self._cursor = 0  # highest outbox id sent since start
@@ -208,12 +253,21 @@ class ReadingPublisher:
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
         try:
-            ack = decode_ack(bytes(message.payload))
+            ack = decode_ack(bytes(message.payload), self._backend_key)
+            if ack.gateway_id != self._gw:
+                raise AckAuthError("ack_gateway", "ack answers another gateway")
         except BatchFormatError as exc:
-            self.stats.bad_acks += 1
-            log.warning("ignoring malformed ack on %s: %s", message.topic, exc)
+            self._bad_ack(str(exc))
             return
         self._acks.put_nowait(ack)
+
+    def _bad_ack(self, why: str) -> None:
+        self.stats.bad_acks += 1
+        # At most one line a minute: anyone who can publish on the ack topic could flood the log.
+        now = time.monotonic()
+        if now - self._bad_ack_logged_at >= 60.0 or self.stats.bad_acks == 1:
+            self._bad_ack_logged_at = now
+            log.warning("ignoring an ack (%s); %d ignored so far", why, self.stats.bad_acks)
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -221,6 +275,10 @@ class ReadingPublisher:
         flight = self._inflight.pop(batch_id, None)
         if flight is None:
             return
+        if flight.digest:
+            self._recent[batch_id] = (flight.digest, flight.keys)
+            while len(self._recent) > _RECENT_BATCHES:
+                self._recent.popitem(last=False)
         for row_id in flight.ids:
             if row_id not in self._retry_set:
                 self._retry_set.add(row_id)
@@ -301,7 +359,10 @@ class ReadingPublisher:
                 await self._wait(0.5)
                 continue
             self._inflight[batch_id] = _InFlight(
-                [r.id for r in rows], {(r.meter_id, r.seq): r.id for r in rows}, time.monotonic()
+                [r.id for r in rows],
+                {(r.meter_id, r.seq): r.id for r in rows},
+                time.monotonic(),
+                message_digest(payload),
             )
             self.stats.messages_sent += 1
             self.stats.readings_sent += len(rows)
@@ -310,6 +371,17 @@ class ReadingPublisher:
 
     # -- acknowledgements ------------------------------------------------------------------------
 
+    def _answered(self, ack: Ack) -> dict[tuple[str, int], int] | None:
+        """The (meter, seq) → outbox id of the batch this ack answers, if it answers one we sent
+        (same batch id, same message digest); else None."""
+        flight = self._inflight.get(ack.batch_id)
+        if flight is not None and flight.digest == ack.digest:
+            return flight.keys
+        recent = self._recent.get(ack.batch_id)
+        if recent is not None and recent[0] == ack.digest:
+            return recent[1]
+        return None
+
     async def _ack_loop(self) -> None:
         while True:
             acks = [await self._acks.get()]
@@ -317,8 +389,16 @@ class ReadingPublisher:
                 acks.append(self._acks.get_nowait())
             keys: list[tuple[str, int]] = []
             conflict = False
+            answered: list[Ack] = []
             for ack in acks:
+                sent = self._answered(ack)
+                if sent is None:
+                    self._bad_ack(f"batch {ack.batch_id} with that digest was not sent by this process")
+                    continue
+                answered.append(ack)
                 for r in ack.results:
+                    if r.meter_id is None or r.seq is None or (r.meter_id, r.seq) not in sent:
+                        continue  # nothing we sent in that batch: nothing to delete
                     keys.append((r.meter_id, r.seq))
                     if r.status is AckStatus.REJECTED:
                         self._log_rejection(r.meter_id, r.seq, r.reason or "unspecified")
@@ -335,7 +415,8 @@ class ReadingPublisher:
                 self._timeouts_in_a_row = 0
                 self.stats.last_ack_ms = int(time.time() * 1000)
             acked = set(keys)
-            for ack in acks:
+            for ack in answered:
+                self._recent.pop(ack.batch_id, None)
                 flight = self._inflight.pop(ack.batch_id, None)
                 if flight is None:
                     continue  # late ack of a batch already requeued: its rows are simply gone now

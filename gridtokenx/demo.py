@@ -204,6 +204,7 @@ timeout = 0.3
 host = "127.0.0.1"
 port = {broker_port}
 ack_timeout_s = 3.0
+backend_key_file = "{workdir}/backend-ack.key.pub"
 
 [outbox]
 path = "{workdir}/gateway/outbox.db"
@@ -297,9 +298,11 @@ def run(args: argparse.Namespace) -> int:
                 check=True, capture_output=True, text=True,
             )
             print(f"demo: gateway key made (0600) and commissioned on the backend: {match.group(1)[:16]}…")
+            ack_key = workdir / "backend-ack.key"
+            subprocess.run(_cli("backend", "ack-keygen", "--out", str(ack_key)), check=True, capture_output=True)
             stack.start(
                 "backend",
-                _cli("backend", "run", "--database", db_url,
+                _cli("backend", "run", "--database", db_url, "--ack-key", str(ack_key),
                      "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker_port)),
             )
             config = _gateway_config(

@@ -24,7 +24,7 @@ from backend.storage.database import (
     open_storage,
 )
 from backend.storage.schema import SCHEMA_VERSION
-from backend.storage.sql import I64_MAX, Sql, StorageError
+from backend.storage.sql import I64_MAX, Sql, StorageConfigError, StorageError
 
 __all__ = [
     "I64_MAX",
@@ -34,6 +34,7 @@ __all__ = [
     "ReadingRow",
     "Sql",
     "Storage",
+    "StorageConfigError",
     "StorageError",
     "open_storage",
 ]

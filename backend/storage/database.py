@@ -11,7 +11,12 @@ Tables:
 - ``readings``: one row per (gateway, meter, seq): the decoded fields, plus the exact signed bytes and
   signature so anyone can re-verify later. The primary key is what makes ingest idempotent.
 - ``quarantine``: everything refused (unknown gateway, bad signature, malformed, conflicting bytes
-  for a known (meter, seq)) with the reason, so no data is lost.
+  for a known (meter, seq)) with the reason, so no data is lost. Whatever a sender wrote is kept as
+  bytes (``data``, ``signature``, ``payload``, ``topic``); the text columns hold only values that were
+  validated first (a meter id of the reading format, a reason of ours), so hostile input can never
+  make the database refuse the row.
+- ``ingest_redeliveries``: messages the broker delivered again (MQTT DUP) while being processed,
+  with a count — a message that keeps failing is quarantined as ``poison`` instead of retried forever.
 
 Integers are SQL BIGINT (signed 64-bit). The wire format allows u64; a reading whose values do not
 fit is quarantined with reason ``out_of_range`` (our gateways' epochs keep ``seq`` below 2**63).
@@ -30,7 +35,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from backend.storage.schema import upgrade
-from backend.storage.sql import I64_MAX, Sql, StorageError, now_ms
+from backend.storage.sql import I64_MAX, Sql, StorageConfigError, StorageError, now_ms
 
 __all__ = [
     "I64_MAX",
@@ -39,9 +44,14 @@ __all__ = [
     "ReadingRow",
     "Sql",
     "Storage",
+    "StorageConfigError",
     "StorageError",
     "open_storage",
 ]
+
+_METER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,16}")
+_REASON_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
 
 class ReadingRow(NamedTuple):
     """One verified reading as stored. A named tuple: ingest makes one per reading on its hot path,
@@ -74,6 +84,7 @@ class QuarantineRow:
     signature: bytes | None = None
     payload: bytes | None = None  # the whole message, when it could not be split into readings
     received_ms: int = 0
+    topic: bytes | None = None  # the MQTT topic, when it was not a valid one of ours
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +158,23 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def table_exists(self, name: str) -> bool: ...
 
+    async def ping(self) -> None:
+        """Raise StorageError unless the database answers."""
+        await self.fetch("SELECT 1")
+
+    async def note_redelivery(self, digest: bytes) -> int:
+        """Count one more delivery of a message the broker had already sent us; return the count."""
+        rows = await self.fetch(
+            "INSERT INTO ingest_redeliveries (digest, attempts, first_ms) VALUES ($1, 1, $2) "
+            "ON CONFLICT (digest) DO UPDATE SET attempts = ingest_redeliveries.attempts + 1 RETURNING attempts",
+            digest,
+            now_ms(),
+        )
+        return int(rows[0][0])
+
+    async def forget_redelivery(self, digest: bytes) -> None:
+        await self.execute("DELETE FROM ingest_redeliveries WHERE digest = $1", digest)
+
     async def add_gateway(self, gateway_id: str, public_key: bytes, *, replace: bool = False) -> None:
         existing = await self.gateway(gateway_id)
         if existing is not None and existing.public_key != public_key and not replace:
@@ -170,6 +198,8 @@ class Storage(abc.ABC):
         await self.execute("UPDATE gateways SET status = $2 WHERE gateway_id = $1", gateway_id, status)
 
     async def record_presence(self, gateway_id: str, online: bool, timestamp_ms: int) -> None:
+        if type(timestamp_ms) is not int or not 0 <= timestamp_ms <= I64_MAX:
+            raise ValueError("status timestamp must be a 63-bit non-negative integer")
         await self.execute(
             "UPDATE gateways SET online = $2, status_ms = $3 WHERE gateway_id = $1", gateway_id, online, timestamp_ms
         )
@@ -190,21 +220,10 @@ class Storage(abc.ABC):
     async def quarantine(self, rows: Sequence[QuarantineRow]) -> None:
         if rows:
             await self.executemany(
-                "INSERT INTO quarantine (gateway_id, meter_id, seq, reason, data, signature, payload, received_ms) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                [
-                    (
-                        q.gateway_id,
-                        q.meter_id,
-                        q.seq if q.seq is not None and 0 <= q.seq <= I64_MAX else None,
-                        q.reason,
-                        q.data,
-                        q.signature,
-                        q.payload,
-                        q.received_ms or now_ms(),
-                    )
-                    for q in rows
-                ],
+                "INSERT INTO quarantine "
+                "(gateway_id, meter_id, seq, reason, data, signature, payload, received_ms, topic) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                [_quarantine_values(q) for q in rows],
             )
 
     async def quarantined_readings(self, gateway_id: str, reasons: Sequence[str]) -> list[tuple[int, bytes, bytes]]:
@@ -235,6 +254,33 @@ class Storage(abc.ABC):
         return [
             ReadingRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bytes(r[8]), bytes(r[9]), r[10]) for r in rows
         ]
+
+
+def _text_or_none(value: object, pattern: re.Pattern[str]) -> str | None:
+    return value if type(value) is str and pattern.fullmatch(value) else None
+
+
+def _blob_or_none(value: object) -> bytes | None:
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
+
+
+def _quarantine_values(q: QuarantineRow) -> tuple[Any, ...]:
+    """The columns of one quarantine row, each one a value the database cannot refuse: text only
+    when it has the form we validate (else NULL — the bytes columns keep what was sent), integers
+    only within BIGINT."""
+    seq = q.seq if type(q.seq) is int and 0 <= q.seq <= I64_MAX else None
+    received = q.received_ms if type(q.received_ms) is int and 0 < q.received_ms <= I64_MAX else now_ms()
+    return (
+        _text_or_none(q.gateway_id, _REASON_RE),  # gateway ids have the same form as reasons
+        _text_or_none(q.meter_id, _METER_ID_RE),
+        seq,
+        _text_or_none(q.reason, _REASON_RE) or "invalid_reason",
+        _blob_or_none(q.data),
+        _blob_or_none(q.signature),
+        _blob_or_none(q.payload),
+        received,
+        _blob_or_none(q.topic),
+    )
 
 
 def _gateway_record(r: Sequence[Any]) -> GatewayRecord:
@@ -289,6 +335,7 @@ class PostgresStorage(Storage):
     async def execute(self, sql: str, *args: Any) -> None:
         await self._run("execute", sql, *args)
 
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self._run("executemany", sql, list(rows))
 
@@ -322,10 +369,20 @@ class PostgresStorage(Storage):
         if not rows:
             return set()
 
-        # COPY into a per-session temporary table, then one INSERT … ON CONFLICT DO NOTHING RETURNING:
-        # asyncpg's binary COPY encodes a batch at a fraction of the cost of eleven array parameters
-        # (whose elements it type-checks one by one), and the conflict handling stays in one statement.
+        import asyncpg
+
+        # Usually every reading is new: COPY straight into the table, in one transaction, and all were
+        # stored. If any was there already (a resend), the COPY fails as a whole and nothing of it
+        # stays; then COPY into a per-session temporary table and one INSERT … ON CONFLICT DO NOTHING
+        # RETURNING says which are new. asyncpg's binary COPY encodes a batch at a fraction of the cost
+        # of eleven array parameters (whose elements it type-checks one by one).
         async def work(conn: Any) -> set[tuple[str, int]]:
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table("readings", records=rows, columns=_READING_COLUMN_LIST)
+                return {(r[1], r[2]) for r in rows}
+            except asyncpg.UniqueViolationError:
+                pass
             async with conn.transaction():
                 await conn.execute(
                     "SET LOCAL client_min_messages = warning; "
@@ -445,6 +502,7 @@ class SqliteStorage(Storage):
         async with self._exclusive():
             await self._execute(sql, args)
 
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as tx:
             await tx.executemany(sql, rows)
@@ -525,7 +583,7 @@ async def open_storage(url: str) -> Storage:
     elif url.startswith("sqlite:///"):
         storage = await SqliteStorage.connect(Path(url[len("sqlite://") :]))
     else:
-        raise StorageError(f"database URL {_redact(url)!r} must start with postgresql:// or sqlite:///")
+        raise StorageConfigError(f"database URL {_redact(url)!r} must start with postgresql:// or sqlite:///")
     try:
         await storage.migrate()
     except BaseException:

@@ -18,9 +18,11 @@ Versions:
    transaction, the readings it passed over MINTED by the settlement that covered them.
 3. ``trades.event_id`` and ``payments.event_id``: the ``chain_events`` id of the event that recorded the
    row, so lists come in the chain's order (several trades can share a second and a slot).
-4. ``api_nonces``: the api role's single-use sign-in nonces when no Redis is configured
-   (backend/storage/nonces.py); the tables of ``CREATE TABLE IF NOT EXISTS`` that earlier api versions made
-   at their start are taken over as they are.
+4. ``quarantine.topic`` (the raw topic of a message refused for its topic) and ``ingest_redeliveries``
+   (messages the broker delivered again while they were being processed: after three, ``poison``).
+5. ``api_nonces``: the api role's single-use sign-in nonces when no Redis is configured
+   (backend/storage/nonces.py); the table earlier api versions made themselves at their start (``CREATE
+   TABLE IF NOT EXISTS``, the same columns) is taken over as it is.
 
 Conventions: amounts in base units as BIGINT (GRID 10**9 per kWh, THBC 10**6 per baht); wallet and PDA
 addresses as base58 TEXT; chain times (``*_at``) in unix seconds as the programs store them, backend
@@ -318,14 +320,6 @@ _V3 = [
 ]
 
 
-# The api's sign-in nonces (without Redis). IF NOT EXISTS: api versions before schema 4 created the table
-# themselves at start-up, with these same columns.
-_V4 = [
-    "CREATE TABLE IF NOT EXISTS api_nonces (nonce TEXT PRIMARY KEY, expires_ms BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS api_nonces_expiry ON api_nonces (expires_ms)",
-]
-
-
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -341,11 +335,30 @@ async def _v2_data(tx: Sql) -> None:
             await tx.execute(statement)
 
 
+# Ingest under hostile input (issue 8): the raw topic of a message that came on a topic not ours, and
+# the redelivery ledger behind the "poison" verdict (backend/ingest/receiver.py).
+_V4 = [
+    "ALTER TABLE quarantine ADD COLUMN topic {blob}",
+    """CREATE TABLE ingest_redeliveries (
+        digest {blob} PRIMARY KEY,
+        attempts INTEGER NOT NULL,
+        first_ms BIGINT NOT NULL
+    )""",
+]
+
+# The api's sign-in nonces (without Redis). IF NOT EXISTS: api versions before schema 5 created the table
+# themselves at start-up, with these same columns.
+_V5 = [
+    "CREATE TABLE IF NOT EXISTS api_nonces (nonce TEXT PRIMARY KEY, expires_ms BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS api_nonces_expiry ON api_nonces (expires_ms)",
+]
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ingest: gateways, readings, quarantine", SCHEMA_V1),
     Migration(2, "data stores D1-D7, reading lifecycle, indexer cursor and events", _V2, _v2_data),
     Migration(3, "trades and payments carry their event id (chain order)", _V3),
-    Migration(4, "the api's sign-in nonces", _V4),
+    Migration(4, "ingest: quarantine.topic, redelivery ledger", _V4),
+    Migration(5, "the api's sign-in nonces", _V5),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-__all__ = ["I64_MAX", "Sql", "StorageError", "now_ms"]
+__all__ = ["I64_MAX", "Sql", "StorageConfigError", "StorageError", "now_ms"]
 
 I64_MAX = (1 << 63) - 1
 
@@ -39,6 +39,13 @@ class StorageError(Exception):
     def __init__(self, message: str, *, transient: bool = True) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class StorageConfigError(StorageError):
+    """The configuration names no database this backend can use (e.g. an unsupported URL scheme)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
 
 
 def now_ms() -> int:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -71,9 +74,9 @@ async def test_refused_readings_are_quarantined_and_acknowledged_as_rejected(sto
     payload["readings"][1]["sig"] = sign(forged, other).signature.hex()  # signed by someone else
     ack = await ingest.handle(GW, json.dumps(payload).encode())
     assert ack is not None
-    assert [(r.seq, r.status, r.reason) for r in ack.results] == [
-        (2, AckStatus.REJECTED, "bad_signature"),
+    assert [(r.seq, r.status, r.reason) for r in ack.results] == [  # in batch order
         (1, AckStatus.STORED, None),
+        (2, AckStatus.REJECTED, "bad_signature"),
     ]
     # Plain fields that disagree with the signed bytes.
     lying = json.loads(_payload(key, [_reading(3)]))
@@ -116,17 +119,26 @@ async def test_disabled_gateway_and_rekeying(storage: Storage, key: SigningKey) 
     ingest.close()
 
 
-async def test_many_readings_are_verified_in_threads_with_the_same_result(storage: Storage, key: SigningKey) -> None:
+@pytest.mark.parametrize("workers", [{"verify_threads": 2}, {"verify_processes": 2}], ids=["threads", "processes"])
+async def test_many_readings_are_verified_in_workers_with_the_same_result(
+    storage: Storage, key: SigningKey, workers: dict[str, int]
+) -> None:
     await storage.add_gateway(GW, bytes(key.verify_key))
-    ingest = Ingest(storage, verify_threads=2)
+    ingest = Ingest(storage, **workers)
     readings = [_reading(s, meter=f"m{s % 7}") for s in range(700)]
     payload = json.loads(_payload(key, readings))
     payload["readings"][333]["sig"] = "00" * 64
+    payload["readings"][334]["data"] = payload["readings"][334]["data"][:-2]  # not 60 bytes: no pair to check
+    payload["readings"][335]["sig"] = payload["readings"][336]["sig"]  # another reading's signature
     ack = await ingest.handle(GW, json.dumps(payload).encode())
     assert ack is not None and len(ack.results) == 700
-    bad = [r for r in ack.results if r.status is AckStatus.REJECTED]
-    assert [(r.meter_id, r.seq) for r in bad] == [(readings[333].meter_id, 333)]
-    assert await storage.reading_count(GW) == 699
+    bad = [(r.meter_id, r.seq, r.reason) for r in ack.results if r.status is AckStatus.REJECTED]
+    assert bad == [
+        (readings[333].meter_id, 333, "bad_signature"),
+        (readings[334].meter_id, 334, "format:length"),
+        (readings[335].meter_id, 335, "bad_signature"),
+    ]
+    assert await storage.reading_count(GW) == 697
     ingest.close()
 
 
@@ -146,3 +158,29 @@ async def test_readings_sent_before_commissioning_are_recovered_from_quarantine(
     assert await storage.quarantine_counts() == {"bad_signature": 1}
     assert await ingest.reprocess_quarantine(GW) == (0, 0)  # nothing left to release
     ingest.close()
+
+
+async def test_a_verification_process_that_dies_costs_no_verdict(storage: Storage, key: SigningKey) -> None:
+    await storage.add_gateway(GW, bytes(key.verify_key))
+    ingest = Ingest(storage, verify_processes=1)
+    try:
+        ack = await ingest.handle(GW, _payload(key, [_reading(s) for s in range(100)]))
+        assert ack is not None and {r.status for r in ack.results} == {AckStatus.STORED}
+        workers = multiprocessing.active_children()
+        assert workers, "no verification process"
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            worker.join(10)
+        for batch in ("b2", "b3"):  # the message during the breakdown, and the one after it
+            start = 100 if batch == "b2" else 200
+            payload = json.loads(_payload(key, [_reading(s) for s in range(start, start + 100)], batch=batch))
+            payload["readings"][7]["sig"] = "00" * 64
+            ack = await ingest.handle(GW, json.dumps(payload).encode())
+            assert ack is not None
+            assert [(r.seq, r.reason) for r in ack.results if r.status is AckStatus.REJECTED] == [
+                (start + 7, "bad_signature")
+            ]
+        assert await storage.reading_count(GW) == 298
+        assert ingest.log.events["verify_processes"] == 1
+    finally:
+        ingest.close()

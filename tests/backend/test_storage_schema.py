@@ -125,11 +125,11 @@ async def test_version_2_trades_get_their_event_ids(db_url: str) -> None:
         assert await s.fetch("SELECT signature, event_id FROM trades") == [("sig", event_id)]
 
 
-async def test_version_3_keeps_the_nonces_an_earlier_api_made(db_url: str) -> None:
-    """Before version 4 the api created ``api_nonces`` itself at start-up; the upgrade takes it over."""
+async def test_version_4_keeps_the_nonces_an_earlier_api_made(db_url: str) -> None:
+    """Before version 5 the api created ``api_nonces`` itself at start-up; the upgrade takes it over."""
     s = await _raw(db_url)
     try:
-        await upgrade(s, target=3)
+        await upgrade(s, target=4)
         await s.execute("CREATE TABLE IF NOT EXISTS api_nonces (nonce TEXT PRIMARY KEY, expires_ms BIGINT NOT NULL)")
         await s.execute("INSERT INTO api_nonces VALUES ('kept', 9999999999999)")
     finally:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.ackkey import backend_pub
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.processes import Proc, gateway_cmd, start_meter_sim
 
@@ -100,7 +101,7 @@ def running_daemon(
             '[gateway]\nid = "gw-daemon"\n\n'
             + "\n".join(buses + meters)
             + f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nack_timeout_s = 2.0\nack_timeout_max_s = 4.0\n'
-            "reconnect_min_s = 1\nreconnect_max_s = 1\n\n"
+            f'reconnect_min_s = 1\nreconnect_max_s = 1\nbackend_key_file = "{backend_pub(tmp)}"\n\n'
             f'[outbox]\npath = "{state}/outbox.db"\n\n[key]\npath = "{state}/device.key"\n'
             + (f'\n[status]\nlisten = "127.0.0.1:{status_port}"\nrefresh_s = 5\n{status}\n' if status_port else "")
             + extra

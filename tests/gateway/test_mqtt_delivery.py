@@ -17,6 +17,7 @@ from gateway.outbox import OutboxSettings
 from gateway.service import GatewayService
 from gridtokenx.mqtt import TlsSettings
 from tests.support import fixtures
+from tests.support.ackkey import backend_pub
 from tests.support.inprocess import check_exactly_once, running_backend, samples, wait_for
 from tests.support.mosquitto import Mosquitto, make_pki
 
@@ -41,6 +42,7 @@ async def test_readings_the_broker_dropped_are_resent_until_the_backend_acknowle
             host="127.0.0.1",
             port=mosq.port,
             gateway_id="gw-1",
+            backend_key_file=backend_pub(tmp_path),
             batch_size=50,
             inflight_batches=8,
             ack_timeout_s=1.5,
@@ -80,7 +82,13 @@ async def test_tls_client_certificate_password_and_acl(
         pwfile = tmp_path / "gw.pass"
         pwfile.write_text("g-secret\n")
         good = MqttSettings(
-            host="localhost", port=mosq.port, gateway_id="gw-tls", username="gw-tls", password_file=pwfile, **tls
+            host="localhost",
+            port=mosq.port,
+            gateway_id="gw-tls",
+            username="gw-tls",
+            password_file=pwfile,
+            backend_key_file=backend_pub(tmp_path),
+            **tls,
         )
         async with running_backend(pg_url, mosq.port, username="backend", password="b-secret", **tls) as (
             storage,
@@ -136,7 +144,13 @@ async def test_unknown_gateway_is_quarantined_and_acknowledged_as_rejected(
     tmp_path: Path, broker: Mosquitto, pg_url: str
 ) -> None:
     key = generate_key(tmp_path / "device.key")  # never commissioned
-    mqtt = MqttSettings(host="127.0.0.1", port=broker.port, gateway_id="gw-new", ack_timeout_s=2.0)
+    mqtt = MqttSettings(
+        host="127.0.0.1",
+        port=broker.port,
+        gateway_id="gw-new",
+        ack_timeout_s=2.0,
+        backend_key_file=backend_pub(tmp_path),
+    )
     service = GatewayService(
         key=key, mqtt=mqtt, outbox=OutboxSettings(path=tmp_path / "o.db"), samples=samples(meters=2, rounds=10)
     )

@@ -14,6 +14,7 @@ from gateway.mqtt_publisher import MqttSettings
 from gateway.outbox import OutboxSettings
 from gateway.service import GatewayService
 from tests.support import fixtures
+from tests.support.ackkey import backend_pub
 from tests.support.inprocess import check_exactly_once, retained, running_backend, samples, wait_for
 from tests.support.mosquitto import Mosquitto
 
@@ -21,8 +22,10 @@ pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 broker, pg_url = fixtures.broker, fixtures.pg_url
 
 
-def _mqtt(port: int, **kw: object) -> MqttSettings:
-    return MqttSettings(host="127.0.0.1", port=port, gateway_id="gw-1", ack_timeout_s=2.0, **kw)  # type: ignore[arg-type]
+def _mqtt(port: int, tmp: Path, **kw: object) -> MqttSettings:
+    return MqttSettings(  # type: ignore[arg-type]
+        host="127.0.0.1", port=port, gateway_id="gw-1", ack_timeout_s=2.0, backend_key_file=backend_pub(tmp), **kw
+    )
 
 
 async def test_every_reading_arrives_once_and_leaves_the_outbox(tmp_path: Path, broker: Mosquitto, pg_url: str) -> None:
@@ -31,7 +34,7 @@ async def test_every_reading_arrives_once_and_leaves_the_outbox(tmp_path: Path, 
         await storage.add_gateway("gw-1", key.public_key)
     service = GatewayService(
         key=key,
-        mqtt=_mqtt(broker.port, batch_size=100),
+        mqtt=_mqtt(broker.port, tmp_path, batch_size=100),
         outbox=OutboxSettings(path=tmp_path / "o.db"),
         samples=samples(meters=5, rounds=200),
     )
@@ -80,7 +83,7 @@ async def test_a_gateway_that_lost_all_its_state_moves_to_a_new_epoch_on_conflic
                     (tmp_path / name).unlink(missing_ok=True)
             service = GatewayService(
                 key=key,
-                mqtt=_mqtt(broker.port),
+                mqtt=_mqtt(broker.port, tmp_path),
                 outbox=OutboxSettings(path=tmp_path / "o.db"),
                 samples=samples(meters=1, rounds=rounds, start_ms=1_760_000_000_000 + life * 10**7, period_s=0.02),
             )

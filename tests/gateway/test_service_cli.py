@@ -10,6 +10,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError
+from tests.support.ackkey import backend_pub
 from tests.support.processes import gateway_cmd
 
 CONFIG = """
@@ -49,7 +50,10 @@ def test_run_refuses_a_world_readable_key_and_says_why(tmp_path: Path) -> None:
     assert _run("keygen", "--out", str(key)).returncode == 0
     os.chmod(key, 0o644)
     config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG + f'[key]\npath = "{key}"\n[outbox]\npath = "{tmp_path}/o.db"\n')
+    config.write_text(
+        CONFIG + f'[key]\npath = "{key}"\n[outbox]\npath = "{tmp_path}/o.db"\n'
+        f'[mqtt]\nbackend_key_file = "{backend_pub(tmp_path)}"\n'
+    )
     done = _run("run", "--config", str(config))
     assert done.returncode == 2
     assert "mode 0644" in done.stderr and f"chmod 600 {key}" in done.stderr and "Traceback" not in done.stderr

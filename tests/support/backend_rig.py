@@ -33,6 +33,7 @@ from programs.deployment import Deployment, load_keypair, save_keypair
 from programs.energy_token import client as energy
 from programs.events import decode_transaction_events
 from programs.trading import client as trading
+from tests.support.ackkey import backend_pub, write_ack_key
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import Proc, backend_cmd, gateway_cmd
 
@@ -88,7 +89,8 @@ class Rig:
             f'instance = "backend-{instance}"\n\n'
             f'[database]\nurl = "{self.url}"\n\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.port}\nreconnect_max_s = 1\n'
-            f'client_id = "backend-{self.broker.port}-{instance}"\n{share}\n'
+            f'client_id = "backend-{self.broker.port}-{instance}"\nack_key_file = "{write_ack_key(self.tmp)}"\n'
+            f'{share}\n'
             f'[chain]\nurl = "{self.rpc_url}"\ndeployment_file = "{self.tmp}/deployment.json"\n'
             f'keypair_file = "{relayer}"\npoll_interval_s = 0.05\n\n'
             f"[minter]\ninterval_s = 0.5\nretry_first_s = 0.5\nsweep_interval_s = 2\n\n"
@@ -117,7 +119,8 @@ class Rig:
             f'[gateway]\nid = "{GW}"\n\n'
             f'[[bus]]\nname = "sim"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {sim_port}\ntimeout = 1.0\n\n'
             f'{meters}[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.port}\nack_timeout_s = 2.0\n'
-            f'ack_timeout_max_s = 4.0\nreconnect_max_s = 1\nbatch_size = 200\n\n'
+            f'ack_timeout_max_s = 4.0\nreconnect_max_s = 1\nbatch_size = 200\n'
+            f'backend_key_file = "{backend_pub(self.tmp)}"\n\n'
             f'[outbox]\npath = "{self.tmp}/state/outbox.db"\n\n[key]\npath = "{self.tmp}/state/device.key"\n'
         )
         return self.start(gateway_cmd("run", "--config", str(config)), "gateway")

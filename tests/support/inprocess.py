@@ -18,6 +18,7 @@ from backend.storage import Storage, open_storage
 from gateway.outbox import COUNTER_BITS
 from gateway.sample import MeterSample
 from gridtokenx.reading import verify
+from tests.support.ackkey import test_ack_key
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], within_s: float, what: str, step: float = 0.1) -> None:
@@ -33,7 +34,7 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], within_s: float, wh
 async def running_backend(url: str, port: int, **mqtt: Any) -> AsyncIterator[tuple[Storage, Ingest, Receiver]]:
     storage = await open_storage(url)
     ingest = Ingest(storage)
-    receiver = Receiver(BackendMqttSettings(host="127.0.0.1", port=port, **mqtt), ingest)
+    receiver = Receiver(BackendMqttSettings(host="127.0.0.1", port=port, **mqtt), ingest, ack_key=test_ack_key())
     task = asyncio.create_task(receiver.run())
     try:
         yield storage, ingest, receiver

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from gateway.cli import SUBCOMMANDS as GATEWAY_SUBCOMMANDS
+from tests.support.ackkey import backend_pub, write_ack_key
 
 __all__ = ["Proc", "backend_cmd", "gateway_cmd", "start_meter_sim", "write_backend_config", "write_gateway_config"]
 
@@ -112,7 +113,7 @@ def write_gateway_config(
         f'[[bus]]\nname = "sim"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {sim_port}\ntimeout = 1.0\n\n'
         f"{meters}"
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nack_timeout_s = 2.0\nack_timeout_max_s = 4.0\n'
-        f"reconnect_max_s = 1\nbatch_size = 200\n{extra_mqtt}\n"
+        f'reconnect_max_s = 1\nbatch_size = 200\nbackend_key_file = "{backend_pub(path.parent)}"\n{extra_mqtt}\n'
         f'[outbox]\npath = "{state}/outbox.db"\n\n'
         f'[key]\npath = "{state}/device.key"\n'
     )
@@ -120,11 +121,12 @@ def write_gateway_config(
 
 
 def write_backend_config(
-    path: Path, *, url: str, broker_port: int, instance: int = 0, shared_group: str | None = None
+    path: Path, *, url: str, broker_port: int, instance: int = 0, shared_group: str | None = None, extra: str = ""
 ) -> Path:
     share = f'shared_group = "{shared_group}"\n' if shared_group else ""
     path.write_text(
         f'[database]\nurl = "{url}"\n\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nreconnect_max_s = 1\n'
-        f'client_id = "backend-{broker_port}-{instance}"\n{share}'
+        f'client_id = "backend-{broker_port}-{instance}"\nack_key_file = "{write_ack_key(path.parent)}"\n{share}'
+        f"{extra}"
     )
     return path
