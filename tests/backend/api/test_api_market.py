@@ -17,6 +17,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import Transaction
 from spl.token.instructions import get_associated_token_address
 
+from backend.cranks import Cranks
 from gridtokenx.reading import Reading, sign
 from programs.energy_token import client as energy
 from programs.energy_token.bootstrap import register_active_meter
@@ -224,10 +225,9 @@ async def test_cancel_and_expire_return_the_escrow(api: RunningApi) -> None:
                                  {"amount": 3 * KWH, "price": PRICE, "expires_at": now + 60}))["details"]
     await buyer.act(api.http, "POST", f"/orders/{expiring['order']}/buy", {"amount": KWH})
     api.chain.advance_time(61)
-    # what the backend's crank sends once an order's time has passed (anyone may)
-    ix = trading.expire_order(api.deployment.programs.trading, seller.key.pubkey(), expiring["order_id"],
-                              get_associated_token_address(seller.key.pubkey(), grid))
-    (await api.chain.send_transaction([ix], [buyer.key])).raise_for_failure()
+    # The backend's crank finds the order past its time in D4 and sends ExpireOrder; the indexer records it.
+    cranks = Cranks(api.storage, api.chain, api.deployment.deployment, payer=api.relayer)
+    assert (await cranks.run_once()).orders_expired == [expiring["order"]]
     await api.indexed()
     d4 = (await api.http.get(f"/orders/{expiring['order']}")).json()
     assert d4["state"] == "EXPIRED"
