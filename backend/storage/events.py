@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.sql import Sql, now_ms
+from backend.storage.sql import Sql, now_ms, placeholders
 
 __all__ = [
     "Cursor",
@@ -141,11 +141,7 @@ async def events_after(db: Sql, after_id: int = 0, *, limit: int = 500, wallet: 
         args.append(subject)
         where.append(f"e.subject = ${len(args)}")
     if kinds:
-        marks = []
-        for kind in kinds:
-            args.append(kind)
-            marks.append(f"${len(args)}")
-        where.append(f"e.kind IN ({', '.join(marks)})")
+        where.append(f"e.kind IN ({placeholders(args, kinds)})")
     columns = ", ".join(f"e.{c}" for c in _COLUMNS.split(", "))
     rows = await db.fetch(
         f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} ORDER BY e.id LIMIT $2", *args

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.sql import Sql, now_ms
+from backend.storage.sql import Sql, now_ms, placeholders
 
 __all__ = [
     "OPEN_STATES",
@@ -149,11 +149,7 @@ async def list_orders(db: Sql, *, seller: str | None = None, states: Sequence[st
         args.append(seller)
         where.append(f"seller = ${len(args)}")
     if states:
-        marks = []
-        for state in states:
-            args.append(state)
-            marks.append(f"${len(args)}")
-        where.append(f"state IN ({', '.join(marks)})")
+        where.append(f"state IN ({placeholders(args, states)})")
     rows = await db.fetch(f"SELECT {_COLUMNS} FROM orders WHERE {' AND '.join(where)} ORDER BY address LIMIT $2",
                           *args)
     return [_row(r) for r in rows]
@@ -184,11 +180,7 @@ async def recent_orders(db: Sql, seller: str, *, states: Sequence[str] | None = 
     args: list[Any] = [seller, created, address, limit, before is None]
     where = ["seller = $1", "(CAST($5 AS BOOLEAN) OR created_at < $2 OR (created_at = $2 AND address < $3))"]
     if states:
-        marks = []
-        for state in states:
-            args.append(state)
-            marks.append(f"${len(args)}")
-        where.append(f"state IN ({', '.join(marks)})")
+        where.append(f"state IN ({placeholders(args, states)})")
     rows = await db.fetch(f"SELECT {_COLUMNS} FROM orders WHERE {' AND '.join(where)} "
                           "ORDER BY created_at DESC, address DESC LIMIT $4", *args)
     return [_row(r) for r in rows]

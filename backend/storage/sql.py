@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-__all__ = ["I64_MAX", "Sql", "StorageConfigError", "StorageError", "now_ms"]
+__all__ = ["I64_MAX", "Sql", "StorageConfigError", "StorageError", "now_ms", "placeholders"]
 
 I64_MAX = (1 << 63) - 1
 
@@ -51,3 +51,12 @@ class StorageConfigError(StorageError):
 def now_ms() -> int:
     """Backend times (``*_ms`` columns): milliseconds since the epoch."""
     return int(time.time() * 1000)
+
+
+def placeholders(args: list[Any], values: Iterable[Any]) -> str:
+    """Append ``values`` to a statement's ``args``; return their ``$n`` marks for ``IN (...)``."""
+    marks = []
+    for value in values:
+        args.append(value)
+        marks.append(f"${len(args)}")
+    return ", ".join(marks)
