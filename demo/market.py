@@ -144,17 +144,18 @@ class Market:
                   "flat-2": self.landlord}
         for wallet in (self.solar, self.landlord):
             await self.until(f"{wallet.name}'s registration to be indexed", self._getter(f"/users/{wallet.address}"))
-        await asyncio.gather(*(owner("meter", "register", meter, self.site.gateway_keys[self.site.meter_gateway[meter]])
+        await asyncio.gather(*(owner("meters", "register", meter, "--public-key",
+                                     self.site.gateway_keys[self.site.meter_gateway[meter]])
                                for meter, owner in owners.items()))
         for meter in owners:
             await self.until(f"meter {meter} to be indexed", self._getter(f"/meters/{meter}"))
         for meter in owners:  # one signer: its transactions one after another
-            await self.operator("operator", "activate", meter)
+            await self.operator("meters", "activate", meter)
         self.say("meters registered by their owners with their gateway's key, activated by the grid operator")
 
     async def thbc(self) -> None:
         for who, amount, reference in ((self.alice, "500", "KBANK-DEMO-0001"), (self.bob, "300", "SCB-DEMO-0002")):
-            await self.payments("operator", "issue", who.address, amount, reference)
+            await self.payments("issue", who.address, amount, "--reference", reference)
             self.story.deposits.append(reference)
             self.say(f"payment gateway issues {amount} THBC to {who.name} against deposit {reference}")
 
@@ -227,7 +228,7 @@ class Market:
         await self.until("the certificate to be indexed", lambda: state("PENDING"))
         self.say(f"the solar family has {settled_wh // 2} Wh of house-main's settled generation certified "
                  f"(certificate {certificate[:8]}…, pending)")
-        await self.operator("operator", "validate", certificate)
+        await self.operator("certificates", "validate", certificate)
         await self.until("the certificate to be valid", lambda: state("VALID"))
         self.say("the grid operator validates it")
         await self.solar("certificates", "retire", certificate)
