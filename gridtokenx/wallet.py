@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     buy.add_argument("kwh", nargs="?")
     cancel = sub.add_parser("cancel", help="cancel my order")
     cancel.add_argument("order")
-    certs = sub.add_parser("certificates", help="list, request, retire or transfer certificates; governance: validate or revoke")
+    certs = sub.add_parser("certificates",
+                           help="list, request, retire or transfer certificates; governance: validate or revoke")
     certs.add_argument("what", nargs="*", help="list | request METER TO_WH | retire CERT | transfer CERT WALLET | "
                                                "validate CERT | revoke CERT REASON")
     redeem = sub.add_parser("redeem", help="redeem THBC for baht (the payments program burns it)")
@@ -290,7 +291,10 @@ def _meters(args: argparse.Namespace, session: Session) -> int:
         done = _transact(session, "POST", f"/meters/{what[1]}/{what[0]}")
     else:
         raise WalletError("meters: list | register METER --public-key HEX | activate METER | suspend METER")
-    _print(args, done, f"{done['action']} {what[1]}: {done['signature']}")
+    if what[0] == "register":
+        _print(args, done, f"meter {what[1]} registered (pending until an operator activates it): {done['signature']}")
+    else:
+        _print(args, done, f"{done['action']} {what[1]}: {done['signature']}")
     return 0
 
 

@@ -115,18 +115,19 @@ async def test_wallet_cli_registers_a_meter_and_operators_act_through_it(api: Ru
     await wallet(prosumer_file, "register", "Rooftop", "--kind", "prosumer")
     await wallet(consumer_file, "register", "Cafe", "--kind", "consumer")
     gateway_key = "ab" * 32
-    assert "pending until an operator activates it" in await wallet(prosumer_file, "meter", "register", "roof-1",
-                                                                     gateway_key)
+    assert "pending until an operator activates it" in await wallet(prosumer_file, "meters", "register", "roof-1",
+                                                                     "--public-key", gateway_key)
     d = api.deployment
     meter = await registry.fetch_meter(api.chain, d.programs.registry, "roof-1")
     assert meter is not None and meter.status == registry.MeterStatus.PENDING and meter.meter_key.hex() == gateway_key
-    refused = await wallet(prosumer_file, "operator", "activate", "roof-1", ok=False)
+    refused = await wallet(prosumer_file, "meters", "activate", "roof-1", ok=False)
     assert "operator" in refused.lower(), refused  # not an operator wallet: refused before anything is signed
-    await wallet(operator_file, "operator", "activate", "roof-1")
+    await wallet(operator_file, "meters", "activate", "roof-1")
     meter = await registry.fetch_meter(api.chain, d.programs.registry, "roof-1")
     assert meter is not None and meter.status == registry.MeterStatus.ACTIVE
     consumer = str(load_keypair_file(consumer_file).pubkey())
-    issued = json.loads(await wallet(gateway_file, "--json", "operator", "issue", consumer, "25.5", "BANK-CLI-1"))
+    issued = json.loads(await wallet(gateway_file, "--json", "issue", consumer, "25.5", "--reference",
+                                   "BANK-CLI-1"))
     assert issued["action"] == "payments.issue"
     assert json.loads(await wallet(consumer_file, "--json", "balance"))["balances"]["thbc"] == 25_500_000
-    assert "operator: activate METER" in await wallet(gateway_file, "operator", "issue", consumer, "1", ok=False)
+    assert "--reference" in await wallet(gateway_file, "issue", consumer, "1", ok=False)
