@@ -24,7 +24,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -35,6 +35,9 @@ from backend.feed import InProcessFeed, open_feed
 from backend.storage import Storage, open_storage
 from programs.client.chain import Chain, RpcChain
 from programs.deployment import Deployment, load_keypair
+
+if TYPE_CHECKING:
+    from backend.indexer import Indexer
 
 __all__ = ["ROLE_RUNNERS", "RoleUnavailable", "ServiceContext", "open_context", "run_api", "run_roles"]
 
@@ -159,7 +162,7 @@ async def run_minter(ctx: ServiceContext) -> None:
     await worker.run(m.interval_s)
 
 
-def indexer_for(ctx: ServiceContext) -> Any:
+def indexer_for(ctx: ServiceContext) -> Indexer:
     """The indexer over this context's chain: the embedded journal, or JSON-RPC."""
     from backend.indexer import Decoder, EmbeddedSource, Indexer, RpcSource
 
@@ -202,8 +205,7 @@ async def run_api(ctx: ServiceContext) -> None:
     from backend.api import ChainAddresses, create_app
 
     chain, d = ctx.require_chain("api")
-    addresses = ChainAddresses(d.registry, d.energy_token, d.trading, d.certificates, d.grid_mint, d.thbc_mint,
-                               d.fee_account, d.payments)
+    addresses = ChainAddresses.from_deployment(d)
     redis_client = None
     if ctx.config.redis_url is not None:
         import redis.asyncio as redis
@@ -211,8 +213,13 @@ async def run_api(ctx: ServiceContext) -> None:
         redis_client = redis.from_url(ctx.config.redis_url)
     # /healthz reports the broker when this process ingests from it.
     broker = (ctx.config.mqtt.host, ctx.config.mqtt.effective_port) if "ingest" in ctx.config.roles else None
+    def submitted(signature: str) -> None:  # the indexer in this process looks at once
+        indexer = ctx.roles.get("indexer")
+        if indexer is not None:
+            indexer.wake()
+
     app = create_app(storage=ctx.storage, chain=chain, addresses=addresses, settings=ctx.config.api,
-                     feed=ctx.feed, redis=redis_client, broker=broker)
+                     feed=ctx.feed, redis=redis_client, broker=broker, on_submitted=submitted)
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager

@@ -12,14 +12,16 @@ transaction was posted until each client received it.
     python bench/bench_api.py --redis                # the order book cached in Redis (127.0.0.1:6379)
     python bench/bench_api.py --clients 200 --seconds 5 --workers 16
 
-Until the backend's indexer is on main, the api's process uses the tests' stand-in indexer
-(tests/backend/api/stand_in_indexer.py) to fill the tables from the chain.
+The api's process is wired as ``backend run --roles indexer,api`` wires it (backend.service: open_context,
+indexer_for): the backend's indexer fills D1-D7 from the embedded chain and publishes to the live feed
+(in-process; through Redis with ``--redis``), which /ws fans out.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -39,75 +41,77 @@ def _serve(db_url: str, redis: bool, orders: int, ready: Any, stop: Any) -> None
 
 
 async def _serve_async(db_url: str, use_redis: bool, orders: int, ready: Any, stop: Any) -> None:
-    import struct
     import uuid
 
     import uvicorn
-    from solders.account import Account
+    from nacl.signing import SigningKey
     from solders.keypair import Keypair
-    from spl.token.constants import TOKEN_PROGRAM_ID
-    from spl.token.instructions import create_associated_token_account, get_associated_token_address
 
-    from backend.api import ApiSettings, ChainAddresses, create_app
-    from backend.chain.embedded import embedded_deployment
-    from backend.storage import open_storage
-    from backend.storage.api_reads import ApiReads
-    from programs.registry import client as registry
+    from backend.api import ChainAddresses, create_app
+    from backend.config import load_config
+    from backend.service import indexer_for, open_context
+    from backend.storage import events
+    from gridtokenx.reading import Reading, sign
+    from programs.energy_token import client as energy
+    from programs.energy_token.bootstrap import register_active_meter
     from programs.trading import client as trading
-    from tests.backend.api.stand_in_indexer import InProcessFeed, ObservedChain, StandInIndexer
 
-    admin = Keypair()
-    chain = ObservedChain()
-    deployment = await embedded_deployment(chain, admin)
-    addresses = ChainAddresses.from_embedded(deployment)
-    storage = await open_storage(db_url)
-    feed = InProcessFeed()
-    StandInIndexer(storage, chain, addresses, feed)
-    redis = None
-    prefix = f"gtx-bench-{uuid.uuid4().hex[:8]}:"
-    if use_redis:
-        import redis.asyncio as aioredis
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    prefix = f"gtx-bench-{uuid.uuid4().hex[:8]}"
+    config = load_config(None, roles=["indexer", "api"], data_dir=data_dir, database={"url": db_url},
+                         indexer={"interval_s": 0.05},
+                         redis={"url": "redis://127.0.0.1:6379/0", "channel_prefix": prefix} if use_redis else {},
+                         api={"domain": "bench.local", "uri": "http://bench.local", "nonce_ttl_s": 600,
+                              "token_key_file": data_dir / "token.key", "redis_prefix": f"{prefix}:"})
+    async with open_context(config) as ctx:
+        embedded, chain = ctx.embedded, ctx.chain
+        assert embedded is not None and chain is not None and ctx.deployment is not None
+        d = embedded.deployment
+        indexer = indexer_for(ctx)
+        following = asyncio.create_task(indexer.run(config.indexer.interval_s))
+        redis = None
+        if use_redis:
+            import redis.asyncio as aioredis
 
-        redis = aioredis.Redis(host="127.0.0.1", port=6379)
-    # A seller with GRID and `orders` open orders at a spread of prices (the book the readers page through).
-    seller = Keypair()
-    await chain.fund(seller.pubkey(), 100 * 10**9)
-    grid = get_associated_token_address(seller.pubkey(), deployment.grid.mint)
-    await chain.send_transaction([registry.register_user(addresses.registry, seller.pubkey(), 1),
-                                  create_associated_token_account(seller.pubkey(), seller.pubkey(),
-                                                                  deployment.grid.mint)], [seller])
-    account = chain.svm.get_account(grid)
-    assert account is not None
-    data = bytearray(bytes(account.data))
-    data[64:72] = struct.pack("<Q", 10**6 * KWH)
-    chain.svm.set_account(grid, Account(account.lamports, bytes(data), TOKEN_PROGRAM_ID, False, 0))
-    pda = str(registry.user_address(addresses.registry, seller.pubkey())[0])
-    await ApiReads(storage).store_profile(str(seller.pubkey()), "Bench Seller", "prosumer", pda, "bench")
-    now = chain.svm.get_clock().unix_timestamp
-    for i in range(orders):
-        ix = trading.create_order(addresses.trading, seller.pubkey(), grid, deployment.grid.mint, i + 1, KWH,
-                                  3_000_000 + (i * 7919) % 2_000_000, now + 86_400, max_fee_bps=100)
-        (await chain.send_transaction([ix], [seller])).raise_for_failure()
-    settings = ApiSettings(domain="bench.local", uri="http://bench.local", token_key_file=Path(tempfile.mkdtemp())
-                           / "token.key", redis_prefix=prefix, nonce_ttl_s=600)
-    app = create_app(storage=storage, chain=chain, addresses=addresses, settings=settings, feed=feed, redis=redis)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           ws="websockets-sansio", ws_max_queue=64, backlog=4096))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    ready.send({"port": port, "seed": list(bytes(seller)), "admin": list(bytes(admin))})
-    while not stop.poll():  # noqa: ASYNC110 - the stop signal is a pipe from the parent process
-        await asyncio.sleep(0.2)
-    server.should_exit = True
-    await task
-    if redis is not None:
-        keys = [k async for k in redis.scan_iter(f"{prefix}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
-    await storage.close()
+            redis = aioredis.Redis(host="127.0.0.1", port=6379)
+        # A seller whose meter minted 10**6 kWh (two settled readings), with `orders` open orders at a spread of
+        # prices: the book the readers page through. Everything through the programs, recorded by the indexer.
+        seller, gateway = Keypair(), SigningKey.generate()
+        await chain.fund(seller.pubkey(), 100 * 10**9)
+        meter = await register_active_meter(chain, d.grid, embedded.admin, seller, "bench-1", bytes(gateway.verify_key))
+        for seq, export_wh in ((1, 0), (2, 10**9)):
+            signed = sign(Reading("bench-1", seq, 1_760_000_000_000 + seq, 0, export_wh), gateway)
+            (await energy.settle_signed_reading(chain, d.energy_token, d.registry, d.grid_mint, signed,
+                                                embedded.relayer)).raise_for_failure()
+        now = embedded.chain.now()
+        for i in range(orders):
+            ix = trading.create_order(d.trading, seller.pubkey(), meter.grid_account, d.grid_mint, i + 1, KWH,
+                                      3_000_000 + (i * 7919) % 2_000_000, now + 86_400, max_fee_bps=100)
+            (await chain.send_transaction([ix], [seller])).raise_for_failure()
+        while (cursor := await events.get_cursor(ctx.storage, "embedded")) is None or \
+                cursor.position < embedded.chain.journal_length:  # noqa: ASYNC110 - the indexer is polled
+            await asyncio.sleep(0.05)
+        app = create_app(storage=ctx.storage, chain=chain, addresses=ChainAddresses.from_deployment(d),
+                         settings=config.api, feed=ctx.feed, redis=redis, on_submitted=lambda _: indexer.wake())
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                               ws="websockets-sansio", ws_max_queue=64, backlog=4096))
+        task = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        ready.send({"port": port, "seed": list(bytes(seller))})
+        while not stop.poll():  # noqa: ASYNC110 - the stop signal is a pipe from the parent process
+            await asyncio.sleep(0.2)
+        server.should_exit = True
+        await task
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        if redis is not None:
+            keys = [k async for k in redis.scan_iter(f"{prefix}:*")]
+            if keys:
+                await redis.delete(*keys)
+            await redis.aclose()
 
 
 async def _signed_in(http: Any, key: Any) -> str:
@@ -217,11 +221,13 @@ async def _main(args: argparse.Namespace, port: int, seed: list[int]) -> None:
     print(f"order-book reads (authenticated, 50 orders a page, {args.workers} clients, {args.seconds:.0f} s"
           f"{', Redis cache' if args.redis else ''}): {done / args.seconds:,.0f} reads/s, "
           f"p50 {_pct(latencies, 0.5) * 1000:.1f} ms, p99 {_pct(latencies, 0.99) * 1000:.1f} ms, errors {errors}")
+    print(f"FIGURE api_book_reads_per_s {done / args.seconds:.0f} reads/s")
     fan = await _fanout(base, args.clients, args.events, seed)
     lat = fan["latencies"]
     print(f"WebSocket fan-out ({args.clients} clients, {args.events} events, from posting the signed transaction): "
           f"{len(lat)}/{fan['expected']} deliveries, p50 {_pct(lat, 0.5) * 1000:.1f} ms, "
           f"p99 {_pct(lat, 0.99) * 1000:.1f} ms, max {max(lat) * 1000 if lat else float('nan'):.1f} ms")
+    print(f"FIGURE ws_fanout_p99_ms {_pct(lat, 0.99) * 1000:.1f} ms")
 
 
 def main() -> None:

@@ -163,6 +163,9 @@ async def drain(args: argparse.Namespace, url: str, work: Path, n_backends: int,
             assert stored == total, f"backend holds {stored} of {total}"
             backend_us = [cpu[f"backend {i}"] / total * 1e6 for i in range(n_backends)]
             checks = f"{verify_processes} verification processes each" if verify_processes else "checks in a thread"
+            label = f"{n_backends}:{verify_processes}" if verify_processes else f"{n_backends}"  # as in --runs
+            print(f"FIGURE drain_readings_per_s_{label} {total / elapsed:.0f} readings/s")
+            print(f"FIGURE ingest_cpu_us_per_reading_{label} {sum(backend_us):.0f} µs")
             return (
                 f"{n_backends} ingest process{'es' if n_backends > 1 else ''} ({checks}): "
                 f"{total / elapsed:,.0f} readings/s; "

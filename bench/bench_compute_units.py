@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = asyncio.run(measure_all())
     print(table(rows))
+    for r in rows:  # one line per figure for bench/run_all.py
+        print(f"FIGURE cu.{r.program}.{re.sub(r'[^a-z0-9]+', '_', r.instruction.lower()).strip('_')} "
+              f"{r.compute_units} CU")
     over = settle_and_mint_over_target(rows)
     for r in over:
         print(f"{r.program} {r.instruction}: {r.compute_units:,} CU over the {SETTLE_AND_MINT_TARGET:,} target",

@@ -222,6 +222,12 @@ def bench(args: argparse.Namespace, url: str, work: Path) -> None:
     print(f"  load average          {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)")
     if args.profile:
         print(f"  {args.profile} output  {Path(args.profile_out).resolve()}")
+    # Machine-readable, for bench/run_all.py (one key per pipeline setting).
+    suffix = "" if args.pipeline == 1 else f"_pipeline{args.pipeline}"
+    print(f"FIGURE gateway_cpu_s_per_1000_readings{suffix} {cpu / readings * 1000:.4f} CPU-s")
+    print(f"FIGURE gateway_readings_per_s{suffix} {readings / window:.2f} readings/s")
+    print(f"FIGURE gateway_endpoint_connections{suffix} {max(conns)} connections")
+    print(f"FIGURE gateway_cpu_bench_rss_mb{suffix} {peak_rss:.1f} MB")
 
 
 def main() -> None:

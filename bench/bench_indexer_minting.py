@@ -152,6 +152,7 @@ async def run(args: argparse.Namespace, url: str, work: Path, chain_proc: subpro
                   f"{summary.transactions} transactions ({args.meters / summary.transactions:.1f} per "
                   f"transaction, {args.concurrency} in flight): {args.meters / steady.seconds:.1f} meters/s — "
                   f"{steady.line()}", flush=True)
+            print(f"FIGURE minted_meters_per_s {args.meters / steady.seconds:.1f} meters/s", flush=True)
 
         print(f"trading: {args.orders} orders, each bought twice …", flush=True)
         buyer = await market.new_wallet(chain, d, thbc=10**15, payment_gateway=gateway)
@@ -182,6 +183,7 @@ async def run(args: argparse.Namespace, url: str, work: Path, chain_proc: subpro
             print(f"indexing from scratch over JSON-RPC: {s.events} events in {s.transactions} transactions: "
                   f"{s.events / indexing.seconds:.0f} events/s, {s.transactions / indexing.seconds:.0f} "
                   f"transactions/s — {indexing.line()}", flush=True)
+            print(f"FIGURE indexer_events_per_s {s.events / indexing.seconds:.0f} events/s", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 
 

@@ -100,6 +100,8 @@ async def bench(cycles: int, baud: int) -> int:
     print(f"measured bus cycle (median of {cycles}): {measured * 1000:7.1f} ms  "
           f"(min {min(durations) * 1000:.1f}, max {max(durations) * 1000:.1f})")
     print(f"ratio measured / limit: {measured / limit:.3f}  (aim <= 1.3)")
+    print(f"FIGURE modbus_requests_per_sdm630_cycle {len(plans['sdm630'])} requests")
+    print(f"FIGURE rtu_wire_time_ratio {measured / limit:.3f} x")
     one_gap = limit - requests * rtu_inter_frame_gap(baud)
     print(f"  (counting only one t3.5 per request the limit is {one_gap * 1000:.1f} ms,"
           f" ratio {measured / one_gap:.3f})")

@@ -109,6 +109,9 @@ def main() -> None:
           f"{took[int(len(took) * 0.99) - 1] * 1000:.0f} ms, max {took[-1] * 1000:.0f} ms "
           f"(deadline {SHUTDOWN_DEADLINE_S:g} s)")
     print(f"  outboxes intact after every round; readings held at the end: {held}")
+    kind = "mixed" if args.mixed else "tcp"
+    print(f"FIGURE sigterm_runs_not_clean_{kind} {len(failures)} of {len(took)} runs")
+    print(f"FIGURE sigterm_stop_max_ms_{kind} {took[-1] * 1000:.0f} ms")
     if failures:
         print("\n".join(failures[:5]))
         raise SystemExit(f"{len(failures)} runs did not stop cleanly")

@@ -17,9 +17,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "meter-sim": ("meter_sim.cli", "serve simulated energy meters over Modbus TCP or RTU"),
     "gateway": ("gateway.cli", "the edge daemon and its technician tools (read, scan, run, keygen)"),
     "backend": ("backend.cli", "the backend: verify, store and acknowledge signed readings"),
-    "demo": ("gridtokenx.demo", "one command: simulated meters through the gateway to the backend"),
+    "demo": ("demo.cli", "one command: simulated meters through the gateway to the backend and the market"),
     "programs": ("programs.cli", "build and inspect the on-chain programs"),
     "wallet": ("gridtokenx.wallet", "a keypair-file wallet: sign in, register, sell, buy, cancel (signs locally)"),
+    "verify": ("audit.cli", "audit every GRID token from the chain alone (signed readings, supply, escrow)"),
 }
 
 

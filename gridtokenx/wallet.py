@@ -12,7 +12,13 @@ built for this wallet (it checks its key is a required signer, and shows what it
     gridtokenx wallet buy ORDER [KWH]
     gridtokenx wallet cancel ORDER
     gridtokenx wallet certificates [list | request METER TO_WH | retire CERT | transfer CERT WALLET]
+    gridtokenx wallet certificates validate CERT | revoke CERT REASON      # certificate governance
     gridtokenx wallet redeem THBC [--payout REFERENCE]
+    gridtokenx wallet meters [list | register METER --public-key HEX | activate METER | suspend METER]
+    gridtokenx wallet issue WALLET THBC --reference DEPOSIT     # the payment operator
+
+``meters activate``/``suspend`` and ``issue`` are for the operator's wallets (the registry authority, the
+payments program's operator); the api refuses them to anyone else.
 
 The keypair file is the Solana CLI's format (JSON array of 64 bytes), mode 0600; default
 ~/.config/gridtokenx/wallet.json (env GRIDTOKENX_WALLET).
@@ -65,11 +71,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     buy.add_argument("kwh", nargs="?")
     cancel = sub.add_parser("cancel", help="cancel my order")
     cancel.add_argument("order")
-    certs = sub.add_parser("certificates", help="list, request, retire or transfer certificates")
-    certs.add_argument("what", nargs="*", help="list | request METER TO_WH | retire CERT | transfer CERT WALLET")
+    certs = sub.add_parser("certificates",
+                           help="list, request, retire or transfer certificates; governance: validate or revoke")
+    certs.add_argument("what", nargs="*", help="list | request METER TO_WH | retire CERT | transfer CERT WALLET | "
+                                               "validate CERT | revoke CERT REASON")
     redeem = sub.add_parser("redeem", help="redeem THBC for baht (the payments program burns it)")
     redeem.add_argument("thbc")
     redeem.add_argument("--payout", help="the payout reference to record on chain (default: the api makes one)")
+    meters = sub.add_parser("meters", help="list my meters, register one (prosumers), activate or suspend (operator)")
+    meters.add_argument("what", nargs="*", help="list | register METER | activate METER | suspend METER")
+    meters.add_argument("--public-key", help="register: the gateway's Ed25519 public key (`gateway keygen`), hex")
+    issue = sub.add_parser("issue", help="payment operator: issue THBC to WALLET against a deposit reference")
+    issue.add_argument("wallet")
+    issue.add_argument("thbc")
+    issue.add_argument("--reference", required=True, help="the bank deposit reference (each is issued once)")
 
 
 def _units(text: str, scale: int, what: str) -> int:
@@ -232,8 +247,13 @@ def _run(args: argparse.Namespace) -> int:
             done = _transact(session, "POST", f"/certificates/{what[1]}/retire")
         elif what[0] == "transfer" and len(what) == 3:
             done = _transact(session, "POST", f"/certificates/{what[1]}/transfer", {"to": what[2]})
+        elif what[0] == "validate" and len(what) == 2:
+            done = _transact(session, "POST", f"/certificates/{what[1]}/validate")
+        elif what[0] == "revoke" and len(what) == 3:
+            done = _transact(session, "POST", f"/certificates/{what[1]}/revoke", {"reason": what[2]})
         else:
-            raise WalletError("certificates: list | request METER TO_WH | retire CERT | transfer CERT WALLET")
+            raise WalletError("certificates: list | request METER TO_WH | retire CERT | transfer CERT WALLET | "
+                              "validate CERT | revoke CERT REASON")
         _print(args, done, f"{done['action']}: {done['signature']}")
         return 0
     if cmd == "redeem":
@@ -244,7 +264,38 @@ def _run(args: argparse.Namespace) -> int:
         _print(args, done, f"redeemed {args.thbc} THBC (burned), payout {done['details']['payout_reference']}: "
                            f"{done['signature']}")
         return 0
+    if cmd == "meters":
+        return _meters(args, session)
+    if cmd == "issue":
+        done = _transact(session, "POST", "/payments/issue", {
+            "wallet": args.wallet, "amount": _units(args.thbc, THBC, "THBC"), "reference": args.reference})
+        _print(args, done, f"issued {args.thbc} THBC to {args.wallet} against {args.reference}: {done['signature']}")
+        return 0
     raise WalletError(f"unknown action {cmd}")
+
+
+def _meters(args: argparse.Namespace, session: Session) -> int:
+    what = args.what or ["list"]
+    if what == ["list"]:
+        with session.client() as http:
+            me = _answer(http.get("/auth/me"))
+            page = _answer(http.get("/meters", params={"owner": me["wallet"]}))
+        lines = [f"{m['meter_id']:<16} {m['status']:<14} {m['minted'] / KWH:.9f} kWh minted" for m in page["items"]]
+        _print(args, page, "\n".join(lines) or "no meters")
+        return 0
+    if what[0] == "register" and len(what) == 2:
+        if not args.public_key:
+            raise WalletError("meters register METER --public-key HEX (the gateway's key, from `gateway keygen`)")
+        done = _transact(session, "POST", "/meters", {"meter_id": what[1], "public_key": args.public_key})
+    elif what[0] in ("activate", "suspend") and len(what) == 2:
+        done = _transact(session, "POST", f"/meters/{what[1]}/{what[0]}")
+    else:
+        raise WalletError("meters: list | register METER --public-key HEX | activate METER | suspend METER")
+    if what[0] == "register":
+        _print(args, done, f"meter {what[1]} registered (pending until an operator activates it): {done['signature']}")
+    else:
+        _print(args, done, f"{done['action']} {what[1]}: {done['signature']}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

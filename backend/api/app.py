@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from solders.keypair import Keypair
 
-from backend.api.auth.nonces import NonceStore, RedisNonceStore
+from backend.api.auth.nonces import NonceStore, RedisNonceStore, SqlNonceStore
 from backend.api.auth.tokens import Tokens, load_or_create_key
 from backend.api.context import ApiContext, ChainAddresses
 from backend.api.errors import install_error_handlers
@@ -33,7 +33,6 @@ from backend.api.middleware import BodyLimit, RequestMetrics
 from backend.api.routes import auth, certificates, health, meters, orders, payments, trades, transactions, users, ws
 from backend.api.settings import ApiSettings
 from backend.storage import Storage
-from backend.storage.api_auth import SqlNonceStore, ensure_api_auth_schema
 from programs.client.chain import Chain
 
 __all__ = ["API_VERSION", "create_app"]
@@ -101,10 +100,13 @@ def create_app(
     broker: tuple[str, int] | None = None,
     fee_payer: Keypair | None = None,
     nonces: NonceStore | None = None,
+    on_submitted: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The api app. ``feed``: the live event feed (backend.feed); ``redis``: a redis.asyncio client
     (nonces, order-book cache) or None; ``broker``: the MQTT broker reported by /healthz; ``fee_payer``:
-    the key that pays network fees (else each wallet pays its own)."""
+    the key that pays network fees (else each wallet pays its own); ``on_submitted``: told the signature
+    of every transaction the api submitted (the service wakes its indexer with it, so ``POST
+    /transactions`` answers once the transaction is indexed without waiting for the indexer's next poll)."""
     if fee_payer is None and settings.fee_payer_keypair is not None:
         from gridtokenx.keyfile import load_keypair_file
 
@@ -130,6 +132,7 @@ def create_app(
             "redis": _redis_check(redis) if redis is not None else None,
         },
         operators=frozenset(settings.operators),
+        on_submitted=on_submitted,
     )
 
     async def figures() -> dict[str, tuple[str, float | dict[str, float]]]:
@@ -139,7 +142,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await ensure_api_auth_schema(storage)
         watcher = asyncio.create_task(_watch_book(ctx)) if feed is not None and redis is not None else None
         try:
             yield

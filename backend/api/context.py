@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from backend.api.metrics import ApiMetrics, PipelineFigures
 from backend.api.settings import ApiSettings
 from backend.storage import Storage
 from programs.client.chain import Chain
+from programs.deployment import Deployment
 
 __all__ = ["ApiContext", "ChainAddresses", "context"]
 
@@ -34,11 +36,15 @@ class ChainAddresses:
     payments: Pubkey
 
     @classmethod
+    def from_deployment(cls, d: Deployment) -> ChainAddresses:
+        """From a deployment (the embedded chain's, or the file `gridtokenx programs deploy` wrote)."""
+        return cls(d.registry, d.energy_token, d.trading, d.certificates, d.grid_mint, d.thbc_mint, d.fee_account,
+                   d.payments)
+
+    @classmethod
     def from_embedded(cls, deployment: Any) -> ChainAddresses:
         """From a backend.chain.embedded.EmbeddedDeployment."""
-        p = deployment.programs
-        return cls(p.registry, p.energy_token, p.trading, p.certificates, deployment.grid.mint,
-                   deployment.thbc_mint, deployment.fee_account, p.payments)
+        return cls.from_deployment(deployment.deployment)
 
 
 @dataclass
@@ -56,6 +62,7 @@ class ApiContext:
     checks: dict[str, Check | None] = field(default_factory=dict)
     figures: PipelineFigures | None = None
     operators: frozenset[str] = frozenset()
+    on_submitted: Callable[[str], None] | None = None
 
 
 def context(request: Request) -> ApiContext:

@@ -18,6 +18,8 @@ from backend.api.errors import ApiError
 
 __all__ = ["Page", "PageParams", "decode_cursor", "encode_cursor", "page_params"]
 
+_BAD_CURSOR = "cursor is not one this API handed out"
+
 T = TypeVar("T")
 
 
@@ -31,6 +33,15 @@ class PageParams:
     limit: int
     after: list[Any] | None  # the sort key of the last row of the previous page
 
+    def key(self, *types: type) -> tuple[Any, ...] | None:
+        """``after`` checked against the sort key's shape (e.g. ``key(int, str)``): a cursor of another
+        list, or one made by hand, is refused with ``bad_cursor`` rather than reaching the database."""
+        if self.after is None:
+            return None
+        if len(self.after) != len(types) or not all(type(v) is t for v, t in zip(self.after, types, strict=True)):
+            raise ApiError(400, "bad_cursor", _BAD_CURSOR)
+        return tuple(self.after)
+
 
 def encode_cursor(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
@@ -41,9 +52,9 @@ def decode_cursor(cursor: str) -> list[Any]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad_cursor", "cursor is not one this API handed out") from None
+        raise ApiError(400, "bad_cursor", _BAD_CURSOR) from None
     if not isinstance(key, list) or not all(isinstance(k, (int, str)) for k in key):
-        raise ApiError(400, "bad_cursor", "cursor is not one this API handed out")
+        raise ApiError(400, "bad_cursor", _BAD_CURSOR)
     return key
 
 

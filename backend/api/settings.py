@@ -36,6 +36,10 @@ class ApiSettings(BaseModel):
     page_limit_default: int = Field(default=50, ge=1)
     page_limit_max: int = Field(default=500, ge=1)
     intent_ttl_s: int = Field(default=120, ge=10, le=3600)
+    # POST /transactions answers once the indexer has applied the transaction (so what the wallet reads
+    # next shows it), or after this many seconds with "indexed": false; 0: answer at once. Over a cluster
+    # indexed at "finalized" this takes some 15 s: lower it there, or read the live feed instead.
+    index_wait_s: float = Field(default=10.0, ge=0, le=120)
     book_cache_ttl_s: float = Field(default=2.0, ge=0)
     redis_prefix: str = Field(default="gridtokenx:", max_length=64, description="key prefix in the shared Redis")
 

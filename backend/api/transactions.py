@@ -11,10 +11,14 @@ wallet (so a wallet, or anyone on the way, cannot swap an instruction or an acco
 except the fee payer's is present and valid, and the intent has not expired. Only then does the backend
 add its own signature — as fee payer, when it pays fees, never for anything else — and send it. A chain
 refusal comes back with the program's error name as the ``code``.
+
+The api writes nothing of what the chain did: :func:`wait_indexed` waits (up to ``index_wait_s``) until the
+indexer has applied the transaction, so the answer means "done, and visible in every read".
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Sequence
@@ -29,6 +33,7 @@ from solders.transaction import Transaction
 from backend.api.context import ApiContext
 from backend.api.errors import ApiError
 from backend.api.wire import b64, unb64
+from backend.storage import events
 from programs.certificates.client import CERTIFICATES_ERRORS
 from programs.client.chain import ChainError, TxResult
 from programs.client.errors import ProgramErrors
@@ -37,7 +42,7 @@ from programs.payments.client import PAYMENTS_ERRORS
 from programs.registry.client import REGISTRY_ERRORS
 from programs.trading.client import TRADING_ERRORS
 
-__all__ = ["PreparedTransaction", "SignedTransaction", "Submitted", "prepare", "submit"]
+__all__ = ["PreparedTransaction", "SignedTransaction", "Submitted", "prepare", "submit", "wait_indexed"]
 
 MAX_TRANSACTION_BYTES = 1232  # a Solana packet
 
@@ -63,6 +68,8 @@ class Submitted(BaseModel):
     action: str
     signature: str
     compute_units: int
+    indexed: bool = Field(default=False, description="the indexer has applied the transaction: every read shows it "
+                                             "(false: it is on chain, the database follows shortly)")
     details: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -159,3 +166,19 @@ async def submit(ctx: ApiContext, wallet: str, body: SignedTransaction) -> tuple
     ctx.metrics.submitted.labels(action, "ok").inc()
     return claims, Submitted(action=action, signature=str(result.signature), compute_units=result.compute_units,
                              details=dict(claims.get("det") or {}))
+
+
+async def wait_indexed(ctx: ApiContext, signature: str) -> bool:
+    """True once the indexer has applied ``signature`` (its apply-once record exists), False after
+    ``index_wait_s``. Polls the database: the indexer may be another process."""
+    if ctx.on_submitted is not None:
+        ctx.on_submitted(signature)
+    deadline = time.monotonic() + ctx.settings.index_wait_s
+    delay = 0.01
+    while True:
+        if await events.transaction_applied(ctx.storage, signature):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.2)

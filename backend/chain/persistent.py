@@ -236,7 +236,10 @@ class PersistentLiteSVMChain(LiteSVMChain):
         rows = []
         for key in dict.fromkeys(keys):
             account = self.svm.get_account(key)
-            if account is None or account.owner == _SYSVAR_OWNER:
+            if account is None:  # closed by the transaction: a restart must not bring it back
+                db.execute("DELETE FROM accounts WHERE pubkey = ?", (bytes(key),))
+                continue
+            if account.owner == _SYSVAR_OWNER:
                 continue
             if account.executable and account.owner != BPF_LOADER_UPGRADEABLE_ID:
                 continue  # built-in programs come with every LiteSVM

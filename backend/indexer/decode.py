@@ -42,11 +42,12 @@ from backend.indexer.source import ChainTransaction
 from programs.certificates import client as certificates
 from programs.client.events import EventDecodeError, EventsTruncated, LoggedEvent
 from programs.deployment import Deployment
-from programs.events import decode_transaction_events
+from programs.events import CATALOGUES, decode_transaction_events
+from programs.payments import client as payments
 from programs.registry import client as registry
 from programs.trading import client as trading
 
-__all__ = ["ChainEvent", "Decoder", "LogError", "UnknownEvent", "decode_transaction"]
+__all__ = ["ChainEvent", "Decoder", "LogError", "UnknownEvent", "decode_transaction", "event_kinds", "kind_of"]
 
 _USER_KINDS = {int(registry.UserKind.PROSUMER): "prosumer", int(registry.UserKind.CONSUMER): "consumer"}
 _METER_STATUS = {int(s): s.name for s in registry.MeterStatus}
@@ -96,18 +97,25 @@ class Decoder:
         return decode_transaction(tx, self)
 
 
-def _kind(name: str) -> str:
+def kind_of(name: str) -> str:
+    """The kind an event class (by its name, e.g. ``TradeExecuted``) is recorded as (``trade_executed``)."""
     return _KINDS.get(name) or _CAMEL.sub("_", name).lower()
+
+
+def event_kinds() -> dict[str, list[str]]:
+    """{program: the kinds its events are recorded as}: the vocabulary of ``chain_events``, the live feed
+    and ``/ws`` (docs/backend.md "Events" lists the same, a test keeps the two equal)."""
+    return {program: [kind_of(layout.name) for layout in catalogue.layouts()]
+            for program, catalogue in CATALOGUES.items()}
 
 
 def _json(value: Any) -> Any:
     if isinstance(value, Pubkey):
         return str(value)
     if isinstance(value, bytes):
-        text = value.rstrip(b"\0")
-        if text and all(0x20 < b < 0x7F for b in text):
-            return text.decode("ascii")  # a reference such as "KBANK-2025-000123"
-        return value.hex()
+        # The only byte fields our events carry are payment references: "KBANK-2025-000123", or 0x + hex
+        # for a binary one — the text D7 keeps and the api takes (payments.reference_text).
+        return payments.reference_text(value) if len(value) == payments.REFERENCE_LEN else value.hex()
     return value
 
 
@@ -160,7 +168,7 @@ def decode_transaction(tx: ChainTransaction, decoder: Decoder) -> list[ChainEven
 
 def _event(logged: LoggedEvent, index: int, fills: dict[tuple[int, str], Any]) -> ChainEvent:
     event = logged.event
-    kind = _kind(type(event).__name__)
+    kind = kind_of(type(event).__name__)
     p = _described(kind, _payload(event))
     if kind == "trade_executed":
         # TradeExecuted says what moved; the order's remaining amount is in its OrderFilled.

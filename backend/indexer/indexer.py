@@ -17,6 +17,7 @@ meets the claim and changes nothing: no gap, no duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -61,6 +62,7 @@ class Indexer:
         # claimed on its own; a crash loses the uncommitted part of a group, which is read again.
         self.commit_every = max(1, commit_every)
         self.stats = IndexerStats()
+        self._wake = asyncio.Event()
 
     async def run_once(self) -> int:
         """Apply the next batch; return how many transactions were read (0: caught up)."""
@@ -111,9 +113,19 @@ class Indexer:
         if records:
             await self.feed.publish(records)
 
+    def wake(self) -> None:
+        """Look at the chain now rather than after the current pause (the api submitted a transaction)."""
+        self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
     async def run(self, interval: float) -> None:
         """Follow the chain until cancelled: a full batch is followed at once by the next one; outages
-        of the chain or the database are logged and retried with a growing delay."""
+        of the chain or the database are logged and retried with a growing delay; :meth:`wake` cuts a
+        pause short."""
         delay = interval
         while True:
             try:
@@ -131,4 +143,4 @@ class Indexer:
                 read = 0
                 delay = min(delay * 2, 30.0)
             if read == 0:
-                await asyncio.sleep(delay)
+                await self._pause(delay)

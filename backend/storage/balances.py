@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.database import Sql, _now_ms
+from backend.storage.sql import Sql, now_ms
 
 __all__ = ["TokenAccountRow", "set_token_balance", "token_accounts", "wallet_balances"]
 
@@ -51,7 +51,7 @@ async def set_token_balance(db: Sql, *, address: str, owner: str, mint: str, ass
         "closed = excluded.closed, slot = excluded.slot, position = excluded.position, "
         "signature = excluded.signature, updated_ms = excluded.updated_ms "
         "WHERE (token_accounts.slot, token_accounts.position) <= (excluded.slot, excluded.position)",
-        address, owner, mint, asset, amount, escrow_order, closed, slot, position, signature, _now_ms(),
+        address, owner, mint, asset, amount, escrow_order, closed, slot, position, signature, now_ms(),
     )
 
 

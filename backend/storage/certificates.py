@@ -13,15 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.database import Sql, _now_ms
+from backend.storage.sql import Sql, now_ms
 
 __all__ = [
     "CERTIFICATE_STATUSES",
     "CertificateRow",
     "certificate_totals",
+    "count_for_meter",
     "expired_open_certificates",
     "get_certificate",
     "list_certificates",
+    "recent_certificates",
     "record_certificate",
     "record_status",
 ]
@@ -72,7 +74,7 @@ async def record_certificate(db: Sql, row: CertificateRow) -> None:
         "updated_ms = excluded.updated_ms WHERE certificates.updated_slot <= excluded.updated_slot",
         row.address, row.meter_address, row.meter_id, row.cert_index, row.holder, row.from_wh, row.to_wh, row.status,
         row.revoke_reason, row.issued_at, row.expires_at, row.validated_at, row.closed_at, row.issued_signature,
-        row.updated_signature, row.updated_slot, _now_ms(),
+        row.updated_signature, row.updated_slot, now_ms(),
     )
 
 
@@ -86,7 +88,7 @@ async def record_status(db: Sql, address: str, status: str, *, signature: str, s
         "revoke_reason = COALESCE($4, revoke_reason), validated_at = COALESCE($5, validated_at), "
         "closed_at = COALESCE($6, closed_at), updated_signature = $7, updated_slot = $8, updated_ms = $9 "
         "WHERE address = $1",
-        address, status, holder, revoke_reason, validated_at, closed_at, signature, slot, _now_ms(),
+        address, status, holder, revoke_reason, validated_at, closed_at, signature, slot, now_ms(),
     )
 
 
@@ -105,6 +107,26 @@ async def list_certificates(db: Sql, *, holder: str | None = None, meter_id: str
         after or "", holder, meter_id, status, limit,
     )
     return [_row(r) for r in rows]
+
+
+async def recent_certificates(db: Sql, *, holder: str | None = None, meter_id: str | None = None,
+                              status: str | None = None, before: tuple[int, str] | None = None,
+                              limit: int = 100) -> list[CertificateRow]:
+    """Certificates newest first; ``before``: (issued_at, address) of the previous page's last row."""
+    issued, address = before if before is not None else (2**62, "")
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM certificates WHERE (issued_at < $1 OR (issued_at = $1 AND address < $2) "
+        "OR CAST($6 AS BOOLEAN)) AND (CAST($3 AS TEXT) IS NULL OR holder = $3) "
+        "AND (CAST($4 AS TEXT) IS NULL OR meter_id = $4) AND (CAST($5 AS TEXT) IS NULL OR status = $5) "
+        "ORDER BY issued_at DESC, address DESC LIMIT $7",
+        issued, address, holder, meter_id, status, before is None, limit,
+    )
+    return [_row(r) for r in rows]
+
+
+async def count_for_meter(db: Sql, meter_id: str) -> int:
+    """Certificates issued for a meter so far (they are numbered 0, 1, … per meter)."""
+    return int((await db.fetch("SELECT count(*) FROM certificates WHERE meter_id = $1", meter_id))[0][0])
 
 
 async def expired_open_certificates(db: Sql, now: int, *, limit: int = 100) -> list[CertificateRow]:

@@ -28,14 +28,17 @@ import abc
 import asyncio
 import contextlib
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol, Self
+from typing import Any, NamedTuple, Self
+
+from backend.storage.schema import upgrade
+from backend.storage.sql import I64_MAX, Sql, StorageConfigError, StorageError, now_ms
 
 __all__ = [
+    "I64_MAX",
     "GatewayRecord",
     "QuarantineRow",
     "ReadingRow",
@@ -46,40 +49,8 @@ __all__ = [
     "open_storage",
 ]
 
-I64_MAX = (1 << 63) - 1
 _METER_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,16}")
 _REASON_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-class Sql(Protocol):
-    """What repository functions need: a storage, or one transaction of it (:meth:`Storage.transaction`).
-    Statements use ``$n`` placeholders on both dialects; ``dialect`` is ``postgresql`` or ``sqlite``."""
-
-    dialect: str
-
-    async def execute(self, sql: str, *args: Any) -> None: ...
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
-
-    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]: ...
-
-
-class StorageError(Exception):
-    """The database is unreachable or refused an operation; the message names it.
-
-    ``transient``: retrying may help (connection lost, server restarting, database locked). A
-    non-transient error (the data itself was refused) will fail the same way every time."""
-
-    def __init__(self, message: str, *, transient: bool = True) -> None:
-        super().__init__(message)
-        self.transient = transient
-
-
-class StorageConfigError(StorageError):
-    """The configuration names no database this backend can use (e.g. an unsupported URL scheme)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, transient=False)
 
 
 class ReadingRow(NamedTuple):
@@ -126,55 +97,10 @@ class GatewayRecord:
     status_ms: int | None
 
 
-# The tables of schema version 1, as the first backends created them. Later versions change them only
-# through migrations (backend/storage/schema.py), so a database of any earlier version upgrades in place.
-SCHEMA_V1 = [
-    "CREATE TABLE IF NOT EXISTS schema_info (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS gateways (
-        gateway_id TEXT PRIMARY KEY,
-        public_key {blob} NOT NULL,
-        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
-        added_ms BIGINT NOT NULL,
-        online BOOLEAN,
-        status_ms BIGINT
-    )""",
-    """CREATE TABLE IF NOT EXISTS readings (
-        gateway_id TEXT NOT NULL,
-        meter_id TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        timestamp_ms BIGINT NOT NULL,
-        import_wh BIGINT NOT NULL,
-        export_wh BIGINT NOT NULL,
-        power_w INTEGER,
-        flags INTEGER NOT NULL,
-        data {blob} NOT NULL,
-        signature {blob} NOT NULL,
-        received_ms BIGINT NOT NULL,
-        PRIMARY KEY (gateway_id, meter_id, seq)
-    )""",
-    """CREATE TABLE IF NOT EXISTS quarantine (
-        id {serial},
-        gateway_id TEXT,
-        meter_id TEXT,
-        seq BIGINT,
-        reason TEXT NOT NULL,
-        data {blob},
-        signature {blob},
-        payload {blob},
-        received_ms BIGINT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS quarantine_gateway ON quarantine (gateway_id, reason)",
-]
-
-
 _READING_COLUMNS = (
     "gateway_id, meter_id, seq, timestamp_ms, import_wh, export_wh, power_w, flags, data, signature, received_ms"
 )
 _READING_COLUMN_LIST = _READING_COLUMNS.split(", ")  # the order of ReadingRow's fields
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Storage(abc.ABC):
@@ -222,8 +148,6 @@ class Storage(abc.ABC):
 
     async def migrate(self) -> None:
         """Create the schema, or upgrade an older one in place (backend/storage/schema.py)."""
-        from backend.storage.schema import upgrade
-
         await upgrade(self)
 
     @abc.abstractmethod
@@ -244,7 +168,7 @@ class Storage(abc.ABC):
             "INSERT INTO ingest_redeliveries (digest, attempts, first_ms) VALUES ($1, 1, $2) "
             "ON CONFLICT (digest) DO UPDATE SET attempts = ingest_redeliveries.attempts + 1 RETURNING attempts",
             digest,
-            _now_ms(),
+            now_ms(),
         )
         return int(rows[0][0])
 
@@ -263,7 +187,7 @@ class Storage(abc.ABC):
                 "INSERT INTO gateways (gateway_id, public_key, status, added_ms) VALUES ($1, $2, 'active', $3)",
                 gateway_id,
                 public_key,
-                _now_ms(),
+                now_ms(),
             )
         else:
             await self.execute(
@@ -345,7 +269,7 @@ def _quarantine_values(q: QuarantineRow) -> tuple[Any, ...]:
     when it has the form we validate (else NULL — the bytes columns keep what was sent), integers
     only within BIGINT."""
     seq = q.seq if type(q.seq) is int and 0 <= q.seq <= I64_MAX else None
-    received = q.received_ms if type(q.received_ms) is int and 0 < q.received_ms <= I64_MAX else _now_ms()
+    received = q.received_ms if type(q.received_ms) is int and 0 < q.received_ms <= I64_MAX else now_ms()
     return (
         _text_or_none(q.gateway_id, _REASON_RE),  # gateway ids have the same form as reasons
         _text_or_none(q.meter_id, _METER_ID_RE),

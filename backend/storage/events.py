@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.database import Sql, _now_ms
+from backend.storage.sql import Sql, now_ms, placeholders
 
 __all__ = [
     "Cursor",
@@ -89,7 +89,7 @@ async def claim_transaction(db: Sql, signature: str, *, slot: int, position: int
     rows = await db.fetch(
         "INSERT INTO chain_transactions (signature, slot, position, block_time, events, applied_ms) "
         "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (signature) DO NOTHING RETURNING signature",
-        signature, slot, position, block_time, events, _now_ms(),
+        signature, slot, position, block_time, events, now_ms(),
     )
     return bool(rows)
 
@@ -108,7 +108,7 @@ async def insert_event(db: Sql, *, signature: str, ix_index: int, event_index: i
         "subject, meter_id, payload, applied_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
         f"ON CONFLICT (signature, ix_index, event_index) DO NOTHING RETURNING {_COLUMNS}",
         signature, ix_index, event_index, slot, block_time, program, kind, version, subject, meter_id, text,
-        _now_ms(),
+        now_ms(),
     )
     if not rows:
         return None
@@ -141,11 +141,7 @@ async def events_after(db: Sql, after_id: int = 0, *, limit: int = 500, wallet: 
         args.append(subject)
         where.append(f"e.subject = ${len(args)}")
     if kinds:
-        marks = []
-        for kind in kinds:
-            args.append(kind)
-            marks.append(f"${len(args)}")
-        where.append(f"e.kind IN ({', '.join(marks)})")
+        where.append(f"e.kind IN ({placeholders(args, kinds)})")
     columns = ", ".join(f"e.{c}" for c in _COLUMNS.split(", "))
     rows = await db.fetch(
         f"SELECT {columns} FROM {source} WHERE {' AND '.join(where)} ORDER BY e.id LIMIT $2", *args
@@ -173,5 +169,5 @@ async def set_cursor(db: Sql, name: str, *, signature: str | None, slot: int, po
         "ON CONFLICT (name) DO UPDATE SET signature = excluded.signature, slot = excluded.slot, "
         "position = excluded.position, updated_ms = excluded.updated_ms "
         "WHERE chain_cursor.position < excluded.position",
-        name, signature, slot, position, _now_ms(),
+        name, signature, slot, position, now_ms(),
     )

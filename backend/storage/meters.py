@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.database import Sql, _now_ms
+from backend.storage.sql import Sql, now_ms
 
 __all__ = [
     "METER_STATUSES",
@@ -62,7 +62,7 @@ async def record_registered(db: Sql, meter_id: str, pda_address: str, owner: str
         "meter_key = excluded.meter_key, status = excluded.status, registered_at = excluded.registered_at, "
         "updated_signature = excluded.updated_signature, updated_slot = excluded.updated_slot, "
         "updated_ms = excluded.updated_ms",
-        meter_id, pda_address, owner, meter_key, status, registered_at, signature, slot, _now_ms(),
+        meter_id, pda_address, owner, meter_key, status, registered_at, signature, slot, now_ms(),
     )
 
 
@@ -70,7 +70,7 @@ async def _update(db: Sql, meter_id: str, assignments: str, signature: str, slot
     await db.execute(
         f"UPDATE meters SET {assignments}, updated_signature = $2, updated_slot = $3, updated_ms = $4 "
         "WHERE meter_id = $1",
-        meter_id, signature, slot, _now_ms(), *args,
+        meter_id, signature, slot, now_ms(), *args,
     )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.database import Sql, _now_ms
+from backend.storage.sql import Sql, now_ms, placeholders
 
 __all__ = [
     "OPEN_STATES",
@@ -26,8 +26,10 @@ __all__ = [
     "OrderRow",
     "expired_open_orders",
     "get_order",
+    "in_escrow",
     "list_orders",
     "order_book",
+    "recent_orders",
     "record_closed",
     "record_created",
     "record_fill",
@@ -89,7 +91,7 @@ async def record_created(db: Sql, *, address: str, order_id: int, seller: str, v
         "updated_slot = excluded.updated_slot, updated_ms = excluded.updated_ms "
         "WHERE orders.state IN ('FILLED', 'CANCELLED', 'EXPIRED') "
         "AND orders.created_signature <> excluded.created_signature",
-        address, order_id, seller, vault, amount, price, fee_bps, created_at, expires_at, signature, slot, _now_ms(),
+        address, order_id, seller, vault, amount, price, fee_bps, created_at, expires_at, signature, slot, now_ms(),
     )
 
 
@@ -101,7 +103,7 @@ async def record_fill(db: Sql, address: str, *, remaining: int, proceeds: int, s
         "UPDATE orders SET remaining = $2, proceeds = proceeds + $3, state = $4, closed_at = COALESCE($5, closed_at), "
         "updated_signature = $6, updated_slot = $7, updated_ms = $8 WHERE address = $1",
         address, remaining, proceeds, "FILLED" if filled else "PARTIALLY_FILLED", at if filled else None, signature,
-        slot, _now_ms(),
+        slot, now_ms(),
     )
 
 
@@ -114,7 +116,7 @@ async def record_filled(db: Sql, address: str, *, remaining: int, proceeds: int,
     await db.execute(
         "UPDATE orders SET remaining = $2, proceeds = $3, state = $4, closed_at = COALESCE($5, closed_at), "
         "updated_signature = $6, updated_slot = $7, updated_ms = $8 WHERE address = $1",
-        address, remaining, proceeds, state, at if state == "FILLED" else None, signature, slot, _now_ms(),
+        address, remaining, proceeds, state, at if state == "FILLED" else None, signature, slot, now_ms(),
     )
 
 
@@ -125,7 +127,7 @@ async def record_closed(db: Sql, address: str, state: str, *, at: int, signature
     await db.execute(
         "UPDATE orders SET state = $2, closed_at = $3, updated_signature = $4, updated_slot = $5, updated_ms = $6 "
         "WHERE address = $1",
-        address, state, at, signature, slot, _now_ms(),
+        address, state, at, signature, slot, now_ms(),
     )
 
 
@@ -147,29 +149,48 @@ async def list_orders(db: Sql, *, seller: str | None = None, states: Sequence[st
         args.append(seller)
         where.append(f"seller = ${len(args)}")
     if states:
-        marks = []
-        for state in states:
-            args.append(state)
-            marks.append(f"${len(args)}")
-        where.append(f"state IN ({', '.join(marks)})")
+        where.append(f"state IN ({placeholders(args, states)})")
     rows = await db.fetch(f"SELECT {_COLUMNS} FROM orders WHERE {' AND '.join(where)} ORDER BY address LIMIT $2",
                           *args)
     return [_row(r) for r in rows]
 
 
 async def order_book(db: Sql, *, now: int | None = None, limit: int = 100, after: tuple[int, int, str] | None = None,
-                     max_price: int | None = None, min_remaining: int = 1) -> list[OrderRow]:
+                     min_price: int | None = None, max_price: int | None = None, seller: str | None = None,
+                     min_remaining: int = 1) -> list[OrderRow]:
     """Open orders in price-time order (cheapest first, then oldest); ``after``: (price, created_at,
-    address) of the previous page's last row. Orders past their expiry are left out (the crank closes them)."""
+    address) of the previous page's last row. Orders past their expiry (``expires_at <= now``) are left
+    out: nobody can buy them, the crank closes them."""
     price, created, address = after if after is not None else (-1, -(2**62), "")
     rows = await db.fetch(
         f"SELECT {_COLUMNS} FROM orders WHERE state IN ('ACTIVE', 'PARTIALLY_FILLED') AND remaining >= $6 "
         "AND (price, created_at, address) > ($1, $2, $3) "
         "AND (CAST($4 AS BIGINT) IS NULL OR expires_at IS NULL OR expires_at > $4) "
-        "AND (CAST($5 AS BIGINT) IS NULL OR price <= $5) ORDER BY price, created_at, address LIMIT $7",
-        price, created, address, now, max_price, min_remaining, limit,
+        "AND (CAST($5 AS BIGINT) IS NULL OR price <= $5) AND (CAST($8 AS BIGINT) IS NULL OR price >= $8) "
+        "AND (CAST($9 AS TEXT) IS NULL OR seller = $9) ORDER BY price, created_at, address LIMIT $7",
+        price, created, address, now, max_price, min_remaining, limit, min_price, seller,
     )
     return [_row(r) for r in rows]
+
+
+async def recent_orders(db: Sql, seller: str, *, states: Sequence[str] | None = None,
+                        before: tuple[int, str] | None = None, limit: int = 100) -> list[OrderRow]:
+    """A seller's orders, newest first; ``before``: (created_at, address) of the previous page's last row."""
+    created, address = before if before is not None else (2**62, "")
+    args: list[Any] = [seller, created, address, limit, before is None]
+    where = ["seller = $1", "(CAST($5 AS BOOLEAN) OR created_at < $2 OR (created_at = $2 AND address < $3))"]
+    if states:
+        where.append(f"state IN ({placeholders(args, states)})")
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM orders WHERE {' AND '.join(where)} "
+                          "ORDER BY created_at DESC, address DESC LIMIT $4", *args)
+    return [_row(r) for r in rows]
+
+
+async def in_escrow(db: Sql, seller: str) -> int:
+    """GRID a seller has on offer: what is left on their open orders (held in the orders' vaults)."""
+    rows = await db.fetch("SELECT COALESCE(sum(remaining), 0) FROM orders WHERE seller = $1 "
+                          "AND state IN ('ACTIVE', 'PARTIALLY_FILLED')", seller)
+    return int(rows[0][0])
 
 
 async def expired_open_orders(db: Sql, now: int, *, limit: int = 100) -> list[OrderRow]:

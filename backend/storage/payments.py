@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.database import Sql
+from backend.storage.sql import I64_MAX, Sql
 
 __all__ = ["PAYMENT_KINDS", "PaymentRow", "insert_payment", "list_payments", "payment_totals"]
 
@@ -52,13 +52,17 @@ async def insert_payment(db: Sql, row: PaymentRow) -> bool:
 
 
 async def list_payments(db: Sql, *, wallet: str | None = None, kind: str | None = None,
-                        reference: str | None = None, after: int | None = None, limit: int = 100) -> list[PaymentRow]:
-    """Payments in the chain's order; ``after``: the ``event_id`` of the previous page's last row."""
+                        reference: str | None = None, after: int | None = None, newest_first: bool = False,
+                        limit: int = 100) -> list[PaymentRow]:
+    """Payments in the chain's order, oldest first (or ``newest_first``); ``after``: the ``event_id`` of
+    the previous page's last row (in the order listed)."""
+    where, order = ("event_id < $1", "event_id DESC") if newest_first else ("event_id > $1", "event_id")
+    start = (I64_MAX if newest_first else -1) if after is None else after
     rows = await db.fetch(
-        f"SELECT {_COLUMNS} FROM payments WHERE event_id > $1 "
+        f"SELECT {_COLUMNS} FROM payments WHERE {where} "
         "AND (CAST($2 AS TEXT) IS NULL OR wallet = $2) AND (CAST($3 AS TEXT) IS NULL OR kind = $3) "
-        "AND (CAST($4 AS TEXT) IS NULL OR reference = $4) ORDER BY event_id LIMIT $5",
-        -1 if after is None else after, wallet, kind, reference, limit,
+        f"AND (CAST($4 AS TEXT) IS NULL OR reference = $4) ORDER BY {order} LIMIT $5",
+        start, wallet, kind, reference, limit,
     )
     return [_row(r) for r in rows]
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.database import Sql, _now_ms
+from backend.storage.sql import Sql, now_ms
 from gridtokenx.reading import Flags
 
 __all__ = [
@@ -152,7 +152,7 @@ def _stored(r: Sequence[Any]) -> StoredReading:
 async def mark_meter_errors(db: Sql, gateway_id: str, meter_id: str, above: int) -> int:
     """Readings flagged METER_ERROR above seq ``above`` (newer than the reading being settled) become FAILED
     ``meter_error`` for good: they are never sent. Returns how many there are (newly marked or not)."""
-    now = _now_ms()
+    now = now_ms()
     await db.execute(
         "INSERT INTO reading_states (gateway_id, meter_id, seq, state, reason, updated_ms) "
         "SELECT gateway_id, meter_id, seq, 'FAILED', 'meter_error', $4 FROM readings "
@@ -170,7 +170,7 @@ async def mark_meter_errors(db: Sql, gateway_id: str, meter_id: str, above: int)
 
 async def claim_meter(db: Sql, gateway_id: str, meter_id: str, worker: str, *, lease_ms: int) -> bool:
     """Take the meter's lease for ``worker``: True if it was free, already this worker's, or expired."""
-    now = _now_ms()
+    now = now_ms()
     rows = await db.fetch(
         "INSERT INTO mint_progress (gateway_id, meter_id, settled_seq, claimed_by, claimed_ms, updated_ms) "
         "VALUES ($1, $2, NULL, $3, $4, $4) "
@@ -193,7 +193,7 @@ async def release_meter(db: Sql, gateway_id: str, meter_id: str, worker: str) ->
 
 async def mark_processing(db: Sql, gateway_id: str, meter_id: str, seqs: Sequence[int], worker: str) -> None:
     """These readings are in a settlement being sent (STORED or FAILED rows become PROCESSING)."""
-    now = _now_ms()
+    now = now_ms()
     await db.executemany(
         "INSERT INTO reading_states (gateway_id, meter_id, seq, state, claimed_by, claimed_ms, updated_ms) "
         "VALUES ($1, $2, $3, 'PROCESSING', $4, $5, $5) "
@@ -211,7 +211,7 @@ async def record_minted(db: Sql, gateway_id: str, meter_id: str, settled: Sequen
     nothing written) if ``worker`` no longer holds the meter's lease — another worker took over."""
     if not settled:
         return True
-    now = _now_ms()
+    now = now_ms()
     held = await db.fetch(
         "SELECT settled_seq FROM mint_progress WHERE gateway_id = $1 AND meter_id = $2 AND claimed_by = $3",
         gateway_id, meter_id, worker,
@@ -278,7 +278,7 @@ async def cover_late_readings(db: Sql, gateway_id: str, meter_id: str, settled_s
         "AND NOT EXISTS (SELECT 1 FROM reading_states x WHERE x.gateway_id = r.gateway_id "
         "                AND x.meter_id = r.meter_id AND x.seq = r.seq) "
         "ON CONFLICT (gateway_id, meter_id, seq) DO NOTHING RETURNING seq",
-        gateway_id, meter_id, settled_seq, settled_seq - window, _now_ms(),
+        gateway_id, meter_id, settled_seq, settled_seq - window, now_ms(),
     )
     return len(rows)
 
@@ -288,7 +288,7 @@ async def record_failed(db: Sql, gateway_id: str, meter_id: str, seqs: Sequence[
     """These readings failed with ``reason``: FAILED, retried from ``retry_at_ms`` (None: given up).
     ``count_attempt`` False for waits that are not the reading's fault (chain outage, meter not yet
     registered), which must not exhaust its attempts."""
-    now = _now_ms()
+    now = now_ms()
     bump = 1 if count_attempt else 0
     await db.executemany(
         "INSERT INTO reading_states (gateway_id, meter_id, seq, state, reason, attempts, next_attempt_ms, updated_ms) "

@@ -8,7 +8,7 @@ Several processes starting at once on one PostgreSQL database take turns (an adv
 
 Versions:
 
-1. ``gateways``, ``readings``, ``quarantine`` (ingest; backend/storage/database.py ``SCHEMA_V1``).
+1. ``gateways``, ``readings``, ``quarantine`` (ingest).
 2. The design's data stores (../shared/design/data-flow-diagrams.md §6), adapted to what our programs hold:
    D1 ``users`` and ``meters``; D2's lifecycle ``reading_states`` (a reading without a row is STORED) and
    ``mint_progress``; D3 ``token_accounts`` (+ view ``wallet_balances``); D4 ``orders``; D5 ``trades``;
@@ -20,6 +20,9 @@ Versions:
    row, so lists come in the chain's order (several trades can share a second and a slot).
 4. ``quarantine.topic`` (the raw topic of a message refused for its topic) and ``ingest_redeliveries``
    (messages the broker delivered again while they were being processed: after three, ``poison``).
+5. ``api_nonces``: the api role's single-use sign-in nonces when no Redis is configured
+   (backend/storage/nonces.py); the table earlier api versions made themselves at their start (``CREATE
+   TABLE IF NOT EXISTS``, the same columns) is taken over as it is.
 
 Conventions: amounts in base units as BIGINT (GRID 10**9 per kWh, THBC 10**6 per baht); wallet and PDA
 addresses as base58 TEXT; chain times (``*_at``) in unix seconds as the programs store them, backend
@@ -28,14 +31,56 @@ times (``*_ms``) in milliseconds since the epoch. docs/backend.md describes ever
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from backend.storage.database import SCHEMA_V1, Sql, Storage, StorageError
+from backend.storage.sql import Sql, StorageError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "upgrade"]
+__all__ = ["MIGRATIONS", "SCHEMA_V1", "SCHEMA_VERSION", "Database", "Migration", "upgrade"]
 
 _LOCK_KEY = 0x67747853  # "gtxS": the advisory lock that serialises schema upgrades on PostgreSQL
+
+# The tables of schema version 1, as the first backends created them. Later versions change them only
+# through migrations (backend/storage/schema.py), so a database of any earlier version upgrades in place.
+SCHEMA_V1 = [
+    "CREATE TABLE IF NOT EXISTS schema_info (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS gateways (
+        gateway_id TEXT PRIMARY KEY,
+        public_key {blob} NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+        added_ms BIGINT NOT NULL,
+        online BOOLEAN,
+        status_ms BIGINT
+    )""",
+    """CREATE TABLE IF NOT EXISTS readings (
+        gateway_id TEXT NOT NULL,
+        meter_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        timestamp_ms BIGINT NOT NULL,
+        import_wh BIGINT NOT NULL,
+        export_wh BIGINT NOT NULL,
+        power_w INTEGER,
+        flags INTEGER NOT NULL,
+        data {blob} NOT NULL,
+        signature {blob} NOT NULL,
+        received_ms BIGINT NOT NULL,
+        PRIMARY KEY (gateway_id, meter_id, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        id {serial},
+        gateway_id TEXT,
+        meter_id TEXT,
+        seq BIGINT,
+        reason TEXT NOT NULL,
+        data {blob},
+        signature {blob},
+        payload {blob},
+        received_ms BIGINT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS quarantine_gateway ON quarantine (gateway_id, reason)",
+]
 
 _V2 = [
     # --- D1: users and meters -------------------------------------------------------------------
@@ -301,11 +346,19 @@ _V4 = [
     )""",
 ]
 
+# The api's sign-in nonces (without Redis). IF NOT EXISTS: api versions before schema 5 created the table
+# themselves at start-up, with these same columns.
+_V5 = [
+    "CREATE TABLE IF NOT EXISTS api_nonces (nonce TEXT PRIMARY KEY, expires_ms BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS api_nonces_expiry ON api_nonces (expires_ms)",
+]
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ingest: gateways, readings, quarantine", SCHEMA_V1),
     Migration(2, "data stores D1-D7, reading lifecycle, indexer cursor and events", _V2, _v2_data),
     Migration(3, "trades and payments carry their event id (chain order)", _V3),
     Migration(4, "ingest: quarantine.topic, redelivery ledger", _V4),
+    Migration(5, "the api's sign-in nonces", _V5),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -318,7 +371,17 @@ async def _has_table(tx: Sql, name: str) -> bool:
     return bool(rows[0][0])
 
 
-async def upgrade(storage: Storage, *, target: int = SCHEMA_VERSION) -> int:
+class Database(Protocol):
+    """What an upgrade needs of a storage (backend/storage/database.py's ``Storage``)."""
+
+    where: str
+    blob_type: str
+    serial_type: str
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Sql]: ...
+
+
+async def upgrade(storage: Database, *, target: int = SCHEMA_VERSION) -> int:
     """Bring the schema to ``target`` (default: the newest); return the version found before."""
     async with storage.transaction() as tx:
         if tx.dialect == "postgresql":

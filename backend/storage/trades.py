@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.database import Sql
+from backend.storage.sql import I64_MAX, Sql
 
 __all__ = ["TradeRow", "insert_trade", "list_trades", "trade_totals"]
 
@@ -58,16 +58,19 @@ async def insert_trade(db: Sql, row: TradeRow) -> bool:
 
 async def list_trades(db: Sql, *, order_address: str | None = None, wallet: str | None = None,
                       since: int | None = None, until: int | None = None, after: int | None = None,
-                      limit: int = 100) -> list[TradeRow]:
-    """Trades in the chain's order (oldest first); ``wallet`` as seller or buyer; ``since``/``until``:
-    executed_at range [since, until); ``after``: the ``event_id`` of the previous page's last trade."""
+                      newest_first: bool = False, limit: int = 100) -> list[TradeRow]:
+    """Trades in the chain's order, oldest first (or ``newest_first``); ``wallet`` as seller or buyer;
+    ``since``/``until``: executed_at range [since, until); ``after``: the ``event_id`` of the previous
+    page's last trade (in the order listed)."""
+    where, order = ("event_id < $1", "event_id DESC") if newest_first else ("event_id > $1", "event_id")
+    start = (I64_MAX if newest_first else -1) if after is None else after
     rows = await db.fetch(
-        f"SELECT {_COLUMNS} FROM trades WHERE event_id > $1 "
+        f"SELECT {_COLUMNS} FROM trades WHERE {where} "
         "AND (CAST($2 AS TEXT) IS NULL OR order_address = $2) "
         "AND (CAST($3 AS TEXT) IS NULL OR seller = $3 OR buyer = $3) "
         "AND (CAST($4 AS BIGINT) IS NULL OR executed_at >= $4) AND (CAST($5 AS BIGINT) IS NULL OR executed_at < $5) "
-        "ORDER BY event_id LIMIT $6",
-        -1 if after is None else after, order_address, wallet, since, until, limit,
+        f"ORDER BY {order} LIMIT $6",
+        start, order_address, wallet, since, until, limit,
     )
     return [_row(r) for r in rows]
 

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.storage.database import Sql, _now_ms
+from backend.storage.sql import Sql, now_ms
 
-__all__ = ["UserRow", "get_user", "list_users", "record_registration", "save_profile", "touch"]
+__all__ = ["UserRow", "get_user", "list_users", "name_taken", "record_registration", "save_profile", "touch"]
 
 _COLUMNS = ("wallet_address, user_type, name, pda_address, registered_at, registration_signature, created_ms, "
             "last_active_ms")
@@ -46,7 +46,7 @@ async def save_profile(db: Sql, wallet: str, user_type: str, name: str | None) -
         "INSERT INTO users (wallet_address, user_type, name, created_ms) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (wallet_address) DO UPDATE SET name = excluded.name, "
         "user_type = CASE WHEN users.pda_address IS NULL THEN excluded.user_type ELSE users.user_type END",
-        wallet, user_type, name, _now_ms(),
+        wallet, user_type, name, now_ms(),
     )
 
 
@@ -59,13 +59,13 @@ async def record_registration(db: Sql, wallet: str, user_type: str, pda_address:
         "ON CONFLICT (wallet_address) DO UPDATE SET user_type = excluded.user_type, "
         "pda_address = excluded.pda_address, registered_at = excluded.registered_at, "
         "registration_signature = excluded.registration_signature",
-        wallet, user_type, pda_address, registered_at, signature, _now_ms(),
+        wallet, user_type, pda_address, registered_at, signature, now_ms(),
     )
 
 
 async def touch(db: Sql, wallet: str, when_ms: int | None = None) -> None:
     await db.execute("UPDATE users SET last_active_ms = $2 WHERE wallet_address = $1", wallet,
-                     _now_ms() if when_ms is None else when_ms)
+                     now_ms() if when_ms is None else when_ms)
 
 
 async def get_user(db: Sql, wallet: str) -> UserRow | None:
@@ -80,3 +80,9 @@ async def list_users(db: Sql, *, after: str | None = None, limit: int = 100) -> 
         after or "", limit,
     )
     return [_row(r) for r in rows]
+
+
+async def name_taken(db: Sql, name: str, wallet: str) -> bool:
+    """Another wallet already goes by ``name`` (compared without case)."""
+    return bool(await db.fetch("SELECT 1 FROM users WHERE lower(name) = lower($1) AND wallet_address <> $2 LIMIT 1",
+                               name, wallet))

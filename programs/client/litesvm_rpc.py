@@ -10,8 +10,11 @@ validator reports them: error -32002 with the simulation's logs and error).
             ...
 
 Methods: getLatestBlockhash, sendTransaction (base64), getSignatureStatuses, getTransaction,
-getAccountInfo (base64), requestAirdrop, getMinimumBalanceForRentExemption, getSlot, getBlockHeight,
-getHealth. HTTP/1.1 with Content-Length bodies only; it listens on 127.0.0.1 and a free port.
+getAccountInfo (base64), getMultipleAccounts, getProgramAccounts (``dataSize`` / ``memcmp`` filters,
+``withContext``), getSignaturesForAddress (newest first, ``before`` / ``until`` / ``limit``, with
+``transactionIndex``), requestAirdrop, getMinimumBalanceForRentExemption, getSlot, getBlockHeight,
+getHealth — the last three groups are what an auditor (``gridtokenx verify``) reads a cluster with.
+HTTP/1.1 with Content-Length bodies only; it listens on 127.0.0.1 and a free port.
 """
 
 from __future__ import annotations
@@ -20,18 +23,22 @@ import asyncio
 import base64
 import contextlib
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from solders.account import Account
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.rpc.responses import (
     GetAccountInfoResp,
     GetLatestBlockhashResp,
+    GetSignaturesForAddressResp,
     GetSignatureStatusesResp,
     GetTransactionResp,
     RpcBlockhash,
+    RpcConfirmedTransactionStatusWithSignature,
     RpcResponseContext,
     RpcSimulateTransactionResult,
 )
@@ -70,6 +77,9 @@ class LiteSVMRpcServer:
         self.svm = svm if svm is not None else LiteSVM().with_blockhash_check(False)
         self.slot_interval = slot_interval
         self._executed: dict[Signature, _Executed] = {}
+        # Sent transactions in execution order, and per account key: getSignaturesForAddress.
+        self._by_address: defaultdict[Pubkey, list[Signature]] = defaultdict(list)
+        self._in_slot: defaultdict[int, list[Signature]] = defaultdict(list)
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.url = ""
@@ -187,8 +197,12 @@ class LiteSVMRpcServer:
                 return _error(rid, -32002, f"Transaction simulation failed: {err}", data)
         else:
             meta, err = outcome, None
-        self._executed[meta.signature()] = _Executed(self._slot(), tx, meta, err)
-        return _result(rid, str(meta.signature()))
+        signature = meta.signature()
+        self._executed[signature] = _Executed(self._slot(), tx, meta, err)
+        self._in_slot[self._slot()].append(signature)
+        for key in dict.fromkeys(tx.message.account_keys):
+            self._by_address[key].append(signature)
+        return _result(rid, str(signature))
 
     def _rpc_getSignatureStatuses(self, rid: Any, params: list[Any]) -> str:
         statuses = []
@@ -208,6 +222,72 @@ class LiteSVMRpcServer:
         )
         tx = EncodedTransactionWithStatusMeta(done.tx, meta, None)
         return _with_id(GetTransactionResp(EncodedConfirmedTransactionWithStatusMeta(done.slot, tx)).to_json(), rid)
+
+    def _rpc_getSignaturesForAddress(self, rid: Any, params: list[Any]) -> str:
+        options = params[1] if len(params) > 1 and params[1] else {}
+        limit = min(int(options.get("limit") or 1000), 1000)
+        before, until = options.get("before"), options.get("until")
+        found: list[RpcConfirmedTransactionStatusWithSignature] = []
+        started = before is None
+        for signature in reversed(self._by_address.get(Pubkey.from_string(params[0]), [])):
+            if not started:
+                started = str(signature) == before
+                continue
+            if str(signature) == until or len(found) >= limit:
+                break
+            done = self._executed[signature]
+            found.append(RpcConfirmedTransactionStatusWithSignature(
+                signature, done.slot, done.err, None, None, TransactionConfirmationStatus.Finalized,
+                self._in_slot[done.slot].index(signature)))
+        return _with_id(GetSignaturesForAddressResp(found).to_json(), rid)
+
+    def _rpc_getProgramAccounts(self, rid: Any, params: list[Any]) -> str:
+        options = params[1] if len(params) > 1 and params[1] else {}
+        if options.get("encoding", "base64") != "base64":
+            return _error(rid, -32602, "only base64 account data is supported")
+        filters = options.get("filters") or []
+        value = [{"pubkey": str(address), "account": _ui_account(account)}
+                 for address, account in self.svm.get_program_accounts(Pubkey.from_string(params[0]))
+                 if all(_matches(bytes(account.data), f) for f in filters)]
+        if options.get("withContext"):
+            return _result(rid, {"context": {"slot": self._slot()}, "value": value})
+        return _result(rid, value)
+
+    def _rpc_getMultipleAccounts(self, rid: Any, params: list[Any]) -> str:
+        value = []
+        for text in params[0]:
+            account = self.svm.get_account(Pubkey.from_string(text))
+            live = account is not None and (account.lamports > 0 or bool(account.data))
+            value.append(_ui_account(account) if live and account is not None else None)
+        return _result(rid, {"context": {"slot": self._slot()}, "value": value})
+
+
+def _ui_account(account: Account) -> dict[str, Any]:
+    return {"lamports": account.lamports, "data": [base64.b64encode(bytes(account.data)).decode(), "base64"],
+            "owner": str(account.owner), "executable": account.executable, "rentEpoch": account.rent_epoch,
+            "space": len(account.data)}
+
+
+def _matches(data: bytes, rule: dict[str, Any]) -> bool:
+    """One getProgramAccounts filter: ``{"dataSize": n}`` or ``{"memcmp": {"offset": o, "bytes": base58}}``."""
+    if "dataSize" in rule:
+        return len(data) == int(rule["dataSize"])
+    memcmp = rule["memcmp"]
+    offset = int(memcmp["offset"])
+    wanted = (base64.b64decode(memcmp["bytes"]) if memcmp.get("encoding") == "base64"
+              else _b58decode(memcmp["bytes"]))
+    return data[offset:offset + len(wanted)] == wanted
+
+
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _b58decode(text: str) -> bytes:
+    number = 0
+    for char in text:
+        number = number * 58 + _B58.index(char)
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    return b"\0" * (len(text) - len(text.lstrip("1"))) + body
 
 
 def _placeholder_tx() -> VersionedTransaction:

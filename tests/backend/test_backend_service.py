@@ -75,6 +75,23 @@ def test_secrets_come_from_owner_only_files(tmp_path: Path) -> None:
     assert config.database_url == "postgresql://gtx:s3cret%3A%2F%40@db.example/gtx"
 
 
+def test_backend_commands_do_not_load_the_api() -> None:
+    """Every `gridtokenx backend` command reads the configuration, ``[api]`` included; FastAPI and the
+    routes are loaded only when the api role runs (``backend.api`` hands its names on lazily)."""
+    code = (
+        "import sys, backend.cli, backend.config, backend.service\n"
+        "from backend.api import ApiSettings\n"
+        "ApiSettings(operators=[])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette', 'uvicorn')\n"
+        "             or m.startswith(('backend.api.app', 'backend.api.routes'))))\n"
+        "from backend.api import create_app\n"
+        "print('fastapi' in sys.modules and 'backend.api.routes.orders' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "True"]
+
+
 def test_commands_refuse_bad_configuration_with_status_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[database]\nurl = 5\nsurprise = true\n")

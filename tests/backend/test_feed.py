@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 
 from backend.feed import FeedOverflow, InProcessFeed, RedisFeed
+from backend.indexer.decode import event_kinds
 from backend.storage.events import EventRecord
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -64,3 +68,23 @@ async def test_redis_carries_events_between_instances_once() -> None:
     finally:
         await first.close()
         await second.close()
+
+
+def test_the_event_vocabulary_is_documented_once() -> None:
+    """docs/backend.md "Events" lists every kind the indexer records, with its program, and every field of
+    an event record; docs/api.md points there and names no kind the indexer does not record."""
+    docs = Path(__file__).parents[2] / "docs"
+    section = (docs / "backend.md").read_text().split("\n## Events\n", 1)[1].split("\n## ", 1)[0]
+    kinds_part, record_part = section.split("**An event record**")
+    documented = re.findall(r"^\| `([a-z_]+)` \| ([a-z_]+) \w+ \|", kinds_part, re.MULTILINE)
+    every = {(kind, program) for program, kinds in event_kinds().items() for kind in kinds}
+    assert len(documented) == len(set(documented)) and set(documented) == every
+    rows = re.findall(r"^\| ((?:`[a-z_]+`(?:, )?)+) \|", record_part, re.MULTILINE)
+    fields = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row)}
+    assert fields == {f.name for f in dataclasses.fields(EventRecord)} - {"payload"} | {"data"}
+    api = (docs / "api.md").read_text()
+    assert "backend.md#events" in api
+    snake = set(re.findall(r"`([a-z]+_[a-z_]+)`", api))
+    kinds = {kind for kind, _ in every}
+    assert {"payment_issued", "payment_redeemed"}.isdisjoint(snake)
+    assert {k for k in snake if k.endswith(("_issued", "_redeemed", "_consumed", "_executed"))} <= kinds

@@ -139,6 +139,29 @@ async def test_embedded_journal_indexed_once_and_equal_to_the_chain(storage: Sto
         embedded.chain.close()
 
 
+async def test_payment_references_are_kept_as_the_api_takes_them(storage: Storage, tmp_path: Path) -> None:
+    """A bank reference stays its text; a 32-byte binary reference (a hash) is ``0x`` + hex — in D7 and in
+    the event (programs.payments.client.reference_text), so the api's "each reference once" finds it."""
+    from programs.payments import client as payments_program
+    from tests.support import market
+
+    embedded = await open_embedded_chain(tmp_path / "chain")
+    try:
+        d = embedded.deployment
+        wallet = await market.new_wallet(embedded.chain, d)
+        binary = bytes(range(32))
+        for reference in ("KBANK-2025-000123", binary):
+            await market.issue_thbc(embedded.chain, d, embedded.payment_gateway, wallet, 10**6,
+                                    reference)
+        await _indexer(storage, embedded, InProcessFeed()).catch_up()
+        texts = ["KBANK-2025-000123", "0x" + binary.hex()]
+        assert [p.reference for p in await payments.list_payments(storage, kind="ISSUE")] == texts
+        assert [e.payload["reference"] for e in await events.events_after(storage, 0, kinds=["thbc_issued"])] == texts
+        assert payments_program.reference_text(payments_program.reference_bytes(binary)) == texts[1]
+    finally:
+        embedded.chain.close()
+
+
 async def test_resumes_after_a_crash_mid_stream_without_gap_or_duplicate(storage: Storage, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     embedded = await open_embedded_chain(tmp_path / "chain")

@@ -13,6 +13,7 @@ from backend.storage import (
     certificates,
     events,
     meters,
+    nonces,
     open_storage,
     orders,
     payments,
@@ -57,6 +58,8 @@ async def test_users_profile_then_registration(storage: Storage) -> None:
     u = await users.get_user(storage, "Wallet1")
     assert u is not None and (u.user_type, u.name, u.pda_address, u.registered_at) == ("prosumer", "Ann C",
                                                                                        "UserPda1", 1_700)
+    assert await users.name_taken(storage, "ann c", "Wallet2")  # names compare without case
+    assert not await users.name_taken(storage, "Ann C", "Wallet1")  # one's own name is not taken
     await users.touch(storage, "Wallet1", 5)
     assert [x.wallet_address for x in await users.list_users(storage)] == ["Wallet1", "Wallet2"]
     assert [x.wallet_address for x in await users.list_users(storage, after="Wallet1")] == ["Wallet2"]
@@ -195,6 +198,12 @@ async def test_orders_trades_and_the_book(storage: Storage) -> None:
     assert [o.address for o in await orders.order_book(storage, now=50)] == ["OrdC", "OrdA", "OrdB"]
     assert [o.address for o in await orders.order_book(storage, after=(3_000_000, 10, "OrdA"))] == ["OrdB"]
     assert await orders.order_book(storage, now=100) == []  # all past their expiry
+    assert [o.address for o in await orders.order_book(storage, min_price=2_500_000, max_price=3_000_000)] == [
+        "OrdA", "OrdB"]
+    assert await orders.order_book(storage, seller="Nobody") == []
+    assert await orders.in_escrow(storage, "S") == 3_000
+    assert [o.address for o in await orders.recent_orders(storage, "S")] == ["OrdC", "OrdB", "OrdA"]
+    assert [o.address for o in await orders.recent_orders(storage, "S", before=(20, "OrdB"), limit=5)] == ["OrdA"]
 
     await orders.record_fill(storage, "OrdA", remaining=600, proceeds=1_396, signature="t1", slot=2)
     await orders.record_fill(storage, "OrdA", remaining=0, proceeds=2_094, signature="t2", slot=3, at=40)
@@ -204,6 +213,9 @@ async def test_orders_trades_and_the_book(storage: Storage) -> None:
                                                                                          3_490, 40)
     assert [o.address for o in await orders.expired_open_orders(storage, 100)] == ["OrdC"]
     assert [o.address for o in await orders.list_orders(storage, states=["EXPIRED", "FILLED"])] == ["OrdA", "OrdB"]
+    assert [o.address for o in await orders.recent_orders(storage, "S", states=["EXPIRED", "FILLED"])] == [
+        "OrdB", "OrdA"]
+    assert await orders.in_escrow(storage, "S") == 1_000  # OrdC is the one open
     with pytest.raises(ValueError):
         await orders.record_closed(storage, "OrdC", "FILLED", at=1, signature="y", slot=5)
     # The seller reuses the order id after closing the account: a new order at the same address.
@@ -219,6 +231,8 @@ async def test_orders_trades_and_the_book(storage: Storage) -> None:
     assert [t.signature for t in await trades.list_trades(storage, wallet="B")] == ["t1", "t2"]
     assert [t.signature for t in await trades.list_trades(storage, since=35)] == ["t2"]
     assert [t.signature for t in await trades.list_trades(storage, after=11)] == ["t2"]
+    assert [t.signature for t in await trades.list_trades(storage, newest_first=True)] == ["t2", "t1"]
+    assert [t.signature for t in await trades.list_trades(storage, newest_first=True, after=12)] == ["t1"]
     totals = await trades.trade_totals(storage)
     assert totals["S"]["sold"] == 1_000 and totals["S"]["received"] == 3_490 and totals["B"]["paid"] == 3_500
 
@@ -237,6 +251,13 @@ async def test_certificates_and_payments(storage: Storage) -> None:
                                                                      "retired_wh": 4_000}}
     assert await certificates.expired_open_certificates(storage, 5_000) == []
     assert [x.address for x in await certificates.list_certificates(storage, holder="Holder")] == ["Cert1"]
+    await certificates.record_certificate(storage, certificates.CertificateRow(
+        "Cert2", "MeterPda", "m1", 1, "Other", 4_000, 5_000, "PENDING", None, 150, 1_000, None, None, "i2", "i2", 8, 0))
+    assert await certificates.count_for_meter(storage, "m1") == 2
+    assert await certificates.count_for_meter(storage, "x") == 0
+    assert [x.address for x in await certificates.recent_certificates(storage)] == ["Cert2", "Cert1"]
+    assert [x.address for x in await certificates.recent_certificates(storage, before=(150, "Cert2"))] == ["Cert1"]
+    assert [x.address for x in await certificates.recent_certificates(storage, status="PENDING")] == ["Cert2"]
 
     p = payments.PaymentRow("p1", 0, 0, "ISSUE", "W", "THBC", 1_000_000, "DEP-1", 50, 9, 1)
     assert await payments.insert_payment(storage, p) and not await payments.insert_payment(storage, p)
@@ -244,5 +265,17 @@ async def test_certificates_and_payments(storage: Storage) -> None:
                                                                60, 10, 2))
     assert [x.signature for x in await payments.list_payments(storage, wallet="W")] == ["p1", "p2"]
     assert [x.signature for x in await payments.list_payments(storage, reference="DEP-1")] == ["p1"]
+    assert [x.signature for x in await payments.list_payments(storage, newest_first=True)] == ["p2", "p1"]
+    assert [x.signature for x in await payments.list_payments(storage, newest_first=True, after=2)] == ["p1"]
     assert await payments.payment_totals(storage) == {"ISSUE": 1_000_000, "REDEEM": 400_000, "CONSUME": 0}
     assert await payments.payment_totals(storage, since=55) == {"ISSUE": 0, "REDEEM": 400_000, "CONSUME": 0}
+
+
+async def test_sign_in_nonces_are_used_once_and_expire(storage: Storage) -> None:
+    await nonces.issue_nonce(storage, "n1", 60)
+    await nonces.issue_nonce(storage, "n2", 0)  # expires at once
+    assert await nonces.consume_nonce(storage, "n1") and not await nonces.consume_nonce(storage, "n1")
+    await storage.execute("UPDATE api_nonces SET expires_ms = 1 WHERE nonce = 'n2'")
+    assert not await nonces.consume_nonce(storage, "n2") and not await nonces.consume_nonce(storage, "unknown")
+    await nonces.issue_nonce(storage, "n3", 60)  # issuing drops the expired
+    assert [r[0] for r in await storage.fetch("SELECT nonce FROM api_nonces ORDER BY nonce")] == ["n3"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.storage import SCHEMA_VERSION, Storage, StorageError, open_storage
+from backend.storage import SCHEMA_VERSION, Storage, StorageError, nonces, open_storage
 from backend.storage.database import PostgresStorage, SqliteStorage
 from backend.storage.reading_states import reading_state, state_counts
 from backend.storage.schema import upgrade
@@ -123,6 +123,20 @@ async def test_version_2_trades_get_their_event_ids(db_url: str) -> None:
     async with await open_storage(db_url) as s:
         [(event_id,)] = await s.fetch("SELECT id FROM chain_events")
         assert await s.fetch("SELECT signature, event_id FROM trades") == [("sig", event_id)]
+
+
+async def test_version_4_keeps_the_nonces_an_earlier_api_made(db_url: str) -> None:
+    """Before version 5 the api created ``api_nonces`` itself at start-up; the upgrade takes it over."""
+    s = await _raw(db_url)
+    try:
+        await upgrade(s, target=4)
+        await s.execute("CREATE TABLE IF NOT EXISTS api_nonces (nonce TEXT PRIMARY KEY, expires_ms BIGINT NOT NULL)")
+        await s.execute("INSERT INTO api_nonces VALUES ('kept', 9999999999999)")
+    finally:
+        await s.close()
+    async with await open_storage(db_url) as s:
+        assert (await s.fetch("SELECT value FROM schema_info"))[0][0] == SCHEMA_VERSION
+        assert await nonces.consume_nonce(s, "kept")
 
 
 async def test_a_newer_database_is_refused(db_url: str) -> None:

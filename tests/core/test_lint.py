@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
-PACKAGES = ["gridtokenx", "gateway", "backend", "programs", "firmware-sim/meter_sim"]
+PACKAGES = ["gridtokenx", "gateway", "backend", "programs", "audit", "demo", "firmware-sim/meter_sim"]
 
 
 def test_ruff_finds_nothing() -> None:

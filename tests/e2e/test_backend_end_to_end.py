@@ -15,13 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,147 +23,23 @@ import pytest
 import redis.asyncio as redis
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
-from solders.signature import Signature
 from spl.token.instructions import create_associated_token_account
 
 from backend.consistency import check_consistency
-from backend.storage import Storage, balances, events, open_storage, orders, trades
+from backend.storage import Storage, balances, events, open_storage, orders
 from backend.storage import reading_states as rs
-from gateway.keys import load_key
 from programs.client import RpcChain
-from programs.deployment import Deployment, load_keypair, save_keypair
-from programs.energy_token import client as energy
-from programs.events import decode_transaction_events
 from programs.registry import client as registry
 from programs.trading import client as trading
 from tests.support import fixtures, market
-from tests.support.ackkey import backend_pub, write_ack_key
-from tests.support.mosquitto import Mosquitto
-from tests.support.processes import Proc, backend_cmd, gateway_cmd, start_meter_sim
+from tests.support.backend_rig import GW, REDIS_URL, Rig, check_against_chain, cli, rig, until
+from tests.support.processes import Proc, backend_cmd, start_meter_sim
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.modbus, pytest.mark.chain]
 pg_url = fixtures.pg_url
 
-GW = "gw-svc"
 UNITS = [1, 2]
 PRICE = 3_500_000  # THBC base units per kWh
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-async def _run(cmd: list[str], limit_s: float = 120) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=limit_s)
-
-
-async def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return await _run([sys.executable, "-m", "gridtokenx", *args])
-
-
-async def _until(check: Callable[[], Awaitable[bool]], within_s: float, what: str, procs: list[Proc]) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        for p in procs:
-            assert p.running, f"{p.log_path.name} exited:\n{p.log()[-4000:]}"
-        await asyncio.sleep(0.3)
-    tails = "\n".join(f"--- {p.log_path.name}\n{p.log()[-3000:]}" for p in procs)
-    raise AssertionError(f"timed out after {within_s} s waiting for {what}\n{tails}")
-
-
-@dataclass
-class Rig:
-    tmp: Path
-    url: str  # PostgreSQL
-    rpc_url: str
-    deployment: Deployment
-    admin: Path
-    payment_gateway: Keypair
-    broker: Mosquitto
-    gateway_key: bytes
-    prefix: str
-    procs: list[Proc] = field(default_factory=list)
-
-    def backend_config(self, instance: int, *, shared: bool = False) -> Path:
-        relayer = self.tmp / f"relayer-{instance}.json"
-        path = self.tmp / f"backend-{instance}.toml"
-        share = 'shared_group = "backends"\n' if shared else ""
-        path.write_text(
-            f'roles = ["ingest", "minter", "indexer", "cranks"]\ndata_dir = "{self.tmp}/data-{instance}"\n'
-            f'instance = "backend-{instance}"\n\n'
-            f'[database]\nurl = "{self.url}"\n\n'
-            f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.port}\nreconnect_max_s = 1\n'
-            f'client_id = "backend-{self.broker.port}-{instance}"\nack_key_file = "{write_ack_key(self.tmp)}"\n'
-            f'{share}\n'
-            f'[chain]\nurl = "{self.rpc_url}"\ndeployment_file = "{self.tmp}/deployment.json"\n'
-            f'keypair_file = "{relayer}"\npoll_interval_s = 0.05\n\n'
-            f"[minter]\ninterval_s = 0.5\nretry_first_s = 0.5\nsweep_interval_s = 2\n\n"
-            f"[indexer]\ninterval_s = 0.2\n\n[cranks]\ninterval_s = 0.5\n\n"
-            f'[redis]\nurl = "{REDIS_URL}"\nchannel_prefix = "{self.prefix}"\n'
-        )
-        return path
-
-    def start(self, cmd: list[str], name: str) -> Proc:
-        proc = Proc(cmd, self.tmp / f"{name}-{len(self.procs)}.log")
-        self.procs.append(proc)
-        return proc
-
-    def backend(self, instance: int, *, shared: bool = False) -> Proc:
-        return self.start(backend_cmd("run", "--config", str(self.backend_config(instance, shared=shared))),
-                          f"backend-{instance}")
-
-    def gateway(self, sim_port: int) -> Proc:
-        meters = "".join(
-            f'[[meter]]\nid = "m{u}"\nmodel = "sdm120"\nunit = {u}\nbus = "sim"\ninterval = 0.2\n'
-            # The simulator runs 60 times faster than real time: allow 60 times the rated power.
-            f"max_power_w = 2000000\n\n" for u in UNITS)
-        config = self.tmp / "gateway.toml"
-        config.write_text(
-            f'[gateway]\nid = "{GW}"\n\n'
-            f'[[bus]]\nname = "sim"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {sim_port}\ntimeout = 1.0\n\n'
-            f'{meters}[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.port}\nack_timeout_s = 2.0\n'
-            f'ack_timeout_max_s = 4.0\nreconnect_max_s = 1\nbatch_size = 200\n'
-            f'backend_key_file = "{backend_pub(self.tmp)}"\n\n'
-            f'[outbox]\npath = "{self.tmp}/state/outbox.db"\n\n[key]\npath = "{self.tmp}/state/device.key"\n'
-        )
-        return self.start(gateway_cmd("run", "--config", str(config)), "gateway")
-
-
-@contextlib.asynccontextmanager
-async def rig(tmp_path: Path, url: str) -> AsyncIterator[Rig]:
-    procs: list[Proc] = []
-    localnet = Proc(backend_cmd("localnet", "--data-dir", str(tmp_path / "localnet"), "--port", "0", "--bare"),
-                    tmp_path / "localnet.log")
-    procs.append(localnet)
-    try:
-        deadline = time.monotonic() + 30
-        while not (m := re.search(r"localnet ready: (http://\S+)", localnet.log())):
-            assert localnet.running and time.monotonic() < deadline, localnet.log()
-            await asyncio.sleep(0.1)
-        rpc_url = m.group(1)
-        admin = tmp_path / "admin.json"
-        save_keypair(admin, Keypair())
-        async with RpcChain(rpc_url, poll_interval=0.05) as chain:
-            await chain.fund(load_keypair(admin).pubkey(), 1_000 * 10**9)
-            for instance in (0, 1):
-                save_keypair(tmp_path / f"relayer-{instance}.json", key := Keypair())
-                await chain.fund(key.pubkey(), 100 * 10**9)
-        deployed = await _cli("programs", "deploy", "--url", rpc_url, "--keypair", str(admin),
-                        "--out", str(tmp_path / "deployment.json"))
-        assert deployed.returncode == 0, deployed.stderr[-3000:]
-        keygen = await _run(gateway_cmd("keygen", "--out", str(tmp_path / "state" / "device.key"), "--gateway-id", GW))
-        assert keygen.returncode == 0, keygen.stderr
-        gateway_key = load_key(tmp_path / "state" / "device.key").public_key
-        with Mosquitto(tmp_path / "broker") as broker:
-            r = Rig(tmp_path, url, rpc_url, Deployment.load(tmp_path / "deployment.json"), admin,
-                    load_keypair(tmp_path / "payment-gateway.json"), broker, gateway_key,
-                    f"gtx-test-{uuid.uuid4().hex[:10]}", procs)
-            added = await _cli("backend", "add-gateway", "--config", str(r.backend_config(0)), "--id", GW,
-                         "--public-key", gateway_key.hex())
-            assert added.returncode == 0, added.stderr
-            yield r
-    finally:
-        for proc in reversed(procs):
-            proc.kill()
 
 
 async def register_meters(r: Rig, chain: RpcChain) -> dict[str, Keypair]:
@@ -184,8 +54,8 @@ async def register_meters(r: Rig, chain: RpcChain) -> dict[str, Keypair]:
                create_associated_token_account(owner.pubkey(), owner.pubkey(), d.grid_mint),
                create_associated_token_account(owner.pubkey(), owner.pubkey(), d.thbc_mint)]
         (await chain.send_transaction(ixs, [owner])).raise_for_failure()
-        done = await _cli("backend", "meters", "activate", meter_id, "--config", str(r.backend_config(0)),
-                    "--authority", str(r.admin))
+        done = await cli("backend", "meters", "activate", meter_id, "--config", str(r.backend_config(0)),
+                         "--authority", str(r.admin))
         assert done.returncode == 0 and "PENDING → ACTIVE" in done.stdout, done.stdout + done.stderr
         owners[meter_id] = owner
     return owners
@@ -193,7 +63,7 @@ async def register_meters(r: Rig, chain: RpcChain) -> dict[str, Keypair]:
 
 @contextlib.asynccontextmanager
 async def subscriber(prefix: str) -> AsyncIterator[list[dict[str, Any]]]:
-    """A Redis subscriber to the live feed (until the API's /ws serves it)."""
+    """A Redis subscriber to the live feed (a /ws client of the api role: tests/e2e/test_api_end_to_end.py)."""
     got: list[dict[str, Any]] = []
     client = redis.from_url(REDIS_URL)
     pubsub = client.pubsub()
@@ -222,42 +92,6 @@ async def _minted_both(storage: Storage) -> bool:
     return {r[0] for r in rows} == {f"m{u}" for u in UNITS}
 
 
-async def check_against_chain(storage: Storage, chain: RpcChain, d: Deployment) -> None:
-    """Every row of D3 (token accounts, escrow), D4 (orders) and D5 (trades) against the chain; every
-    minted reading's transaction on chain."""
-    report = await check_consistency(storage, chain, d)
-    assert report.ok, "\n".join(map(str, report.discrepancies))
-    assert report.checked["token_accounts"] >= 6 and report.checked["orders"] >= 1
-    # D5: each trade row is the TradeExecuted event of its transaction, field by field.
-    rows = await trades.list_trades(storage, limit=1000)
-    assert rows
-    for t in rows:
-        found = await _events(chain, d, t.signature)
-        executed = [e for e in found if isinstance(e, trading.TradeExecuted)]
-        filled = [e for e in found if isinstance(e, trading.OrderFilled)]
-        assert [(str(e.order), str(e.seller), str(e.buyer), e.amount, e.price, e.cost, e.fee) for e in executed] == [
-            (t.order_address, t.seller, t.buyer, t.amount, t.price, t.cost, t.fee)]
-        assert [f.remaining for f in filled] == [t.remaining]
-    # D2: every reading MINTED by its own settlement names the transaction that settled it.
-    for meter_id, seq, signature in await storage.fetch(
-            "SELECT meter_id, seq, tx_signature FROM reading_states WHERE state = 'MINTED' AND settled_by_seq = seq"):
-        assert signature is not None, (meter_id, seq)
-        settled = {(e.meter_id, e.seq) for e in await _events(chain, d, signature)
-                   if isinstance(e, energy.GridMinted | energy.BaselineRecorded)}
-        assert (meter_id, seq) in settled
-
-
-async def _events(chain: RpcChain, d: Deployment, signature: str) -> list[Any]:
-    """Our events in a transaction, decoded from the chain's record of it by the programs' decoder."""
-    found = await chain.client.get_transaction(Signature.from_string(signature), encoding="base64",
-                                               max_supported_transaction_version=0)
-    tx = found.value.transaction
-    message = tx.transaction.message
-    programs = [message.account_keys[ix.program_id_index] for ix in message.instructions]
-    return [e.event for e in decode_transaction_events(tx.meta.log_messages, d.by_name(),
-                                                       instruction_programs=programs).complete()]
-
-
 async def trade_and_expire(r: Rig, chain: RpcChain, storage: Storage, owners: dict[str, Keypair],
                            procs: list[Proc]) -> str:
     """The seller with the most GRID offers half; a consumer buys part of it twice; the crank expires the
@@ -284,7 +118,7 @@ async def trade_and_expire(r: Rig, chain: RpcChain, storage: Storage, owners: di
         row = await orders.get_order(storage, order)
         return row is not None and row.state == "EXPIRED"
 
-    await _until(expired, 40, "the crank to expire the order", procs)
+    await until(expired, 40, "the crank to expire the order", procs)
     row = await orders.get_order(storage, order)
     assert row is not None and (row.amount, row.remaining, row.escrow) == (offered, offered - 2 * (offered // 4), 0)
     vault = trading.vault_address(d.trading, Pubkey.from_string(order))[0]
@@ -299,9 +133,9 @@ async def test_meter_to_trade_through_the_backend_service(tmp_path: Path, pg_url
         backend = r.backend(0)
         sim, sim_port = start_meter_sim(UNITS, tmp_path / "sim.log")
         try:
-            gateway = r.gateway(sim_port)
+            gateway = r.gateway(sim_port, UNITS)
             watched = [backend, gateway]
-            await _until(lambda: _minted_both(storage), 90, "readings MINTED for both meters", watched)
+            await until(lambda: _minted_both(storage), 90, "readings MINTED for both meters", watched)
             order = await trade_and_expire(r, chain, storage, owners, watched)
             # Quiet: no more readings; let the minter and the indexer catch up, then compare.
             sim.kill()
@@ -320,7 +154,7 @@ async def test_meter_to_trade_through_the_backend_service(tmp_path: Path, pg_url
                 return counts["STORED"] == counts["PROCESSING"] == 0 and report.ok
 
             try:
-                await _until(settled, 60, "every reading settled and the database equal to the chain", [backend])
+                await until(settled, 60, "every reading settled and the database equal to the chain", [backend])
             except AssertionError as exc:
                 raise AssertionError("\n".join(last)) from exc
             await check_against_chain(storage, chain, r.deployment)
@@ -377,17 +211,17 @@ async def test_two_backends_with_every_role_on_one_database(tmp_path: Path, pg_u
         second = r.start(backend_cmd("run", "--config", str(r.tmp / "backend-1.toml")), "backend-1")
         sim, sim_port = start_meter_sim(UNITS, tmp_path / "sim.log")
         try:
-            gateway = r.gateway(sim_port)
-            await _until(lambda: _minted_both(storage), 90, "readings MINTED for both meters",
-                         [first, second, gateway])
+            gateway = r.gateway(sim_port, UNITS)
+            await until(lambda: _minted_both(storage), 90, "readings MINTED for both meters",
+                        [first, second, gateway])
             second.kill()  # mid-stream: whatever it was sending, indexing or storing is cut off
             await asyncio.sleep(1.0)
             second = r.start(backend_cmd("run", "--config", str(r.tmp / "backend-1.toml")), "backend-1")
             order = await trade_and_expire(r, chain, storage, owners, [first, second, gateway])
             sim.kill()
             # The gateway empties its outbox into the two backends, then stops.
-            await _until(lambda: _outbox_empty(r.tmp / "state" / "outbox.db"), 60, "the outbox to drain",
-                         [first, second, gateway])
+            await until(lambda: _outbox_empty(r.tmp / "state" / "outbox.db"), 60, "the outbox to drain",
+                        [first, second, gateway])
             outbox = sqlite3_counts(r.tmp / "state" / "outbox.db")
             assert gateway.terminate() == 0, gateway.log()[-3000:]
             last: list[str] = []
@@ -401,8 +235,8 @@ async def test_two_backends_with_every_role_on_one_database(tmp_path: Path, pg_u
                 return counts["STORED"] == counts["PROCESSING"] == 0 and report.ok and unsigned[0][0] == 0
 
             try:
-                await _until(settled, 60, "every reading settled, signed, and the database equal to the chain",
-                             [first, second])
+                await until(settled, 60, "every reading settled, signed, and the database equal to the chain",
+                            [first, second])
             except AssertionError as exc:
                 raise AssertionError("\n".join(last)) from exc
             await check_against_chain(storage, chain, r.deployment)

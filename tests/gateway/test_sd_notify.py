@@ -53,8 +53,8 @@ class NotifySocket:
     def times(self, key: str, since: float = 0.0) -> list[float]:
         return [t for t, m in list(self.messages) if key in m and t >= since]
 
-    def statuses(self) -> list[str]:
-        return [m["STATUS"] for _, m in list(self.messages) if "STATUS" in m]
+    def statuses(self, since: float = 0.0) -> list[str]:
+        return [m["STATUS"] for t, m in list(self.messages) if "STATUS" in m and t >= since]
 
     def close(self) -> None:
         self._stop = True
@@ -125,8 +125,11 @@ def test_ready_watchdog_and_status_from_a_real_daemon(tmp_path: Path, broker: Mo
         assert notify.times("WATCHDOG", time.monotonic() - 1.5), "watchdog did not resume after the loop unblocked"
 
         # The outbox writer stalls while polling goes on: the loop is alive, but no WATCHDOG either.
+        # Only a STUCK said after this counts: the blocked loop above was (rightly) reported as STUCK too.
+        stall_from = time.monotonic()
         d.gateway.proc.send_signal(signal.SIGUSR2)
-        stuck = wait_until("STATUS saying STUCK", lambda: [s for s in notify.statuses() if "STUCK" in s], 20, log)
+        stuck = wait_until("STATUS saying STUCK", lambda: [s for s in notify.statuses(stall_from) if "STUCK" in s],
+                           20, log)
         assert "outbox writer" in stuck[0]
         quiet_from = time.monotonic()
         time.sleep(4)

@@ -67,7 +67,7 @@ async def new_wallet(chain: Chain, d: Deployment, *, kind: int | None = None, th
 
 
 async def issue_thbc(chain: Chain, d: Deployment, operator: Keypair, to: Wallet, amount: int,
-                     reference: str | None = None) -> str:
+                     reference: str | bytes | None = None) -> str | bytes:
     """The payment operator issues ``amount`` THBC against a deposit reference (new if not given)."""
     reference = reference or f"DEP-{uuid.uuid4().hex[:12]}"
     ix = payments.issue(d.payments, operator.pubkey(), d.thbc_mint, to.thbc, reference, amount)

@@ -8,11 +8,15 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from backend.api.context import ApiContext
 from backend.api.deps import Ctx, Operator, Wallet
 from backend.api.errors import ApiError
 from backend.api.pagination import Page
-from backend.api.routes.common import Paging, Reads, page_of, pubkey
+from backend.api.routes.common import Paging, page_of, pubkey
 from backend.api.transactions import PreparedTransaction, prepare
+from backend.api.views import certificate_view, event_view
+from backend.storage import certificates as d6
+from backend.storage import events, meters
 from programs.certificates import client as certificates
 from programs.registry import client as registry
 
@@ -34,9 +38,9 @@ class Transfer(BaseModel):
     to: str = Field(..., max_length=64, description="the new holder's wallet")
 
 
-async def _certificate(r: Reads, address: str) -> dict[str, Any]:
+async def _certificate(ctx: ApiContext, address: str) -> d6.CertificateRow:
     pubkey(address, "certificate")
-    cert = await r.certificate(address)
+    cert = await d6.get_certificate(ctx.storage, address)
     if cert is None:
         raise ApiError(404, "not_found", f"no certificate {address}")
     return cert
@@ -44,15 +48,15 @@ async def _certificate(r: Reads, address: str) -> dict[str, Any]:
 
 @router.post("", response_model=PreparedTransaction, status_code=201,
              summary="request a certificate for a meter's settled generation (meter owner)")
-async def request(body: CertificateRequest, wallet: Wallet, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    meter = await r.meter(body.meter_id)
+async def request(body: CertificateRequest, wallet: Wallet, ctx: Ctx) -> PreparedTransaction:
+    meter = await meters.get_meter(ctx.storage, body.meter_id)
     if meter is None:
         raise ApiError(404, "not_found", f"meter {body.meter_id} is not registered")
-    if meter["owner"] != wallet:
+    if meter.owner_wallet != wallet:
         raise ApiError(403, "NotMeterOwner", "only the meter's owner requests its certificates")
     a = ctx.addresses
     meter_pda = registry.meter_address(a.registry, body.meter_id)[0]
-    index = await r.certificate_count(body.meter_id)  # the mark's next_index: certificates are numbered 0, 1, ...
+    index = await d6.count_for_meter(ctx.storage, body.meter_id)  # numbered 0, 1, … per meter
     ix = certificates.issue(a.certificates, pubkey(wallet), meter_pda, index, body.to_wh)
     address = str(certificates.certificate_address(a.certificates, meter_pda, index)[0])
     return await prepare(ctx, wallet, "certificates.issue", [ix],
@@ -60,34 +64,34 @@ async def request(body: CertificateRequest, wallet: Wallet, ctx: Ctx, r: Reads) 
 
 
 @router.post("/{address}/validate", response_model=PreparedTransaction, summary="governance: validate")
-async def validate(address: str, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    cert = await _certificate(r, address)
-    if cert["state"] != "PENDING":
-        raise ApiError(422, "InvalidState", f"the certificate is {cert['state']}")
+async def validate(address: str, wallet: Operator, ctx: Ctx) -> PreparedTransaction:
+    cert = await _certificate(ctx, address)
+    if cert.status != "PENDING":
+        raise ApiError(422, "InvalidState", f"the certificate is {cert.status}")
     ix = certificates.validate(ctx.addresses.certificates, pubkey(wallet), pubkey(address, "certificate"))
     return await prepare(ctx, wallet, "certificates.validate", [ix], {"certificate": address})
 
 
 @router.post("/{address}/revoke", response_model=PreparedTransaction, summary="governance: revoke, with a reason")
-async def revoke(address: str, body: Revocation, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    await _certificate(r, address)
+async def revoke(address: str, body: Revocation, wallet: Operator, ctx: Ctx) -> PreparedTransaction:
+    await _certificate(ctx, address)
     ix = certificates.revoke(ctx.addresses.certificates, pubkey(wallet), pubkey(address, "certificate"), body.reason)
     return await prepare(ctx, wallet, "certificates.revoke", [ix], {"certificate": address, "reason": body.reason})
 
 
 @router.post("/{address}/retire", response_model=PreparedTransaction, summary="holder: retire (claim) it")
-async def retire(address: str, wallet: Wallet, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    cert = await _certificate(r, address)
-    if cert["holder"] != wallet:
+async def retire(address: str, wallet: Wallet, ctx: Ctx) -> PreparedTransaction:
+    cert = await _certificate(ctx, address)
+    if cert.holder != wallet:
         raise ApiError(403, "NotCertificateOwner", "only the holder retires a certificate")
     ix = certificates.retire(ctx.addresses.certificates, pubkey(wallet), pubkey(address, "certificate"))
     return await prepare(ctx, wallet, "certificates.retire", [ix], {"certificate": address})
 
 
 @router.post("/{address}/transfer", response_model=PreparedTransaction, summary="holder: transfer it")
-async def transfer(address: str, body: Transfer, wallet: Wallet, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    cert = await _certificate(r, address)
-    if cert["holder"] != wallet:
+async def transfer(address: str, body: Transfer, wallet: Wallet, ctx: Ctx) -> PreparedTransaction:
+    cert = await _certificate(ctx, address)
+    if cert.holder != wallet:
         raise ApiError(403, "NotCertificateOwner", "only the holder transfers a certificate")
     ix = certificates.transfer(ctx.addresses.certificates, pubkey(wallet), pubkey(address, "certificate"),
                                pubkey(body.to))
@@ -95,18 +99,22 @@ async def transfer(address: str, body: Transfer, wallet: Wallet, ctx: Ctx, r: Re
 
 
 @router.get("", response_model=Page[dict[str, Any]], summary="certificates, newest first")
-async def list_certificates(r: Reads, paging: Paging, holder: str | None = Query(None, max_length=64),
+async def list_certificates(ctx: Ctx, paging: Paging, holder: str | None = Query(None, max_length=64),
                             meter_id: str | None = Query(None, max_length=16),
                             state: str | None = Query(None)) -> Page[dict[str, Any]]:
     if state is not None and state.upper() not in STATES:
         raise ApiError(400, "bad_state", f"states are {', '.join(sorted(STATES))}")
     if holder is not None:
         pubkey(holder)
-    rows = await r.certificates(paging.limit, paging.after, holder=holder, meter_id=meter_id,
-                                state=state.upper() if state else None)
-    return page_of(rows, paging.limit, ["issued_at", "address"])
+    before = paging.key(int, str)
+    rows = await d6.recent_certificates(ctx.storage, holder=holder, meter_id=meter_id,
+                                        status=state.upper() if state else None, limit=paging.limit,
+                                        before=(before[0], before[1]) if before else None)
+    return page_of([certificate_view(c) for c in rows], paging.limit, ["issued_at", "address"])
 
 
 @router.get("/{address}", response_model=dict[str, Any], summary="one certificate with its state history")
-async def get_certificate(address: str, r: Reads) -> dict[str, Any]:
-    return await _certificate(r, address)
+async def get_certificate(address: str, ctx: Ctx) -> dict[str, Any]:
+    cert = await _certificate(ctx, address)
+    history = await events.events_after(ctx.storage, 0, subject=address, limit=1000)
+    return {**certificate_view(cert), "history": [event_view(e) for e in history]}

@@ -1,33 +1,20 @@
-"""Shapes and helpers the resource routers share."""
+"""Helpers the resource routers share: pages, address checks, the registered-user check, balances."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import Depends
-from pydantic import BaseModel
 from solders.pubkey import Pubkey
 from spl.token.instructions import get_associated_token_address
 
-from backend.api.context import ApiContext
-from backend.api.deps import Ctx
 from backend.api.errors import ApiError
 from backend.api.pagination import Page, PageParams, encode_cursor, page_params
-from backend.storage.api_reads import ApiReads
+from backend.storage import Sql, balances, orders, users
 
-__all__ = ["Paging", "Reads", "ata", "page_of", "pubkey", "reads", "require_user"]
+__all__ = ["Paging", "ata", "balances_of", "page_of", "pubkey", "require_user"]
 
-
-def reads(ctx: Ctx) -> ApiReads:
-    return ApiReads(ctx.storage)
-
-
-Reads = Annotated[ApiReads, Depends(reads)]
 Paging = Annotated[PageParams, Depends(page_params)]
-
-
-class Item(BaseModel):
-    model_config = {"extra": "allow"}
 
 
 def page_of(rows: list[dict[str, Any]], limit: int, key: list[str]) -> Page[dict[str, Any]]:
@@ -48,8 +35,14 @@ def ata(owner: Pubkey | str, mint: Pubkey) -> Pubkey:
     return get_associated_token_address(owner if isinstance(owner, Pubkey) else Pubkey.from_string(owner), mint)
 
 
-async def require_user(ctx: ApiContext, r: ApiReads, wallet: str) -> dict[str, Any]:
-    user = await r.user(wallet)
-    if user is None:
+async def require_user(db: Sql, wallet: str) -> users.UserRow:
+    user = await users.get_user(db, wallet)
+    if user is None or not user.registered:
         raise ApiError(403, "not_registered", "register this wallet first (POST /users)")
     return user
+
+
+async def balances_of(db: Sql, wallet: str) -> dict[str, int]:
+    """D3 as the api shows it: GRID and THBC held, and GRID on offer in open orders (D4)."""
+    held = await balances.wallet_balances(db, wallet)
+    return {"grid": held["GRID"], "thbc": held["THBC"], "grid_in_escrow": await orders.in_escrow(db, wallet)}

@@ -12,8 +12,10 @@ from pydantic import BaseModel, Field, field_validator
 from backend.api.deps import Ctx, Operator, Wallet
 from backend.api.errors import ApiError
 from backend.api.pagination import Page
-from backend.api.routes.common import Paging, Reads, page_of, pubkey, require_user
+from backend.api.routes.common import Paging, page_of, pubkey, require_user
 from backend.api.transactions import PreparedTransaction, prepare
+from backend.api.views import meter_view
+from backend.storage import meters
 from programs.registry import client as registry
 
 router = APIRouter(prefix="/meters", tags=["meters"])
@@ -48,11 +50,11 @@ def _meter_id(meter_id: str) -> str:
 
 @router.post("", response_model=PreparedTransaction, status_code=201,
              summary="register a meter (prosumers): PENDING until an operator activates it")
-async def register_meter(body: MeterRegistration, wallet: Wallet, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    user = await require_user(ctx, r, wallet)
-    if user["kind"] != "prosumer":
+async def register_meter(body: MeterRegistration, wallet: Wallet, ctx: Ctx) -> PreparedTransaction:
+    user = await require_user(ctx.storage, wallet)
+    if user.user_type != "prosumer":
         raise ApiError(403, "not_prosumer", "only prosumers register meters")
-    if await r.meter(body.meter_id) is not None:
+    if await meters.get_meter(ctx.storage, body.meter_id) is not None:
         raise ApiError(409, "AlreadyRegistered", f"meter {body.meter_id} is already registered")
     a = ctx.addresses
     ix = registry.register_meter(a.registry, pubkey(wallet), body.meter_id, bytes.fromhex(body.public_key))
@@ -62,18 +64,17 @@ async def register_meter(body: MeterRegistration, wallet: Wallet, ctx: Ctx, r: R
 
 @router.post("/{meter_id}/activate", response_model=PreparedTransaction,
              summary="operator: activate a pending meter (the operator's wallet signs)")
-async def activate(meter_id: str, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    return await _set_status(meter_id, registry.MeterStatus.ACTIVE, wallet, ctx, r)
+async def activate(meter_id: str, wallet: Operator, ctx: Ctx) -> PreparedTransaction:
+    return await _set_status(meter_id, registry.MeterStatus.ACTIVE, wallet, ctx)
 
 
 @router.post("/{meter_id}/suspend", response_model=PreparedTransaction, summary="operator: suspend a meter")
-async def suspend(meter_id: str, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    return await _set_status(meter_id, registry.MeterStatus.SUSPENDED, wallet, ctx, r)
+async def suspend(meter_id: str, wallet: Operator, ctx: Ctx) -> PreparedTransaction:
+    return await _set_status(meter_id, registry.MeterStatus.SUSPENDED, wallet, ctx)
 
 
-async def _set_status(meter_id: str, status: registry.MeterStatus, wallet: str, ctx: Ctx,
-                      r: Reads) -> PreparedTransaction:
-    meter = await r.meter(_meter_id(meter_id))
+async def _set_status(meter_id: str, status: registry.MeterStatus, wallet: str, ctx: Ctx) -> PreparedTransaction:
+    meter = await meters.get_meter(ctx.storage, _meter_id(meter_id))
     if meter is None:
         raise ApiError(404, "not_found", f"meter {meter_id} is not registered")
     a = ctx.addresses
@@ -83,17 +84,18 @@ async def _set_status(meter_id: str, status: registry.MeterStatus, wallet: str, 
 
 
 @router.get("", response_model=Page[dict[str, Any]], summary="meters, optionally one owner's")
-async def list_meters(r: Reads, paging: Paging,
+async def list_meters(ctx: Ctx, paging: Paging,
                       owner: str | None = Query(None, max_length=64)) -> Page[dict[str, Any]]:
     if owner is not None:
         pubkey(owner)
-    rows = await r.meters(owner, paging.limit, paging.after)
-    return page_of(rows, paging.limit, ["meter_id"])
+    after = paging.key(str)
+    rows = await meters.list_meters(ctx.storage, owner=owner, after=after[0] if after else None, limit=paging.limit)
+    return page_of([meter_view(m) for m in rows], paging.limit, ["meter_id"])
 
 
 @router.get("/{meter_id}", response_model=dict[str, Any], summary="one meter: owner, status, GRID minted")
-async def get_meter(meter_id: str, r: Reads) -> dict[str, Any]:
-    meter = await r.meter(_meter_id(meter_id))
+async def get_meter(meter_id: str, ctx: Ctx) -> dict[str, Any]:
+    meter = await meters.get_meter(ctx.storage, _meter_id(meter_id))
     if meter is None:
         raise ApiError(404, "not_found", f"meter {meter_id} is not registered")
-    return meter
+    return meter_view(meter)

@@ -19,8 +19,10 @@ from backend.api.context import ApiContext
 from backend.api.deps import Ctx, Operator, Wallet
 from backend.api.errors import ApiError
 from backend.api.pagination import Page
-from backend.api.routes.common import Paging, Reads, ata, page_of, pubkey, require_user
+from backend.api.routes.common import Paging, ata, balances_of, page_of, pubkey, require_user
 from backend.api.transactions import PreparedTransaction, prepare
+from backend.api.views import payment_view
+from backend.storage import payments as d7
 from programs.client.chain import ChainError
 from programs.energy_token import client as energy_token
 from programs.payments import client as payments_program
@@ -74,7 +76,7 @@ async def _read(what: str, call: Awaitable[T]) -> T:
 
 @router.post("/issue", response_model=PreparedTransaction, status_code=201,
              summary="payment operator: issue THBC against a fiat deposit reference (each reference once)")
-async def issue(body: Issue, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTransaction:
+async def issue(body: Issue, wallet: Operator, ctx: Ctx) -> PreparedTransaction:
     program, mint = ctx.addresses.payments, ctx.addresses.thbc_mint
     config = await _read("the payments config", ctx.chain.get_account(payments_program.config_address(program)[0]))
     if config is None or config.owner != program:
@@ -83,7 +85,7 @@ async def issue(body: Issue, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTr
         raise ApiError(403, "NotOperator", "this wallet is not the payments program's operator")
     # D7 first (no chain round trip); then the deposit record itself, which the chain checks too, so a
     # reference is refused before signing even while the indexer has not caught up.
-    if await r.reference_used(body.reference) or await _read(
+    if await d7.list_payments(ctx.storage, kind="ISSUE", reference=body.reference, limit=1) or await _read(
             "the deposit record", payments_program.fetch_deposit(ctx.chain, program, body.reference)) is not None:
         raise ApiError(409, "ReferenceAlreadyUsed", f"deposit reference {body.reference!r} has already been issued")
     operator, payee = pubkey(wallet), pubkey(body.wallet)
@@ -95,18 +97,18 @@ async def issue(body: Issue, wallet: Operator, ctx: Ctx, r: Reads) -> PreparedTr
                          {"wallet": body.wallet, "amount": body.amount, "reference": body.reference})
 
 
-async def _holding(ctx: ApiContext, r: Reads, wallet: str, asset: str, amount: int) -> None:
+async def _holding(ctx: ApiContext, wallet: str, asset: str, amount: int) -> None:
     """Checks 7.0 before anything is signed: registered, and holds ``amount`` (the programs' name)."""
-    await require_user(ctx, r, wallet)
-    held = (await r.balances(wallet))["thbc" if asset == "THBC" else "grid"]
+    await require_user(ctx.storage, wallet)
+    held = (await balances_of(ctx.storage, wallet))["thbc" if asset == "THBC" else "grid"]
     if held < amount:
         raise ApiError(422, "InsufficientBalance", f"you hold {held} {asset} base units")
 
 
 @router.post("/redeem", response_model=PreparedTransaction,
              summary="redeem THBC for baht: the payments program burns it and records the payout reference")
-async def redeem(body: Redemption, wallet: Wallet, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    await _holding(ctx, r, wallet, "THBC", body.amount)
+async def redeem(body: Redemption, wallet: Wallet, ctx: Ctx) -> PreparedTransaction:
+    await _holding(ctx, wallet, "THBC", body.amount)
     payout = body.payout_reference or f"payout-{secrets.token_hex(12)}"
     ix = payments_program.redeem(ctx.addresses.payments, pubkey(wallet), ctx.addresses.thbc_mint, body.amount, payout)
     return await prepare(ctx, wallet, "payments.redeem", [ix],
@@ -115,14 +117,17 @@ async def redeem(body: Redemption, wallet: Wallet, ctx: Ctx, r: Reads) -> Prepar
 
 @router.post("/consume", response_model=PreparedTransaction,
              summary="burn GRID for energy consumed, through the energy token's Consume")
-async def consume(body: Amount, wallet: Wallet, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    await _holding(ctx, r, wallet, "GRID", body.amount)
+async def consume(body: Amount, wallet: Wallet, ctx: Ctx) -> PreparedTransaction:
+    await _holding(ctx, wallet, "GRID", body.amount)
     ix = energy_token.consume(ctx.addresses.energy_token, pubkey(wallet), ctx.addresses.grid_mint, body.amount)
     return await prepare(ctx, wallet, "payments.consume", [ix], {"asset": "GRID", "amount": body.amount})
 
 
 @router.get("", response_model=Page[dict[str, Any]], summary="payment records (D7), newest first")
-async def payments(r: Reads, paging: Paging, wallet: str | None = Query(None, max_length=64)) -> Page[dict[str, Any]]:
+async def payments(ctx: Ctx, paging: Paging, wallet: str | None = Query(None, max_length=64)) -> Page[dict[str, Any]]:
     if wallet is not None:
         pubkey(wallet)
-    return page_of(await r.payments(paging.limit, paging.after, wallet=wallet), paging.limit, PAGE_KEY)
+    after = paging.key(int)
+    rows = await d7.list_payments(ctx.storage, wallet=wallet, after=after[0] if after else None, newest_first=True,
+                                  limit=paging.limit)
+    return page_of([payment_view(p) for p in rows], paging.limit, PAGE_KEY)

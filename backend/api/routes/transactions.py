@@ -1,7 +1,8 @@
 """``POST /transactions``: the signed transaction comes back with its intent; checked, then submitted.
 
-After the chain confirms, only registration writes anything here (the D1 profile, which has no on-chain
-event); everything else reaches the database through the indexer."""
+After the chain confirms, only registration writes anything here (the D1 profile's name, which has no
+on-chain event); everything else reaches the database through the indexer, which the answer waits for
+(``indexed``)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ from fastapi import APIRouter
 
 from backend.api.deps import Ctx, Wallet
 from backend.api.routes import users
-from backend.api.routes.common import Reads
-from backend.api.transactions import SignedTransaction, Submitted, submit
+from backend.api.transactions import SignedTransaction, Submitted, submit, wait_indexed
 
 router = APIRouter(tags=["transactions"])
 
 
 @router.post("/transactions", response_model=Submitted,
              summary="submit a transaction this api built, signed by the wallet it was built for")
-async def submit_signed(body: SignedTransaction, wallet: Wallet, ctx: Ctx, r: Reads) -> Submitted:
+async def submit_signed(body: SignedTransaction, wallet: Wallet, ctx: Ctx) -> Submitted:
     claims, submitted = await submit(ctx, wallet, body)
     if submitted.action == "users.register":
-        await users.on_registered(r, wallet, dict(claims.get("det") or {}), submitted.signature)
+        await users.on_registered(ctx.storage, wallet, dict(claims.get("det") or {}))
+    submitted.indexed = await wait_indexed(ctx, submitted.signature)
     return submitted

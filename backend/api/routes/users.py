@@ -12,9 +12,10 @@ from spl.token.instructions import create_idempotent_associated_token_account
 
 from backend.api.deps import Ctx, Wallet
 from backend.api.errors import ApiError
-from backend.api.routes.common import Reads, pubkey
+from backend.api.routes.common import balances_of, pubkey
 from backend.api.transactions import PreparedTransaction, prepare
-from backend.storage.api_reads import ApiReads
+from backend.api.views import user_view
+from backend.storage import Sql, users
 from programs.registry import client as registry
 
 router = APIRouter(tags=["users"])
@@ -59,11 +60,11 @@ class Me(BaseModel):
 
 @router.post("/users", response_model=PreparedTransaction, status_code=201,
              summary="register the signed-in wallet: returns the transaction to sign")
-async def register(body: Registration, wallet: Wallet, ctx: Ctx, r: Reads) -> PreparedTransaction:
-    existing = await r.user(wallet)
-    if existing is not None and existing["pda"] is not None:
+async def register(body: Registration, wallet: Wallet, ctx: Ctx) -> PreparedTransaction:
+    existing = await users.get_user(ctx.storage, wallet)
+    if existing is not None and existing.registered:
         raise ApiError(409, "AlreadyRegistered", "this wallet is already registered")
-    if await r.name_taken(body.name, wallet):
+    if await users.name_taken(ctx.storage, body.name, wallet):
         raise ApiError(409, "name_taken", f"the name {body.name!r} is taken")
     key = pubkey(wallet)
     a = ctx.addresses
@@ -78,22 +79,23 @@ async def register(body: Registration, wallet: Wallet, ctx: Ctx, r: Reads) -> Pr
                          {"name": body.name, "kind": body.kind, "pda": pda})
 
 
-async def on_registered(r: ApiReads, wallet: str, details: dict[str, Any], signature: str) -> None:
-    """After the chain confirmed the user account: the profile into D1."""
-    await r.store_profile(wallet, str(details["name"]), str(details["kind"]), str(details["pda"]), signature)
+async def on_registered(db: Sql, wallet: str, details: dict[str, Any]) -> None:
+    """After the chain confirmed the user account: the profile (name, kind) into D1 (design 1.6). The
+    registration itself (the user account, when) is the indexer's to write, from UserRegistered."""
+    await users.save_profile(db, wallet, str(details["kind"]), str(details["name"]))
 
 
 @router.get("/users/me", response_model=Me, summary="my profile and balances (D1, D3)")
-async def me(wallet: Wallet, ctx: Ctx, r: Reads) -> Me:
-    user = await r.user(wallet)
-    return Me(profile=Profile(**user) if user else None, balances=Balances(**await r.balances(wallet)),
-              operator=wallet in ctx.operators)
+async def me(wallet: Wallet, ctx: Ctx) -> Me:
+    user = await users.get_user(ctx.storage, wallet)
+    return Me(profile=Profile(**user_view(user)) if user else None,
+              balances=Balances(**await balances_of(ctx.storage, wallet)), operator=wallet in ctx.operators)
 
 
 @router.get("/users/{wallet}", response_model=Profile, summary="a registered user's public profile")
-async def profile(wallet: str, r: Reads) -> Profile:
+async def profile(wallet: str, ctx: Ctx) -> Profile:
     pubkey(wallet)
-    user = await r.user(wallet)
+    user = await users.get_user(ctx.storage, wallet)
     if user is None:
         raise ApiError(404, "not_found", "no user with this wallet")
-    return Profile(**user)
+    return Profile(**user_view(user))

@@ -7,8 +7,10 @@ a live event's id is not the next one this client has seen (a burst, or a feed w
 wallets), the gap is filled from the database first. A client too slow to keep up is closed with code
 4008 and the last id it was sent in the reason — it reconnects with ``since`` and loses nothing.
 
-Each message is one JSON event: ``{"id", "kind", "program", "signature", "subject", "meter_id",
-"data", ...}``; ``{"type": "ready", "last_id": N}`` marks the end of the backlog.
+Each message is one event as the indexer recorded it (``EventRecord.to_json()``: ``id``, ``signature``,
+``ix_index``, ``event_index``, ``slot``, ``block_time``, ``program``, ``kind``, ``version``, ``subject``,
+``meter_id``, ``data``; the kinds are docs/backend.md's "Events"); ``{"type": "ready", "last_id": N}`` marks
+the end of the backlog.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from solders.pubkey import Pubkey
 
 from backend.api.context import ApiContext
-from backend.storage.api_reads import ApiReads
+from backend.feed import FeedOverflow
+from backend.storage import events
 
 router = APIRouter(tags=["live"])
 
@@ -33,8 +36,9 @@ CLOSE_TOO_SLOW = 4008
 
 
 class LiveFeed(Protocol):
-    """backend.feed: ``subscribe()`` is an async context manager yielding an async iterator of applied
-    events (dicts with at least ``id``; ``wallets`` and ``meter_id`` let the api filter without a query)."""
+    """backend.feed's ``Feed``: ``subscribe()`` is an async context manager yielding an async iterator of
+    applied events (``EventRecord.to_json()`` dicts; ``wallets`` and ``meter_id`` let the api filter without
+    a query). The iterator ends with ``FeedOverflow`` when this subscriber fell too far behind."""
 
     def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]: ...
 
@@ -68,25 +72,24 @@ async def live(websocket: WebSocket, since: int | None = Query(None, ge=0),
         if ctx.feed is None:
             await websocket.close(code=1011, reason="no live feed configured")
             return
-        await _stream(websocket, ctx, ApiReads(ctx.storage), since, wallet, meter)
+        await _stream(websocket, ctx, since, wallet, meter)
     except WebSocketDisconnect:
         pass
     finally:
         ctx.metrics.ws_clients.dec()
 
 
-async def _stream(websocket: WebSocket, ctx: ApiContext, reads: ApiReads, since: int | None, wallet: str | None,
+async def _stream(websocket: WebSocket, ctx: ApiContext, since: int | None, wallet: str | None,
                   meter: str | None) -> None:
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
     overflow = asyncio.Event()
 
-    async def pump(events: AsyncIterator[dict[str, Any]]) -> None:
-        async for event in events:
-            try:
+    async def pump(feed: AsyncIterator[dict[str, Any]]) -> None:
+        try:
+            async for event in feed:
                 queue.put_nowait(event)
-            except asyncio.QueueFull:
-                overflow.set()
-                return
+        except (asyncio.QueueFull, FeedOverflow):  # this client, or this process, fell behind: resume
+            overflow.set()
 
     closed = asyncio.Event()
 
@@ -107,20 +110,20 @@ async def _stream(websocket: WebSocket, ctx: ApiContext, reads: ApiReads, since:
         """Send stored events after ``seen`` (up to ``upto``); return the last id covered."""
         covered = seen
         while True:
-            batch = await reads.events_after(covered, BACKLOG_PAGE, wallet=wallet, meter_id=meter)
-            for event in batch:
-                if upto is not None and event["id"] > upto:
+            batch = await events.events_after(ctx.storage, covered, limit=BACKLOG_PAGE, wallet=wallet, meter_id=meter)
+            for record in batch:
+                if upto is not None and record.id > upto:
                     return upto
-                await send(event)
-                covered = event["id"]
+                await send(record.to_json())
+                covered = record.id
             if len(batch) < BACKLOG_PAGE:
                 return covered if upto is None else max(covered, upto)
 
-    async with ctx.feed.subscribe() as events:
-        pumping = asyncio.create_task(pump(events))
+    async with ctx.feed.subscribe() as feed:
+        pumping = asyncio.create_task(pump(feed))
         reading = asyncio.create_task(read())
         try:
-            seen = since if since is not None else await reads.last_event_id()
+            seen = since if since is not None else await events.last_event_id(ctx.storage)
             seen = await fill(None)
             await websocket.send_text(json.dumps({"type": "ready", "last_id": seen}))
             while True:

@@ -132,6 +132,30 @@ let pending = null;
 function refreshSoon() { clearTimeout(pending); pending = setTimeout(refresh, 150); }
 
 // --- live feed: /ws, resumed from the last event id after a drop -------------------------------------
+// What the live list says about an event, by its kind: docs/backend.md "Events" names the kinds and the
+// fields of `data` (a test checks every kind and field used here against the indexer's).
+const kwh = (base) => `${(base / KWH).toFixed(3)} kWh`, baht = (base) => `${(base / THBC).toFixed(2)} THBC`;
+const DESCRIBE = {
+  order_created: (d) => `${kwh(d.amount)} offered at ${baht(d.price)}/kWh`,
+  order_filled: (d) => `${kwh(d.amount)} sold, ${kwh(d.remaining)} left`,
+  trade_executed: (d) => `${kwh(d.amount)} at ${baht(d.price)}/kWh`,
+  order_cancelled: (d) => `${kwh(d.refunded)} back to the seller`,
+  order_expired: (d) => `${kwh(d.refunded)} back to the seller`,
+  minted: (d) => `${kwh(d.amount)} minted for meter ${d.meter_id}`,
+  grid_consumed: (d) => `${kwh(d.amount)} consumed`,
+  thbc_issued: (d) => `${baht(d.amount)} issued against ${d.reference}`,
+  thbc_redeemed: (d) => `${baht(d.amount)} redeemed, payout ${d.payout_reference}`,
+  meter_registered: (d) => `meter ${d.meter_id} registered`,
+  meter_status_changed: (d) => `meter ${d.meter_id} ${d.status}`,
+  certificate_issued: (d) => `${d.to_wh - d.from_wh} Wh certificate requested`,
+  certificate_validated: (d) => `${d.to_wh - d.from_wh} Wh certificate ${d.status}`,
+  certificate_retired: (d) => `${d.to_wh - d.from_wh} Wh certificate ${d.status}`,
+};
+function describe(event) {
+  const say = DESCRIBE[event.kind];
+  return `#${event.id} ${event.kind}` + (say ? ` · ${say(event.data)}` : ` ${short(event.subject || "")}`);
+}
+
 function connectLive() {
   if (state.ws) state.ws.close();
   const url = new URL("/ws", location.href);
@@ -144,7 +168,7 @@ function connectLive() {
     if (event.type === "ready") { state.lastId = event.last_id; return; }
     state.lastId = event.id;
     const li = document.createElement("li");
-    li.textContent = `#${event.id} ${event.kind} ${short(event.subject || "")}`;
+    li.textContent = describe(event);
     $("live").prepend(li);
     refreshSoon();
   };

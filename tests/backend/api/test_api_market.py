@@ -1,23 +1,26 @@
 """The market over real HTTP, PostgreSQL and the chain: registration, orders (create, partial buy, buy
 the rest, cancel, expire), refusals before signing, and the signed-transaction checks. Balances are
-checked on chain and in D3-D5 (written by the indexer, never by the api)."""
+checked on chain and in D3-D5 (written by the backend's indexer, never by the api)."""
 
 from __future__ import annotations
 
 import base64
+import itertools
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from solders.account import Account
+from nacl.signing import SigningKey
 from solders.pubkey import Pubkey
 from solders.transaction import Transaction
-from spl.token.constants import TOKEN_PROGRAM_ID
 from spl.token.instructions import get_associated_token_address
 
-from backend.chain.embedded import set_unix_time
+from backend.cranks import Cranks
+from gridtokenx.reading import Reading, sign
+from programs.energy_token import client as energy
+from programs.energy_token.bootstrap import register_active_meter
 from programs.payments import client as payments
 from programs.trading import client as trading
 from programs.trading.sandbox import token_amount
@@ -45,19 +48,21 @@ async def registered(api: RunningApi, kind: str, name: str) -> TestWallet:
     return wallet
 
 
+_seed_meters = itertools.count(1)
+
+
 async def seed_grid(api: RunningApi, wallet: TestWallet, amount: int) -> None:
-    """GRID as if minted (minting has its own tests): the chain's token account and the mint's supply
-    are set, the mirror reads the account back."""
-    mint = api.deployment.grid.mint
-    address = get_associated_token_address(wallet.key.pubkey(), mint)
-    held = await token_amount(api.chain, address)
-    for key, offset, value in ((address, 64, lambda _: amount), (mint, 36, lambda supply: supply + amount - held)):
-        account = api.chain.svm.get_account(key)
-        assert account is not None
-        data = bytearray(bytes(account.data))
-        data[offset:offset + 8] = struct.pack("<Q", value(struct.unpack_from("<Q", data, offset)[0]))
-        api.chain.svm.set_account(key, Account(account.lamports, bytes(data), TOKEN_PROGRAM_ID, False, 0))
-    await api.extra["indexer"].mirror([address])
+    """GRID minted to ``wallet`` as the backend's minter does it (minting has its own tests): a meter of
+    its own, activated by the registry authority, a baseline and a reading ``amount`` above it settled
+    with their gateway signatures; then the indexer has recorded it."""
+    gateway, meter_id = SigningKey.generate(), f"seed-{next(_seed_meters)}"
+    d = api.deployment
+    await register_active_meter(api.chain, d.grid, api.admin, wallet.key, meter_id, bytes(gateway.verify_key))
+    for seq, export_wh in ((1, 0), (2, amount // 10**6)):  # 10**6 GRID base units per Wh
+        signed = sign(Reading(meter_id, seq, 1_760_000_000_000 + seq * 1000, 0, export_wh), gateway)
+        (await energy.settle_signed_reading(api.chain, d.grid.energy_program, d.grid.registry_program, d.grid.mint,
+                                            signed, api.relayer)).raise_for_failure()
+    await api.indexed()
 
 
 async def issue_thbc(api: RunningApi, wallet: TestWallet, amount: int, reference: str) -> None:
@@ -215,15 +220,15 @@ async def test_cancel_and_expire_return_the_escrow(api: RunningApi) -> None:
     assert await chain_balance(api, seller, grid) == 5 * KWH
     assert (await me(api, seller))["balances"]["grid"] == 5 * KWH
 
-    now = api.chain.svm.get_clock().unix_timestamp
+    now = api.chain.now()
     expiring = (await seller.act(api.http, "POST", "/orders",
                                  {"amount": 3 * KWH, "price": PRICE, "expires_at": now + 60}))["details"]
     await buyer.act(api.http, "POST", f"/orders/{expiring['order']}/buy", {"amount": KWH})
-    set_unix_time(api.chain, now + 61)
-    # what the backend's crank sends once an order's time has passed (anyone may)
-    ix = trading.expire_order(api.deployment.programs.trading, seller.key.pubkey(), expiring["order_id"],
-                              get_associated_token_address(seller.key.pubkey(), grid))
-    (await api.chain.send_transaction([ix], [buyer.key])).raise_for_failure()
+    api.chain.advance_time(61)
+    # The backend's crank finds the order past its time in D4 and sends ExpireOrder; the indexer records it.
+    cranks = Cranks(api.storage, api.chain, api.deployment.deployment, payer=api.relayer)
+    assert (await cranks.run_once()).orders_expired == [expiring["order"]]
+    await api.indexed()
     d4 = (await api.http.get(f"/orders/{expiring['order']}")).json()
     assert d4["state"] == "EXPIRED"
     assert await chain_balance(api, seller, grid) == 4 * KWH  # 5 - 3 offered + 2 unsold returned

@@ -3,17 +3,37 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from backend.api.openapi import schema_text
+from backend.indexer.decode import kind_of
+from programs.events import CATALOGUES
 from tests.backend.api.api_support import RunningApi, running_api
 from tests.support.fixtures import pg_url  # noqa: F401
 
-pytestmark = [pytest.mark.postgres, pytest.mark.chain]
 DOC = Path(__file__).parents[3] / "docs" / "openapi.json"
+PAGE_JS = Path(__file__).parents[3] / "backend" / "api" / "static" / "market.js"
+
+
+def test_the_market_page_speaks_the_indexers_kinds() -> None:
+    """Every kind the page describes is one the indexer records, and every field it reads of an event's
+    ``data`` is one that event carries (docs/backend.md "Events")."""
+    fields = {kind_of(cls.__name__): {f.name for f in dataclasses.fields(cls)}
+              for catalogue in CATALOGUES.values() for cls in catalogue.classes}
+    fields["trade_executed"].add("remaining")  # the indexer's additions
+    fields["minted"].add("minted")
+    fields["user_registered"].add("user_type")
+    table = PAGE_JS.read_text().split("const DESCRIBE = {", 1)[1].split("\n};", 1)[0]
+    described = re.findall(r"^  ([a-z_]+): \(d\) => (.+),$", table, re.MULTILINE)
+    assert len(described) >= 10 and "trade_executed" in dict(described)
+    for kind, text in described:
+        assert kind in fields, kind
+        assert set(re.findall(r"\bd\.([a-z_]+)", text)) <= fields[kind], (kind, text)
 
 
 @pytest.fixture
@@ -22,6 +42,8 @@ async def api(pg_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:  # noqa
         yield running
 
 
+@pytest.mark.postgres
+@pytest.mark.chain
 async def test_served_schema_equals_the_checked_in_file(api: RunningApi) -> None:
     served = (await api.http.get("/openapi.json")).json()
     assert schema_text(served) == DOC.read_text(), "run: python -m backend.api.openapi > docs/openapi.json"
@@ -32,6 +54,8 @@ async def test_served_schema_equals_the_checked_in_file(api: RunningApi) -> None
         assert path in paths, path
 
 
+@pytest.mark.postgres
+@pytest.mark.chain
 async def test_every_list_is_paginated(api: RunningApi) -> None:
     served = (await api.http.get("/openapi.json")).json()
     for path, methods in served["paths"].items():

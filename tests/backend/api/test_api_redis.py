@@ -1,5 +1,6 @@
 """With Redis configured: sign-in nonces live there (shared by every api instance, expiring, used once),
-/healthz reports it, and the order book is cached for a short TTL."""
+/healthz reports it, the live feed runs through it (backend.feed.RedisFeed), and the order book is
+cached for a short TTL, its version bumped by every trading event the feed carries."""
 
 from __future__ import annotations
 
@@ -29,17 +30,11 @@ async def redis_client() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def api(pg_url: str, tmp_path: Path, redis_client: Any) -> AsyncIterator[RunningApi]:  # noqa: F811
-    prefix = f"gtx-test-{uuid.uuid4().hex[:8]}:"
-    try:
-        async with running_api(pg_url, tmp_path, redis=redis_client,
-                               settings={"redis_prefix": prefix, "book_cache_ttl_s": 30}) as running:
-            running.extra["prefix"] = prefix
-            yield running
-    finally:
-        keys = [k async for k in redis_client.scan_iter(f"{prefix}*")]
-        if keys:
-            await redis_client.delete(*keys)
+async def api(pg_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:  # noqa: F811
+    prefix = f"gtx-test-{uuid.uuid4().hex[:8]}"
+    async with running_api(pg_url, tmp_path, redis_prefix=prefix, settings={"book_cache_ttl_s": 30}) as running:
+        running.extra["prefix"] = prefix + ":"
+        yield running
 
 
 async def test_nonces_in_redis_expire_and_work_once(api: RunningApi, redis_client: Any) -> None:

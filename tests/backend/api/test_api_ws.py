@@ -1,10 +1,12 @@
-"""/ws over a real WebSocket: live events filtered by wallet, and a reconnecting client resumes from
-the last event id it saw without a gap or a duplicate."""
+"""/ws over a real WebSocket, fed by the backend's indexer through its live feed (in-process, and Redis
+between processes): live events filtered by wallet, and a reconnecting client resumes from the last event
+id it saw without a gap or a duplicate."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ from tests.support.fixtures import pg_url  # noqa: F401
 pytestmark = [pytest.mark.postgres, pytest.mark.chain]
 
 
-@pytest.fixture
-async def api(pg_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:  # noqa: F811
-    async with running_api(pg_url, tmp_path) as running:
+@pytest.fixture(params=["in-process", "redis"])
+async def api(request: pytest.FixtureRequest, pg_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:  # noqa: F811
+    prefix = f"gtx-test-{uuid.uuid4().hex[:10]}" if request.param == "redis" else None
+    async with running_api(pg_url, tmp_path, redis_prefix=prefix) as running:
         yield running
 
 
@@ -53,11 +56,13 @@ async def test_live_events_filtered_by_wallet_and_resumed_without_gaps(api: Runn
             assert await _until_ready(ws) == []  # no `since`: from now on
         order = (await seller.act(api.http, "POST", "/orders", {"amount": 2 * KWH, "price": PRICE}))["details"]
         await buyer.act(api.http, "POST", f"/orders/{order['order']}/buy", {"amount": KWH})
-        [created, trade] = await _next(everything, 2)
-        assert created["kind"] == "order_created" and trade["kind"] == "trade_executed"
-        assert trade["id"] == created["id"] + 1
-        [mine] = await _next(buyer_ws, 1)
-        assert mine["id"] == trade["id"] and mine["data"]["buyer"] == buyer.address
+        [created, filled, trade] = await _next(everything, 3)
+        assert [e["kind"] for e in (created, filled, trade)] == ["order_created", "order_filled", "trade_executed"]
+        assert [filled["id"], trade["id"]] == [created["id"] + 1, created["id"] + 2]
+        assert created["subject"] == order["order"] and trade["data"]["remaining"] == KWH
+        assert filled["signature"] == trade["signature"] and "wallets" not in trade
+        mine = await _next(buyer_ws, 2)  # the buyer is named in the fill and the trade, not in the creation
+        assert [e["id"] for e in mine] == [filled["id"], trade["id"]] and mine[1]["data"]["buyer"] == buyer.address
         with pytest.raises(TimeoutError):  # nothing concerned the bystander
             await asyncio.wait_for(bystander_ws.recv(), 0.5)
         last_seen = trade["id"]
@@ -67,12 +72,12 @@ async def test_live_events_filtered_by_wallet_and_resumed_without_gaps(api: Runn
     second = (await seller.act(api.http, "POST", "/orders", {"amount": KWH, "price": PRICE}))["details"]
     async with websockets.connect(f"{ws_url}?since={last_seen}") as resumed:
         backlog = await _until_ready(resumed)
-        assert [e["kind"] for e in backlog] == ["trade_executed", "order_created"]
-        assert [e["id"] for e in backlog] == [last_seen + 1, last_seen + 2]
-        assert backlog[1]["subject"] == second["order"]
+        assert [e["kind"] for e in backlog] == ["order_filled", "trade_executed", "order_created"]
+        assert [e["id"] for e in backlog] == [last_seen + 1, last_seen + 2, last_seen + 3]
+        assert backlog[2]["subject"] == second["order"]
         await seller.act(api.http, "POST", f"/orders/{second['order']}/cancel")
         [cancelled] = await _next(resumed, 1)
-        assert cancelled["kind"] == "order_cancelled" and cancelled["id"] == last_seen + 3
+        assert cancelled["kind"] == "order_cancelled" and cancelled["id"] == last_seen + 4
     for _ in range(50):  # the server notices the last close within moments
         metrics = (await api.http.get("/metrics")).text
         if "gridtokenx_ws_clients 0.0" in metrics:
