@@ -1,12 +1,16 @@
 """Certificate lifecycle through the api (design 6.0): a prosumer registers a meter (PENDING until the
 operator activates it), its settled generation is minted, the owner requests a certificate, governance
 validates it, the holder transfers and retires it; another is revoked with a reason; over-claiming is
-refused by the chain; the history of each certificate is listed."""
+refused before anything is signed (from the meter's settled generation on chain); the history of each
+certificate is listed. Two requests for one meter at once: one is prepared, the other refused with 409
+``certificate_request_pending`` before signing — never a chain failure after the wallet signed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
@@ -76,8 +80,9 @@ async def test_meter_activation_and_certificate_lifecycle(api: RunningApi) -> No
         "certificate_issued", "certificate_validated", "certificate_transferred", "certificate_retired"]
 
     over = await api.http.post("/certificates", headers=owner.headers(), json={"meter_id": "m-1", "to_wh": 6_000})
-    assert over.status_code == 201  # the api cannot know the settled mark in advance; the chain refuses it
-    refused(await owner.sign_and_submit(api.http, over.json()), 422, "ExceedsSettledGeneration")
+    refused(over, 422, "ExceedsSettledGeneration")  # from the meter's settled generation on chain, before signing
+    refused(await api.http.post("/certificates", headers=owner.headers(), json={"meter_id": "m-1", "to_wh": 3_000}),
+            409, "AlreadyCertified")
 
     second = (await owner.act(api.http, "POST", "/certificates", {"meter_id": "m-1", "to_wh": 5_000}))["details"]
     await operator.act(api.http, "POST", f"/certificates/{second['certificate']}/revoke", {"reason": 2})
@@ -85,3 +90,47 @@ async def test_meter_activation_and_certificate_lifecycle(api: RunningApi) -> No
     assert (revoked["state"], revoked["revoke_reason"], revoked["from_wh"]) == ("REVOKED", 2, 3_000)
     mine = (await api.http.get(f"/certificates?holder={buyer.address}")).json()["items"]
     assert [c["address"] for c in mine] == [cert]
+
+
+async def test_two_requests_for_one_meter_at_once_never_fail_on_chain(api: RunningApi) -> None:
+    owner = await registered(api, "prosumer", "Rooftop")
+    operator = TestWallet(api.admin)
+    await operator.sign_in(api.http)
+    gateway = SigningKey.generate()
+    await owner.act(api.http, "POST", "/meters", {"meter_id": "m-2", "public_key": bytes(gateway.verify_key).hex()})
+    await operator.act(api.http, "POST", "/meters/m-2/activate")
+    await settle(api, gateway, "m-2", 1, 0, 0)
+    await settle(api, gateway, "m-2", 2, 0, 9_000)
+
+    def ask(to_wh: int) -> Any:
+        return api.http.post("/certificates", headers=owner.headers(), json={"meter_id": "m-2", "to_wh": to_wh})
+
+    # Two requests over HTTP at once (two tabs, a double click): both would name certificate 0.
+    replies = await asyncio.gather(ask(2_000), ask(3_000))
+    assert sorted(r.status_code for r in replies) == [201, 409], [r.text for r in replies]
+    prepared = next(r for r in replies if r.status_code == 201).json()
+    pending = next(r for r in replies if r.status_code == 409).json()["error"]
+    assert pending["code"] == "certificate_request_pending" and pending["detail"]["index"] == 0
+    assert prepared["details"]["index"] == 0 and prepared["details"]["from_wh"] == 0
+    refused(await ask(4_000), 409, "certificate_request_pending")  # still held while it is being signed
+
+    # A transaction refused before it ran (here: replayed after it landed) does not free the index twice;
+    # the one that landed does, and the next request continues from the chain's mark.
+    first = await owner.sign_and_submit(api.http, prepared)
+    assert first.status_code == 200, first.text
+    refused(await owner.sign_and_submit(api.http, prepared), 422, "AlreadyProcessed")
+    second = await ask(5_000)
+    assert second.status_code == 201, second.text
+    assert (second.json()["details"]["index"], second.json()["details"]["from_wh"]) == (
+        1, prepared["details"]["to_wh"])
+    assert (await owner.sign_and_submit(api.http, second.json())).status_code == 200
+
+    # The index comes from the chain, not from D6: with the indexer's rows gone (a lagging or rebuilt D6)
+    # the next request still names certificate 2.
+    await api.storage.execute("DELETE FROM certificates WHERE meter_id = 'm-2'")
+    third = await ask(9_000)
+    assert third.status_code == 201 and third.json()["details"]["index"] == 2, third.text
+    done = await owner.sign_and_submit(api.http, third.json())
+    assert done.status_code == 200, done.text
+    issued = [c for c in (await api.http.get("/certificates?meter_id=m-2")).json()["items"]]
+    assert [(c["index"], c["from_wh"], c["to_wh"]) for c in issued] == [(2, 5_000, 9_000)]
