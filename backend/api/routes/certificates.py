@@ -21,7 +21,8 @@ from backend.api.context import ApiContext
 from backend.api.deps import Ctx, Operator, Wallet
 from backend.api.errors import ApiError
 from backend.api.pagination import Page
-from backend.api.routes.common import Paging, page_of, pubkey
+from backend.api.routes.common import MeterId, Paging, page_of, pubkey
+from backend.api.routes.common import meter_id as meter_id_of
 from backend.api.transactions import ISSUE_ACTION, PreparedTransaction, prepare, prepared_digest
 from backend.api.views import certificate_view, event_view
 from backend.storage import certificate_requests as requests
@@ -41,7 +42,7 @@ STATES = {"PENDING", "VALID", "RETIRED", "REVOKED", "EXPIRED"}
 
 
 class CertificateRequest(BaseModel):
-    meter_id: str = Field(..., max_length=16)
+    meter_id: MeterId
     to_wh: int = Field(..., gt=0, lt=2**63, description="certify settled generation up to this position (Wh)")
 
 
@@ -145,6 +146,8 @@ async def list_certificates(ctx: Ctx, paging: Paging, holder: str | None = Query
         raise ApiError(400, "bad_state", f"states are {', '.join(sorted(STATES))}")
     if holder is not None:
         pubkey(holder)
+    if meter_id is not None:
+        meter_id_of(meter_id)
     before = paging.key(int, str)
     rows = await d6.recent_certificates(ctx.storage, holder=holder, meter_id=meter_id,
                                         status=state.upper() if state else None, limit=paging.limit,

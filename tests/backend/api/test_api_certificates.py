@@ -99,38 +99,45 @@ async def test_two_requests_for_one_meter_at_once_never_fail_on_chain(api: Runni
     gateway = SigningKey.generate()
     await owner.act(api.http, "POST", "/meters", {"meter_id": "m-2", "public_key": bytes(gateway.verify_key).hex()})
     await operator.act(api.http, "POST", "/meters/m-2/activate")
-    await settle(api, gateway, "m-2", 1, 0, 0)
-    await settle(api, gateway, "m-2", 2, 0, 9_000)
+    await owner.act(api.http, "POST", "/meters", {"meter_id": "m-3", "public_key": bytes(gateway.verify_key).hex()})
+    await operator.act(api.http, "POST", "/meters/m-3/activate")
+    for meter in ("m-2", "m-3"):
+        await settle(api, gateway, meter, 1, 0, 0)
+        await settle(api, gateway, meter, 2, 0, 9_000)
 
-    def ask(to_wh: int) -> Any:
-        return api.http.post("/certificates", headers=owner.headers(), json={"meter_id": "m-2", "to_wh": to_wh})
+    def ask(to_wh: int, meter: str = "m-2") -> Any:
+        return api.http.post("/certificates", headers=owner.headers(), json={"meter_id": meter, "to_wh": to_wh})
 
-    # Two requests over HTTP at once (two tabs, a double click): both would name certificate 0.
-    replies = await asyncio.gather(ask(2_000), ask(3_000))
+    # The same holder's requests for two meters at once are independent: both are prepared and both land.
+    both = await asyncio.gather(ask(1_000, "m-3"), ask(1_500, "m-3"), ask(4_000, "m-2"))
+    assert [r.status_code for r in both] == [201, 409, 201] or [r.status_code for r in both] == [409, 201, 201]
+    for reply in both:
+        if reply.status_code == 201:
+            assert (await owner.sign_and_submit(api.http, reply.json())).status_code == 200
+    assert len((await api.http.get("/certificates?meter_id=m-2")).json()["items"]) == 1
+    await api.storage.execute("DELETE FROM certificates WHERE meter_id = 'm-2'")  # start m-2 below from D6 empty
+
+    # Two requests over HTTP at once (two tabs, a double click): both would name certificate 1.
+    replies = await asyncio.gather(ask(5_000), ask(6_000))
     assert sorted(r.status_code for r in replies) == [201, 409], [r.text for r in replies]
     prepared = next(r for r in replies if r.status_code == 201).json()
     pending = next(r for r in replies if r.status_code == 409).json()["error"]
-    assert pending["code"] == "certificate_request_pending" and pending["detail"]["index"] == 0
-    assert prepared["details"]["index"] == 0 and prepared["details"]["from_wh"] == 0
-    refused(await ask(4_000), 409, "certificate_request_pending")  # still held while it is being signed
+    assert pending["code"] == "certificate_request_pending" and pending["detail"]["index"] == 1
+    assert prepared["details"]["index"] == 1 and prepared["details"]["from_wh"] == 4_000
+    refused(await ask(7_000), 409, "certificate_request_pending")  # still held while it is being signed
 
-    # A transaction refused before it ran (here: replayed after it landed) does not free the index twice;
-    # the one that landed does, and the next request continues from the chain's mark.
+    # The one that landed frees the index (a replay of it, refused before it ran, changes nothing); the next
+    # request continues from the chain's mark — not from D6, whose rows for m-2 are gone here (a lagging or
+    # rebuilt D6 would give index 0 and a chain failure after signing).
     first = await owner.sign_and_submit(api.http, prepared)
     assert first.status_code == 200, first.text
     refused(await owner.sign_and_submit(api.http, prepared), 422, "AlreadyProcessed")
-    second = await ask(5_000)
+    second = await ask(9_000)
     assert second.status_code == 201, second.text
     assert (second.json()["details"]["index"], second.json()["details"]["from_wh"]) == (
-        1, prepared["details"]["to_wh"])
-    assert (await owner.sign_and_submit(api.http, second.json())).status_code == 200
-
-    # The index comes from the chain, not from D6: with the indexer's rows gone (a lagging or rebuilt D6)
-    # the next request still names certificate 2.
-    await api.storage.execute("DELETE FROM certificates WHERE meter_id = 'm-2'")
-    third = await ask(9_000)
-    assert third.status_code == 201 and third.json()["details"]["index"] == 2, third.text
-    done = await owner.sign_and_submit(api.http, third.json())
+        2, prepared["details"]["to_wh"])
+    done = await owner.sign_and_submit(api.http, second.json())
     assert done.status_code == 200, done.text
-    issued = [c for c in (await api.http.get("/certificates?meter_id=m-2")).json()["items"]]
-    assert [(c["index"], c["from_wh"], c["to_wh"]) for c in issued] == [(2, 5_000, 9_000)]
+    issued = (await api.http.get("/certificates?meter_id=m-2")).json()["items"]
+    assert sorted((c["index"], c["from_wh"], c["to_wh"]) for c in issued) == [
+        (1, 4_000, prepared["details"]["to_wh"]), (2, prepared["details"]["to_wh"], 9_000)]
