@@ -7,7 +7,8 @@ audit reads it read-only, with the standard library, as it would read a cluster.
   transaction could have written, as it stands now;
 - ``journal``: one row per executed transaction in execution order — ``position``, ``signature`` (base58),
   ``slot``, ``tx`` (the transaction's wire bytes), ``logs`` (a JSON array of the log lines), ``err`` (NULL
-  when it succeeded).
+  when it succeeded). A row whose signature is not its transaction's own (the all-zero placeholder an
+  older backend wrote for a transaction refused before it ran) is not a transaction and is skipped.
 
 The file may be open in the backend at the same time: the audit reads it in ONE SQLite read transaction
 (WAL lets a reader keep the snapshot it started with), so accounts and journal describe the same moment;
@@ -23,11 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from audit.source import AccountRecord, ChainReadError, ChainTransaction, Instruction, SignatureInfo
 
 __all__ = ["StateFileSource"]
+
+_PLACEHOLDER = str(Signature.default())
+
+
+def _ran(tx: VersionedTransaction, signature: str) -> bool:
+    """A row is an executed transaction only under the transaction's own first signature. Older backends
+    journaled transactions refused before they ran (a fee payer without SOL …) under LiteSVM's all-zero
+    placeholder signature: nothing happened on chain, so the audit does not count them."""
+    return bool(tx.signatures) and signature == str(tx.signatures[0]) and signature != _PLACEHOLDER
 
 
 class StateFileSource:
@@ -66,6 +77,9 @@ class StateFileSource:
                 "SELECT position, signature, slot, tx, logs, err FROM journal WHERE position > ? ORDER BY position",
                 self._position):
             tx = VersionedTransaction.from_bytes(raw)
+            self._position = position
+            if not _ran(tx, str(signature)):
+                continue
             keys = list(tx.message.account_keys)
             instructions = tuple(
                 Instruction(keys[ix.program_id_index], bytes(ix.data), tuple(keys[i] for i in bytes(ix.accounts)))
@@ -78,7 +92,6 @@ class StateFileSource:
             info = SignatureInfo(str(signature), slot, index, failed)
             for key in dict.fromkeys(keys):
                 self._by_address.setdefault(key, []).append(info)
-            self._position = position
 
     def signatures(self, address: Pubkey) -> list[SignatureInfo]:
         self._load()

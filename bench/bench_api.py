@@ -89,7 +89,7 @@ async def _serve_async(db_url: str, use_redis: bool, orders: int, ready: Any, st
                                       3_000_000 + (i * 7919) % 2_000_000, now + 86_400, max_fee_bps=100)
             (await chain.send_transaction([ix], [seller])).raise_for_failure()
         while (cursor := await events.get_cursor(ctx.storage, "embedded")) is None or \
-                cursor.position < embedded.chain.journal_length:  # noqa: ASYNC110 - the indexer is polled
+                cursor.position < embedded.chain.journal_position:  # noqa: ASYNC110 - the indexer is polled
             await asyncio.sleep(0.05)
         app = create_app(storage=ctx.storage, chain=chain, addresses=ChainAddresses.from_deployment(d),
                          settings=config.api, feed=ctx.feed, redis=redis, on_submitted=lambda _: indexer.wake())

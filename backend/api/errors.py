@@ -8,6 +8,7 @@ verdict the same way.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = ["ApiError", "error_body", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -70,6 +73,12 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("invalid_request", f"{first['where']}: {first['problem']}", problems=problems), 422
         )
 
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a refusal: logged with its traceback, answered in the same error shape (without details).
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(error_body("internal", "the server failed; this is logged"), 500)
+
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Exception, unexpected)

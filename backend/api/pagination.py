@@ -19,6 +19,7 @@ from backend.api.errors import ApiError
 __all__ = ["Page", "PageParams", "decode_cursor", "encode_cursor", "page_params"]
 
 _BAD_CURSOR = "cursor is not one this API handed out"
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 T = TypeVar("T")
 
@@ -43,6 +44,14 @@ class PageParams:
         return tuple(self.after)
 
 
+def _fits(value: Any) -> bool:
+    """A sort-key value the database can compare: a BIGINT, or a short text without NUL (keys are
+    addresses and times; a cursor made by hand could hold anything)."""
+    if isinstance(value, int):
+        return _I64_MIN <= value <= _I64_MAX
+    return len(value) <= 100 and "\0" not in value
+
+
 def encode_cursor(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
@@ -53,7 +62,7 @@ def decode_cursor(cursor: str) -> list[Any]:
         key = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_cursor", _BAD_CURSOR) from None
-    if not isinstance(key, list) or not all(isinstance(k, (int, str)) for k in key):
+    if not isinstance(key, list) or not all(isinstance(k, (int, str)) and _fits(k) for k in key):
         raise ApiError(400, "bad_cursor", _BAD_CURSOR)
     return key
 

@@ -33,7 +33,8 @@ from solders.transaction import Transaction
 from backend.api.context import ApiContext
 from backend.api.errors import ApiError
 from backend.api.wire import b64, unb64
-from backend.storage import events
+from backend.storage import certificate_requests, events
+from backend.storage.sql import now_ms
 from programs.certificates.client import CERTIFICATES_ERRORS
 from programs.client.chain import ChainError, TxResult
 from programs.client.errors import ProgramErrors
@@ -42,9 +43,14 @@ from programs.payments.client import PAYMENTS_ERRORS
 from programs.registry.client import REGISTRY_ERRORS
 from programs.trading.client import TRADING_ERRORS
 
-__all__ = ["PreparedTransaction", "SignedTransaction", "Submitted", "prepare", "submit", "wait_indexed"]
+__all__ = ["ISSUE_ACTION", "PreparedTransaction", "SignedTransaction", "Submitted", "prepare", "prepared_digest",
+           "submit", "wait_indexed"]
 
 MAX_TRANSACTION_BYTES = 1232  # a Solana packet
+ISSUE_ACTION = "certificates.issue"  # holds its certificate index while in flight (routes/certificates.py)
+# How long a submitted transaction may still land after it was sent (a cluster drops it once its blockhash,
+# ~150 slots, is too old); a certificate request's index is held that long when the answer is unknown.
+IN_FLIGHT_S = 120
 
 
 class PreparedTransaction(BaseModel):
@@ -105,6 +111,11 @@ async def prepare(ctx: ApiContext, wallet: str, action: str, instructions: Seque
     )
 
 
+def prepared_digest(prepared: PreparedTransaction) -> str:
+    """The message digest the prepared transaction's intent names."""
+    return message_digest(Transaction.from_bytes(unb64(prepared.transaction, "transaction")).message)
+
+
 def _program_errors(ctx: ApiContext) -> dict[Pubkey, ProgramErrors]:
     a = ctx.addresses
     return {a.registry: REGISTRY_ERRORS, a.energy_token: ENERGY_TOKEN_ERRORS, a.trading: TRADING_ERRORS,
@@ -152,17 +163,28 @@ async def submit(ctx: ApiContext, wallet: str, body: SignedTransaction) -> tuple
         signatures[keys.index(payer)] = ctx.fee_payer.sign_message(message_bytes)
         tx = Transaction.populate(message, signatures)
     action = str(claims.get("act"))
+    digest = str(claims.get("msg"))
+    if action == ISSUE_ACTION:  # its certificate index stays held while the transaction may still land
+        await certificate_requests.hold(ctx.storage, digest, now_ms() + IN_FLIGHT_S * 1000)
     try:
         result = await ctx.chain.send_signed_transaction(tx)
     except ChainError as exc:
         ctx.metrics.submitted.labels(action, "unavailable").inc()
         raise ApiError(503, "chain_unavailable", f"cannot reach the chain: {exc}") from None
+    if action == ISSUE_ACTION and result.executed:  # landed, or refused for good: the index is free
+        await certificate_requests.release(ctx.storage, digest)
     if result.failure is not None:
         ctx.metrics.submitted.labels(action, "refused").inc()
         code, text = _failure_code(ctx, tx, result)
         if code == "BlockhashNotFound":
             raise ApiError(409, "intent_expired", "the transaction's blockhash expired: ask for a new one")
-        raise ApiError(422, code, text, signature=str(result.signature), logs=list(result.logs[-12:]))
+        if not result.executed:
+            # Refused before it ran (a fee payer without SOL, a replay, …): nothing happened on chain.
+            raise ApiError(422, code, f"the chain refused the transaction before running it: {code} "
+                                      "(nothing happened on chain, no fee was paid)",
+                           signature=str(result.signature), executed=False)
+        raise ApiError(422, code, text, signature=str(result.signature), executed=True,
+                       logs=list(result.logs[-12:]))
     ctx.metrics.submitted.labels(action, "ok").inc()
     return claims, Submitted(action=action, signature=str(result.signature), compute_units=result.compute_units,
                              details=dict(claims.get("det") or {}))

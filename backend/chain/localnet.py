@@ -11,7 +11,9 @@
 - ``getSignaturesForAddress`` (``before``, ``until``, ``limit``; newest first, with ``transactionIndex``);
 - ``getBlock`` (``transactionDetails: "signatures"``), ``getBlockTime``, ``getMultipleAccounts``;
 - ``sendTransaction`` runs the preflight simulation first, as a validator does: a transaction refused
-  in preflight is not executed (no fee, not in the journal).
+  in preflight is not executed (no fee, not in the journal). With ``skipPreflight`` a transaction that
+  cannot run (fee payer without SOL, a replay, a message that does not sanitize) is refused the same way
+  after LiteSVM turned it down, never answered with LiteSVM's placeholder signature.
 
 Slots advance on a timer; the chain's unix time follows the wall clock (plus the chain's ``time_offset``).
 Several backend processes can share one localnet: this is how the tests run "the chain over JSON-RPC".
@@ -49,6 +51,7 @@ from solders.transaction_status import (
 from spl.token.constants import TOKEN_PROGRAM_ID
 
 from backend.chain.persistent import JournalEntry, PersistentLiteSVMChain, TokenBalance
+from programs.client.chain import litesvm_executed
 from programs.client.litesvm_rpc import LiteSVMRpcServer, _error, _result, _with_id
 
 __all__ = ["LocalnetServer"]
@@ -88,13 +91,14 @@ class LocalnetServer(LiteSVMRpcServer):
         if not options.get("skipPreflight", False):
             simulated = self.svm.simulate_transaction(tx)
             if isinstance(simulated, FailedTransactionMetadata):
-                meta, err = simulated.meta(), simulated.err()
-                sim = RpcSimulateTransactionResult(err=err, logs=list(meta.logs()),
-                                                   units_consumed=meta.compute_units_consumed())
-                return _error(rid, -32002, f"Transaction simulation failed: {err}", json.loads(sim.to_json()))
+                return _preflight_error(rid, simulated)
         outcome = self.chain.execute(tx)
-        meta = outcome.meta() if isinstance(outcome, FailedTransactionMetadata) else outcome
-        return _result(rid, str(meta.signature()))
+        if isinstance(outcome, FailedTransactionMetadata) and not litesvm_executed(tx, outcome):
+            # Refused before it ran (skipPreflight): nothing happened and nothing was journaled. A validator
+            # would drop it silently; say why, as preflight would have, rather than hand out a signature
+            # that will never have a status.
+            return _preflight_error(rid, outcome)
+        return _result(rid, str(tx.signatures[0]))
 
     def _rpc_requestAirdrop(self, rid: Any, params: list[Any]) -> str:
         pubkey = Pubkey.from_string(params[0])
@@ -180,6 +184,13 @@ class LocalnetServer(LiteSVMRpcServer):
     def _rpc_getBlockTime(self, rid: Any, params: list[Any]) -> str:
         entries = self.chain.journal_in_slot(int(params[0]))
         return _result(rid, entries[0].block_time if entries else self.chain.now())
+
+
+def _preflight_error(rid: Any, failed: FailedTransactionMetadata) -> str:
+    """sendTransaction's refusal as a validator words a failed preflight (-32002 with the simulation)."""
+    meta, err = failed.meta(), failed.err()
+    sim = RpcSimulateTransactionResult(err=err, logs=list(meta.logs()), units_consumed=meta.compute_units_consumed())
+    return _error(rid, -32002, f"Transaction simulation failed: {err}", json.loads(sim.to_json()))
 
 
 def _ui_balance(keys: list[Pubkey], balance: TokenBalance) -> UiTransactionTokenBalance:

@@ -12,6 +12,13 @@ SQLite file (``<directory>/chain.db``), after every transaction and in the same 
   reads (embedded mode) and that the JSON-RPC localnet serves (getTransaction, getSignaturesForAddress);
 - the clock (slot, unix time).
 
+A transaction refused before it ran (fee payer without SOL, unknown blockhash, a message that does not
+sanitize, a replay) changed nothing and is not journaled: a cluster does not record it either. LiteSVM
+reports it under an all-zero placeholder signature; the caller gets the error under the transaction's own
+signature with ``executed=False`` (programs.client.chain.TxResult). A chain.db written before this rule
+may hold such a row (under the placeholder): it is dropped when the chain is opened, and journal positions
+are never reused (``meta.last_position``), so an indexer's cursor stays meaningful.
+
 The chain's unix time follows the wall clock (never backwards), plus ``time_offset`` which tests move
 forward to reach expiries. In stand-alone mode every transaction gets the next slot; under a JSON-RPC server
 slots advance on the server's timer instead (``slot_per_transaction=False``).
@@ -22,9 +29,11 @@ in memory only (tests, benches).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import json
+import logging
 import sqlite3
 import struct
 import time
@@ -45,11 +54,13 @@ from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 from spl.token.constants import TOKEN_PROGRAM_ID
 
-from programs.client.chain import ChainError, LiteSVMChain, TxResult
+from programs.client.chain import ChainError, LiteSVMChain, TxResult, litesvm_executed
 from programs.client.deploy import BPF_LOADER_UPGRADEABLE_ID, PROGRAMDATA_METADATA_LEN
 from programs.client.errors import TransactionFailure, parse_transaction_error
 
 __all__ = ["ChainStateError", "JournalEntry", "PersistentLiteSVMChain", "TokenBalance", "writable_keys"]
+
+log = logging.getLogger(__name__)
 
 TOKEN_ACCOUNT_LEN = 165
 _SYSVAR_OWNER = Pubkey.from_string("Sysvar1111111111111111111111111111111111111")
@@ -108,6 +119,17 @@ class JournalEntry:
     def failure(self) -> TransactionFailure | None:
         return None if self.err is None else parse_transaction_error(self.err)
 
+    @property
+    def ran(self) -> bool:
+        """Recorded under the transaction's own signature: it executed. A row under any other (LiteSVM's
+        placeholder, written before pre-execution failures were kept out) is of one that never ran."""
+        return _ran(self.transaction, self.signature)
+
+
+def _ran(transaction: VersionedTransaction, signature: Signature) -> bool:
+    signatures = transaction.signatures
+    return bool(signatures) and signature == signatures[0] and signature != Signature.default()
+
 
 def writable_keys(message: Any) -> list[Pubkey]:
     """The keys a legacy or v0 message may write (from its header; lookup tables are not used here)."""
@@ -145,6 +167,8 @@ class PersistentLiteSVMChain(LiteSVMChain):
         self.slot_per_transaction = slot_per_transaction
         self.time_offset = 0
         self._journal: list[JournalEntry] = []  # in memory: the whole journal (it is also in chain.db)
+        self._positions: list[int] = []  # each entry's position (increasing; gaps where rows were dropped)
+        self._last_position = 0
         self._by_signature: dict[Signature, JournalEntry] = {}
         self._by_address: dict[Pubkey, list[JournalEntry]] = {}
         self._by_slot: dict[int, list[JournalEntry]] = {}
@@ -202,6 +226,8 @@ class PersistentLiteSVMChain(LiteSVMChain):
             self.svm.warp_to_slot(int(meta["slot"]))
         self.time_offset = int(meta.get("time_offset", 0))
         self._set_time(max(int(meta.get("unix_timestamp", 0)), int(time.time()) + self.time_offset))
+        self._last_position = int(meta.get("last_position", 0))
+        never_ran = []
         for r in self._db.execute("SELECT position, signature, slot, block_time, tx, logs, err, compute_units, fee, "
                                   "pre_balances, post_balances FROM journal ORDER BY position"):
             entry = JournalEntry(
@@ -210,10 +236,24 @@ class PersistentLiteSVMChain(LiteSVMChain):
                 tuple(TokenBalance.from_json(b) for b in json.loads(r[9])),
                 tuple(TokenBalance.from_json(b) for b in json.loads(r[10])),
             )
-            self._index_entry(entry)
+            self._last_position = max(self._last_position, entry.position)
+            if entry.ran:
+                self._index_entry(entry)
+            else:
+                never_ran.append(entry.position)
+        if never_ran:
+            # Written by a version that journaled transactions refused before they ran: they changed nothing.
+            log.warning("embedded chain: dropping %d journal rows of transactions that never ran (positions %s)",
+                        len(never_ran), never_ran)
+            with self._saving() as db:
+                assert db is not None
+                db.executemany("DELETE FROM journal WHERE position = ?", [(p,) for p in never_ran])
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('last_position', ?)", (str(self._last_position),))
 
     def _index_entry(self, entry: JournalEntry) -> None:
         self._journal.append(entry)
+        self._positions.append(entry.position)
+        self._last_position = max(self._last_position, entry.position)
         self._by_signature[entry.signature] = entry
         self._by_slot.setdefault(entry.slot, []).append(entry)
         for key in dict.fromkeys(entry.transaction.message.account_keys):
@@ -320,6 +360,8 @@ class PersistentLiteSVMChain(LiteSVMChain):
         outcome = self.svm.send_transaction(tx)
         # A new blockhash per transaction, as on a cluster: the same instructions again are a new transaction.
         self.svm.expire_blockhash()
+        if not litesvm_executed(tx, outcome):
+            return outcome  # refused before it ran: nothing changed, nothing to journal (module docstring)
         if isinstance(outcome, FailedTransactionMetadata):
             meta, err = outcome.meta(), outcome.err()
         else:
@@ -327,7 +369,7 @@ class PersistentLiteSVMChain(LiteSVMChain):
         post = [b for b in (_token_balance(k, self.svm.get_account(k)) for k in keys) if b is not None]
         clock = self.svm.get_clock()
         versioned = tx if isinstance(tx, VersionedTransaction) else VersionedTransaction.from_legacy(tx)
-        entry = JournalEntry(len(self._journal) + 1, meta.signature(), int(clock.slot), int(clock.unix_timestamp),
+        entry = JournalEntry(self._last_position + 1, meta.signature(), int(clock.slot), int(clock.unix_timestamp),
                              versioned, tuple(meta.logs()), err, meta.compute_units_consumed(), meta.fee(),
                              tuple(pre), tuple(post))
         with self._saving() as db:
@@ -348,7 +390,7 @@ class PersistentLiteSVMChain(LiteSVMChain):
         if not signers:
             raise ValueError("a transaction needs at least one signer (the first pays the fee)")
         tx = Transaction(list(signers), Message(list(instructions), signers[0].pubkey()), self.svm.latest_blockhash())
-        return _result(self.execute(tx), tuple(ix.program_id for ix in instructions))
+        return _result(tx, self.execute(tx), tuple(ix.program_id for ix in instructions))
 
     async def send_signed_transaction(self, tx: Transaction) -> TxResult:
         """A transaction a wallet signed with a recent blockhash (one :meth:`latest_blockhash` handed out)."""
@@ -356,14 +398,14 @@ class PersistentLiteSVMChain(LiteSVMChain):
         keys = tx.message.account_keys
         programs = tuple(keys[ix.program_id_index] for ix in tx.message.instructions)
         if blockhash != self.svm.latest_blockhash() and blockhash not in self._recent:
-            return TxResult(tx.signatures[0], (), 0, TransactionFailure("BlockhashNotFound"), programs)
+            return TxResult(tx.signatures[0], (), 0, TransactionFailure("BlockhashNotFound"), programs, executed=False)
         self.svm.with_blockhash_check(False)
         try:
             outcome = self.execute(tx)
         finally:
             self.svm.with_blockhash_check(self.blockhash_check)
         self._remember(self.svm.latest_blockhash())
-        return _result(outcome, programs)
+        return _result(tx, outcome, programs)
 
     async def fund(self, pubkey: Pubkey, lamports: int) -> None:
         outcome = self.svm.airdrop(pubkey, lamports)
@@ -401,11 +443,18 @@ class PersistentLiteSVMChain(LiteSVMChain):
 
     @property
     def journal_length(self) -> int:
+        """How many executed transactions the journal holds."""
         return len(self._journal)
+
+    @property
+    def journal_position(self) -> int:
+        """The last position handed out (0: none yet); an indexer whose cursor is here has seen everything."""
+        return self._last_position
 
     def journal_after(self, position: int, limit: int = 500) -> list[JournalEntry]:
         """Executed transactions after ``position``, in execution order."""
-        return self._journal[max(position, 0): max(position, 0) + limit]
+        start = bisect.bisect_right(self._positions, position)
+        return self._journal[start: start + limit]
 
     def journal_entry(self, signature: Signature) -> JournalEntry | None:
         return self._by_signature.get(signature)
@@ -419,13 +468,16 @@ class PersistentLiteSVMChain(LiteSVMChain):
         return list(self._by_slot.get(slot, []))
 
 
-def _result(outcome: TransactionMetadata | FailedTransactionMetadata, programs: tuple[Pubkey, ...]) -> TxResult:
+def _result(tx: Transaction, outcome: TransactionMetadata | FailedTransactionMetadata,
+            programs: tuple[Pubkey, ...]) -> TxResult:
+    """The outcome under the transaction's own signature (never LiteSVM's placeholder)."""
     if isinstance(outcome, FailedTransactionMetadata):
         meta = outcome.meta()
         failure: TransactionFailure | None = parse_transaction_error(outcome.err())
     else:
         meta, failure = outcome, None
-    return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure, programs)
+    return TxResult(tx.signatures[0], tuple(meta.logs()), meta.compute_units_consumed(), failure, programs,
+                    executed=litesvm_executed(tx, outcome))
 
 
 def _error_to_json(err: Any) -> str:

@@ -10,7 +10,8 @@ per data store, each a set of functions over :class:`Sql` (a storage, or one of 
 - :mod:`~backend.storage.orders` — D4; :mod:`~backend.storage.trades` — D5;
 - :mod:`~backend.storage.certificates` — D6; :mod:`~backend.storage.payments` — D7;
 - :mod:`~backend.storage.events` — the indexer's events, apply-once gate and cursor;
-- :mod:`~backend.storage.nonces` — the api's single-use sign-in nonces (without Redis).
+- :mod:`~backend.storage.nonces` — the api's single-use sign-in nonces (without Redis);
+- :mod:`~backend.storage.certificate_requests` — the certificate index each prepared request holds.
 
 :mod:`~backend.storage.schema` holds the versions and their in-place migrations; :mod:`~backend.storage.sql`
 the interface all of them are written against.

@@ -19,7 +19,6 @@ __all__ = [
     "CERTIFICATE_STATUSES",
     "CertificateRow",
     "certificate_totals",
-    "count_for_meter",
     "expired_open_certificates",
     "get_certificate",
     "list_certificates",
@@ -122,11 +121,6 @@ async def recent_certificates(db: Sql, *, holder: str | None = None, meter_id: s
         issued, address, holder, meter_id, status, before is None, limit,
     )
     return [_row(r) for r in rows]
-
-
-async def count_for_meter(db: Sql, meter_id: str) -> int:
-    """Certificates issued for a meter so far (they are numbered 0, 1, … per meter)."""
-    return int((await db.fetch("SELECT count(*) FROM certificates WHERE meter_id = $1", meter_id))[0][0])
 
 
 async def expired_open_certificates(db: Sql, now: int, *, limit: int = 100) -> list[CertificateRow]:

@@ -23,6 +23,8 @@ Versions:
 5. ``api_nonces``: the api role's single-use sign-in nonces when no Redis is configured
    (backend/storage/nonces.py); the table earlier api versions made themselves at their start (``CREATE
    TABLE IF NOT EXISTS``, the same columns) is taken over as it is.
+6. ``api_certificate_requests``: the certificate index each prepared, not yet landed certificate request
+   holds, one per meter (backend/storage/certificate_requests.py).
 
 Conventions: amounts in base units as BIGINT (GRID 10**9 per kWh, THBC 10**6 per baht); wallet and PDA
 addresses as base58 TEXT; chain times (``*_at``) in unix seconds as the programs store them, backend
@@ -353,12 +355,25 @@ _V5 = [
     "CREATE INDEX IF NOT EXISTS api_nonces_expiry ON api_nonces (expires_ms)",
 ]
 
+# The api's certificate requests in flight: one per meter, the index its prepared Issue transaction uses.
+_V6 = [
+    """CREATE TABLE api_certificate_requests (
+        meter_id TEXT PRIMARY KEY,
+        cert_index BIGINT NOT NULL,
+        to_wh BIGINT NOT NULL,
+        digest TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    )""",
+    "CREATE INDEX api_certificate_requests_digest ON api_certificate_requests (digest)",
+]
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "ingest: gateways, readings, quarantine", SCHEMA_V1),
     Migration(2, "data stores D1-D7, reading lifecycle, indexer cursor and events", _V2, _v2_data),
     Migration(3, "trades and payments carry their event id (chain order)", _V3),
     Migration(4, "ingest: quarantine.topic, redelivery ledger", _V4),
     Migration(5, "the api's sign-in nonces", _V5),
+    Migration(6, "the api's certificate requests in flight", _V6),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

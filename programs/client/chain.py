@@ -10,7 +10,9 @@ against LiteSVM in tests and against a real cluster through JSON-RPC:
 
 The first signer pays the fee. A failed transaction is a :class:`TxResult` with ``failure`` set (logs and
 compute units included), not an exception: callers usually want to map the failure to a program error
-name (programs.client.errors). Transport problems raise :class:`ChainError`.
+name (programs.client.errors). ``executed`` tells a transaction that ran and failed (it is on chain and
+paid its fee) from one refused before it ran (preflight, an unknown blockhash, a fee payer without SOL, a
+replay: nothing happened, nothing to index). Transport problems raise :class:`ChainError`.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
-from solders.transaction import Transaction
+from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
 from programs.client.errors import TransactionFailure, parse_transaction_error
 from programs.client.events import ProgramEvents, TransactionEvents, decode_log_events
 
-__all__ = ["Chain", "ChainError", "LiteSVMChain", "RpcChain", "TransactionFailed", "TxResult"]
+__all__ = ["Chain", "ChainError", "LiteSVMChain", "RpcChain", "TransactionFailed", "TxResult", "litesvm_executed"]
 
 _PROGRAM_DATA = "Program data: "
 
@@ -63,6 +65,9 @@ class TxResult:
     compute_units: int
     failure: TransactionFailure | None
     instruction_programs: tuple[Pubkey, ...] = ()  # program id of each top-level instruction, in order
+    # False: refused before it ran (nothing changed on chain, no fee); ``signature`` is still the
+    # transaction's own, never a placeholder.
+    executed: bool = True
 
     @property
     def ok(self) -> bool:
@@ -163,12 +168,13 @@ class LiteSVMChain:
         # A new blockhash per transaction, as on a cluster, so that sending the same instructions twice
         # is two transactions rather than AlreadyProcessed.
         self.svm.expire_blockhash()
-        return _litesvm_result(outcome, tuple(ix.program_id for ix in instructions))
+        return _litesvm_result(tx, outcome, tuple(ix.program_id for ix in instructions))
 
     async def send_signed_transaction(self, tx: Transaction) -> TxResult:
         blockhash = tx.message.recent_blockhash
         if blockhash != self.svm.latest_blockhash() and blockhash not in self._recent:
-            return TxResult(tx.signatures[0], (), 0, TransactionFailure("BlockhashNotFound"))
+            return TxResult(tx.signatures[0], (), 0, TransactionFailure("BlockhashNotFound"),
+                            _instruction_programs(tx), executed=False)
         self.svm.with_blockhash_check(False)
         try:
             outcome = self.svm.send_transaction(tx)
@@ -176,7 +182,7 @@ class LiteSVMChain:
             self.svm.with_blockhash_check(True)
         self._remember(self.svm.latest_blockhash())
         self.svm.expire_blockhash()
-        return _litesvm_result(outcome, _instruction_programs(tx))
+        return _litesvm_result(tx, outcome, _instruction_programs(tx))
 
     def _remember(self, blockhash: Hash) -> None:
         if not self._recent or self._recent[-1] != blockhash:
@@ -209,13 +215,29 @@ class LiteSVMChain:
         self.svm.warp_to_slot(self.svm.get_clock().slot + 1)
 
 
-def _litesvm_result(outcome: Any, instruction_programs: tuple[Pubkey, ...]) -> TxResult:
+def litesvm_executed(tx: Transaction | VersionedTransaction, outcome: Any) -> bool:
+    """Whether LiteSVM ran ``tx`` (and so recorded it: state, fee, signature history). A transaction
+    refused before it ran — fee payer without SOL, unknown blockhash, a message that does not sanitize, a
+    bad signature, a replay (AlreadyProcessed) — comes back with default metadata, whose signature is the
+    all-zero placeholder rather than the transaction's own."""
+    if not isinstance(outcome, FailedTransactionMetadata):
+        return True
+    own = tx.signatures[0] if tx.signatures else Signature.default()
+    return own != Signature.default() and outcome.meta().signature() == own
+
+
+def _litesvm_result(tx: Transaction | VersionedTransaction, outcome: Any,
+                    instruction_programs: tuple[Pubkey, ...]) -> TxResult:
+    """The outcome as a :class:`TxResult`, always under the transaction's own signature."""
     if isinstance(outcome, FailedTransactionMetadata):
         meta = outcome.meta()
         failure: TransactionFailure | None = parse_transaction_error(outcome.err())
     else:
         meta, failure = outcome, None
-    return TxResult(meta.signature(), tuple(meta.logs()), meta.compute_units_consumed(), failure, instruction_programs)
+    executed = litesvm_executed(tx, outcome)
+    signature = tx.signatures[0] if tx.signatures else meta.signature()
+    return TxResult(signature, tuple(meta.logs()), meta.compute_units_consumed(), failure, instruction_programs,
+                    executed=executed)
 
 
 def _instruction_programs(tx: Transaction) -> tuple[Pubkey, ...]:
@@ -283,7 +305,7 @@ class RpcChain:
             if isinstance(detail, SendTransactionPreflightFailureMessage) and detail.data.err is not None:
                 sim = detail.data
                 return TxResult(tx.signatures[0], tuple(sim.logs or ()), sim.units_consumed or 0,
-                                parse_transaction_error(sim.err), _instruction_programs(tx))
+                                parse_transaction_error(sim.err), _instruction_programs(tx), executed=False)
             raise ChainError(f"{self.url}: sendTransaction failed: {exc}") from exc
         signature = sent.value
         await self._confirm(signature)

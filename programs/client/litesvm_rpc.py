@@ -53,6 +53,8 @@ from solders.transaction_status import (
     UiTransactionStatusMeta,
 )
 
+from programs.client.chain import litesvm_executed
+
 __all__ = ["LiteSVMRpcServer"]
 
 _MAX_BODY = 1 << 20
@@ -190,7 +192,9 @@ class LiteSVMRpcServer:
         self.svm.expire_blockhash()
         if isinstance(outcome, FailedTransactionMetadata):
             meta, err = outcome.meta(), outcome.err()
-            if not options.get("skipPreflight", False):
+            # Refused before it ran (fee payer without SOL, a replay …): LiteSVM recorded nothing and
+            # reports a placeholder signature, so it is refused even without preflight.
+            if not options.get("skipPreflight", False) or not litesvm_executed(tx, outcome):
                 sim = RpcSimulateTransactionResult(err=err, logs=list(meta.logs()),
                                                    units_consumed=meta.compute_units_consumed())
                 data = json.loads(sim.to_json())

@@ -12,6 +12,7 @@ import pytest
 from solders.keypair import Keypair
 
 from backend.chain.embedded import open_embedded_chain
+from backend.chain.persistent import PersistentLiteSVMChain
 from backend.minting import MintingWorker, MintPolicy
 from backend.storage import Storage, open_storage
 from backend.storage import reading_states as rs
@@ -171,6 +172,31 @@ async def test_two_workers_on_one_database_never_send_a_meter_twice(world: World
             assert rows == [(f"m{i}", 3) for i in range(8)]
             for m in meters:
                 assert await world.grid(m) == 200 * WH
+
+
+async def test_a_relayer_without_sol_waits_on_an_embedded_chain(storage: Storage, tmp_path: Path) -> None:
+    """The relayer's settlements are refused before they run (no SOL for the fee): nothing is journaled,
+    the readings wait without using up attempts — pass after pass (the second refusal used to stop the
+    worker with the journal's UNIQUE signature) — and mint once the relayer is funded."""
+    chain = PersistentLiteSVMChain(tmp_path / "chain")
+    try:
+        world = await make_world(chain)
+        meters = [await world.meter(f"dry-{i}") for i in range(2)]
+        for m in meters:
+            await ingest(storage, *_series(m.meter_id, range(2)))
+        broke = Keypair()
+        worker = MintingWorker(storage, chain, world.deployment.grid, relayer=broke, policy=NO_WAIT)
+        position = chain.journal_position
+        for _ in range(2):
+            summary = await worker.run_once()
+            assert summary.refused == {m.meter_id: "transaction:AccountNotFound" for m in meters}
+        assert chain.journal_position == position
+        failed = await rs.list_failed(storage)
+        assert {(f.reason, f.attempts) for f in failed} == {("transaction:AccountNotFound", 0)}
+        await chain.fund(broke.pubkey(), 10**9)
+        assert (await worker.run_once()).minted == {m.meter_id: 100 * WH for m in meters}
+    finally:
+        chain.close()
 
 
 async def test_an_embedded_chain_keeps_balances_across_a_restart(storage: Storage, tmp_path: Path) -> None:

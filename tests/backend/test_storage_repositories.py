@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from backend.storage import (
     Storage,
     balances,
+    certificate_requests,
     certificates,
     events,
     meters,
@@ -21,6 +23,7 @@ from backend.storage import (
     users,
 )
 from backend.storage import reading_states as rs
+from backend.storage.sql import now_ms
 from gridtokenx.reading import Flags
 from tests.support.postgres import temp_database
 
@@ -253,8 +256,6 @@ async def test_certificates_and_payments(storage: Storage) -> None:
     assert [x.address for x in await certificates.list_certificates(storage, holder="Holder")] == ["Cert1"]
     await certificates.record_certificate(storage, certificates.CertificateRow(
         "Cert2", "MeterPda", "m1", 1, "Other", 4_000, 5_000, "PENDING", None, 150, 1_000, None, None, "i2", "i2", 8, 0))
-    assert await certificates.count_for_meter(storage, "m1") == 2
-    assert await certificates.count_for_meter(storage, "x") == 0
     assert [x.address for x in await certificates.recent_certificates(storage)] == ["Cert2", "Cert1"]
     assert [x.address for x in await certificates.recent_certificates(storage, before=(150, "Cert2"))] == ["Cert1"]
     assert [x.address for x in await certificates.recent_certificates(storage, status="PENDING")] == ["Cert2"]
@@ -279,3 +280,27 @@ async def test_sign_in_nonces_are_used_once_and_expire(storage: Storage) -> None
     assert not await nonces.consume_nonce(storage, "n2") and not await nonces.consume_nonce(storage, "unknown")
     await nonces.issue_nonce(storage, "n3", 60)  # issuing drops the expired
     assert [r[0] for r in await storage.fetch("SELECT nonce FROM api_nonces ORDER BY nonce")] == ["n3"]
+
+
+async def test_a_certificate_index_is_held_by_one_request_at_a_time(storage: Storage) -> None:
+    later = now_ms() + 60_000
+    # Two requests for one meter at once: one holds index 0, the other is told which request does.
+    got = await asyncio.gather(*(certificate_requests.reserve(storage, "m1", 0, wh, f"d{wh}", later, next_index=0)
+                                 for wh in (100, 200)))
+    assert sorted(g is None for g in got) == [False, True]
+    holder = next(g for g in got if g is not None)
+    assert holder.cert_index == 0 and holder.digest in {"d100", "d200"} and holder.meter_id == "m1"
+    winner = holder.digest
+    assert await certificate_requests.reserve(storage, "m2", 0, 5, "other-meter", later, next_index=0) is None
+    # Still held while in flight; free once the chain's mark moved past it (it landed) ...
+    assert await certificate_requests.hold(storage, winner, later + 60_000)
+    assert (await certificate_requests.reserve(storage, "m1", 0, 300, "d300", later, next_index=0)) is not None
+    assert await certificate_requests.reserve(storage, "m1", 1, 300, "d300", later, next_index=1) is None
+    # ... or when released (refused on chain after running) ...
+    await certificate_requests.release(storage, "d300")
+    assert await certificate_requests.pending(storage, "m1") is None
+    # ... or once it lapsed.
+    assert await certificate_requests.reserve(storage, "m1", 1, 400, "d400", now_ms() - 1, next_index=1) is None
+    assert await certificate_requests.reserve(storage, "m1", 1, 500, "d500", later, next_index=1) is None
+    held = await certificate_requests.pending(storage, "m1")
+    assert held is not None and (held.cert_index, held.to_wh, held.digest) == (1, 500, "d500")

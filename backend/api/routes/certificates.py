@@ -1,8 +1,17 @@
 """Certificates (design 6.0): the meter owner requests one for settled generation; governance (an
-operator wallet) validates or revokes with a reason; the holder retires or transfers it."""
+operator wallet) validates or revokes with a reason; the holder retires or transfers it.
+
+A request is built from the chain, not from D6 (which follows it): the certificate's index is the
+meter's mark's ``next_index`` and the range starts at its ``certified_up_to_wh``, and ``to_wh`` is checked
+against the meter's settled generation. The index is then held for the prepared transaction
+(backend/storage/certificate_requests.py) until it lands, is refused on chain, or lapses; a second request
+for the meter meanwhile — which would name the same certificate and fail on chain after its wallet signed
+— is refused at once with 409 ``certificate_request_pending``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -12,21 +21,28 @@ from backend.api.context import ApiContext
 from backend.api.deps import Ctx, Operator, Wallet
 from backend.api.errors import ApiError
 from backend.api.pagination import Page
-from backend.api.routes.common import Paging, page_of, pubkey
-from backend.api.transactions import PreparedTransaction, prepare
+from backend.api.routes.common import MeterId, Paging, page_of, pubkey
+from backend.api.routes.common import meter_id as meter_id_of
+from backend.api.transactions import ISSUE_ACTION, PreparedTransaction, prepare, prepared_digest
 from backend.api.views import certificate_view, event_view
+from backend.storage import certificate_requests as requests
 from backend.storage import certificates as d6
 from backend.storage import events, meters
 from programs.certificates import client as certificates
+from programs.client.chain import ChainError
 from programs.registry import client as registry
 
 router = APIRouter(prefix="/certificates", tags=["certificates"])
+
+# The request's index outlives its intent by this much: the intent is checked, then the submission holds the
+# index for as long as the transaction may still land (backend.api.transactions).
+RESERVE_MARGIN_S = 5
 
 STATES = {"PENDING", "VALID", "RETIRED", "REVOKED", "EXPIRED"}
 
 
 class CertificateRequest(BaseModel):
-    meter_id: str = Field(..., max_length=16)
+    meter_id: MeterId
     to_wh: int = Field(..., gt=0, lt=2**63, description="certify settled generation up to this position (Wh)")
 
 
@@ -56,11 +72,35 @@ async def request(body: CertificateRequest, wallet: Wallet, ctx: Ctx) -> Prepare
         raise ApiError(403, "NotMeterOwner", "only the meter's owner requests its certificates")
     a = ctx.addresses
     meter_pda = registry.meter_address(a.registry, body.meter_id)[0]
-    index = await d6.count_for_meter(ctx.storage, body.meter_id)  # numbered 0, 1, … per meter
+    mark_pda = certificates.mark_address(a.certificates, meter_pda)[0]
+    try:
+        mark_account, on_chain = await asyncio.gather(ctx.chain.get_account(mark_pda),
+                                                      registry.fetch_meter(ctx.chain, a.registry, body.meter_id))
+    except ChainError as exc:
+        raise ApiError(503, "chain_unavailable", f"cannot read the meter's certificate mark: {exc}") from None
+    mark = certificates.CertMark.decode(bytes(mark_account.data)) if mark_account is not None else None
+    index, certified = (mark.next_index, mark.certified_up_to_wh) if mark is not None else (0, 0)
+    settled = max(on_chain.generation_since_baseline_wh, 0) if on_chain is not None and on_chain.has_baseline else 0
+    if body.to_wh <= certified:
+        raise ApiError(409, "AlreadyCertified", f"meter {body.meter_id} is certified up to {certified} Wh already",
+                       certified_up_to_wh=certified)
+    if body.to_wh > settled:
+        raise ApiError(422, "ExceedsSettledGeneration",
+                       f"meter {body.meter_id} has settled {settled} Wh above its baseline", settled_wh=settled)
     ix = certificates.issue(a.certificates, pubkey(wallet), meter_pda, index, body.to_wh)
     address = str(certificates.certificate_address(a.certificates, meter_pda, index)[0])
-    return await prepare(ctx, wallet, "certificates.issue", [ix],
-                         {"certificate": address, "meter_id": body.meter_id, "index": index, "to_wh": body.to_wh})
+    prepared = await prepare(ctx, wallet, ISSUE_ACTION, [ix], {"certificate": address, "meter_id": body.meter_id,
+                                                               "index": index, "from_wh": certified,
+                                                               "to_wh": body.to_wh})
+    expires_ms = (prepared.expires_at + RESERVE_MARGIN_S) * 1000
+    holder = await requests.reserve(ctx.storage, body.meter_id, index, body.to_wh, prepared_digest(prepared),
+                                    expires_ms, next_index=index)
+    if holder is not None:
+        raise ApiError(409, "certificate_request_pending",
+                       f"a certificate request for meter {body.meter_id} is being signed or sent; submit it, or "
+                       "ask again once it has landed or expired",
+                       index=holder.cert_index, to_wh=holder.to_wh, expires_at=holder.expires_ms // 1000)
+    return prepared
 
 
 @router.post("/{address}/validate", response_model=PreparedTransaction, summary="governance: validate")
@@ -106,6 +146,8 @@ async def list_certificates(ctx: Ctx, paging: Paging, holder: str | None = Query
         raise ApiError(400, "bad_state", f"states are {', '.join(sorted(STATES))}")
     if holder is not None:
         pubkey(holder)
+    if meter_id is not None:
+        meter_id_of(meter_id)
     before = paging.key(int, str)
     rows = await d6.recent_certificates(ctx.storage, holder=holder, meter_id=meter_id,
                                         status=state.upper() if state else None, limit=paging.limit,

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field, field_validator
 from backend.api.deps import Ctx, Operator, Wallet
 from backend.api.errors import ApiError
 from backend.api.pagination import Page
-from backend.api.routes.common import Paging, page_of, pubkey, require_user
+from backend.api.routes.common import MeterId, Paging, page_of, pubkey, require_user
+from backend.api.routes.common import meter_id as meter_id_of
 from backend.api.transactions import PreparedTransaction, prepare
 from backend.api.views import meter_view
 from backend.storage import meters
@@ -20,19 +21,9 @@ from programs.registry import client as registry
 
 router = APIRouter(prefix="/meters", tags=["meters"])
 
-_METER_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,16}$")  # the reading format's meter id (docs/reading-format.md)
-
-
 class MeterRegistration(BaseModel):
-    meter_id: str = Field(..., max_length=16)
+    meter_id: MeterId
     public_key: str = Field(..., description="the gateway's Ed25519 public key, 64 hex digits")
-
-    @field_validator("meter_id")
-    @classmethod
-    def _meter_id(cls, value: str) -> str:
-        if not _METER_ID.match(value):
-            raise ValueError("1-16 characters of A-Z a-z 0-9 . _ : -")
-        return value
 
     @field_validator("public_key")
     @classmethod
@@ -40,12 +31,6 @@ class MeterRegistration(BaseModel):
         if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
             raise ValueError("64 hex digits (32 bytes), as `gateway keygen` prints")
         return value.lower()
-
-
-def _meter_id(meter_id: str) -> str:
-    if not _METER_ID.match(meter_id):
-        raise ApiError(400, "InvalidMeterId", "meter ids are 1-16 characters of A-Z a-z 0-9 . _ : -")
-    return meter_id
 
 
 @router.post("", response_model=PreparedTransaction, status_code=201,
@@ -74,7 +59,7 @@ async def suspend(meter_id: str, wallet: Operator, ctx: Ctx) -> PreparedTransact
 
 
 async def _set_status(meter_id: str, status: registry.MeterStatus, wallet: str, ctx: Ctx) -> PreparedTransaction:
-    meter = await meters.get_meter(ctx.storage, _meter_id(meter_id))
+    meter = await meters.get_meter(ctx.storage, meter_id_of(meter_id))
     if meter is None:
         raise ApiError(404, "not_found", f"meter {meter_id} is not registered")
     a = ctx.addresses
@@ -95,7 +80,7 @@ async def list_meters(ctx: Ctx, paging: Paging,
 
 @router.get("/{meter_id}", response_model=dict[str, Any], summary="one meter: owner, status, GRID minted")
 async def get_meter(meter_id: str, ctx: Ctx) -> dict[str, Any]:
-    meter = await meters.get_meter(ctx.storage, _meter_id(meter_id))
+    meter = await meters.get_meter(ctx.storage, meter_id_of(meter_id))
     if meter is None:
         raise ApiError(404, "not_found", f"meter {meter_id} is not registered")
     return meter_view(meter)

@@ -23,7 +23,7 @@ from backend.api.routes.common import Paging, ata, balances_of, page_of, pubkey,
 from backend.api.routes.trades import newest_trades
 from backend.api.transactions import PreparedTransaction, prepare
 from backend.api.views import order_view
-from backend.storage import orders
+from backend.storage import I64_MAX, orders
 from programs.trading import client as trading
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -36,7 +36,8 @@ BOOK_KEY = ["price", "created_at", "address"]
 class NewOrder(BaseModel):
     amount: int = Field(..., ge=0, le=U64_MAX, description="GRID base units to sell (10^9 per kWh)")
     price: int = Field(..., ge=0, le=U64_MAX, description="THBC base units per kWh")
-    expires_at: int | None = Field(None, description="unix seconds; default: now + expires_in")
+    expires_at: int | None = Field(None, ge=-I64_MAX - 1, le=I64_MAX,
+                                   description="unix seconds; default: now + expires_in")
     expires_in: int = Field(3600, ge=1, le=90 * 86400, description="seconds, when expires_at is not given")
     max_fee_bps: int = Field(100, ge=0, le=10_000, description="the highest market fee the seller accepts "
                              "(basis points); the order keeps the market's fee when it lands, or is refused "
@@ -166,7 +167,8 @@ async def _cached_book(ctx: ApiContext, paging: PageParams, filters: dict[str, A
 @router.get("/book", response_model=Page[dict[str, Any]],
             summary="the order book: open orders, lowest price first, then oldest (D4, Redis-cached)")
 async def book(ctx: Ctx, paging: Paging, reader: MaybeWallet,
-               min_price: int | None = Query(None, ge=0), max_price: int | None = Query(None, ge=0),
+               min_price: int | None = Query(None, ge=0, le=I64_MAX),
+               max_price: int | None = Query(None, ge=0, le=I64_MAX),
                seller: str | None = Query(None, max_length=64)) -> Response:
     if seller is not None:
         pubkey(seller)

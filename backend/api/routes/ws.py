@@ -25,8 +25,10 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from solders.pubkey import Pubkey
 
 from backend.api.context import ApiContext
+from backend.api.errors import ApiError
+from backend.api.routes.common import meter_id
 from backend.feed import FeedOverflow
-from backend.storage import events
+from backend.storage import I64_MAX, events
 
 router = APIRouter(tags=["live"])
 
@@ -56,7 +58,7 @@ def _matches(event: dict[str, Any], wallet: str | None, meter: str | None) -> bo
 
 
 @router.websocket("/ws")
-async def live(websocket: WebSocket, since: int | None = Query(None, ge=0),
+async def live(websocket: WebSocket, since: int | None = Query(None, ge=0, le=I64_MAX),
                wallet: str | None = Query(None, max_length=64),
                meter: str | None = Query(None, max_length=16)) -> None:
     ctx: ApiContext = websocket.app.state.ctx
@@ -65,6 +67,12 @@ async def live(websocket: WebSocket, since: int | None = Query(None, ge=0),
             Pubkey.from_string(wallet)
         except ValueError:
             await websocket.close(code=1008, reason="wallet is not base58 of 32 bytes")
+            return
+    if meter is not None:
+        try:
+            meter_id(meter)
+        except ApiError as exc:
+            await websocket.close(code=1008, reason=exc.message)
             return
     await websocket.accept()
     ctx.metrics.ws_clients.inc()

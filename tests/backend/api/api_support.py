@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from backend.feed import Feed
 from backend.indexer import Indexer
 from backend.service import indexer_for, open_context
 from backend.storage import Storage, events
+from programs.client.chain import RpcChain
 
 DOMAIN = "market.test:8080"
 URI = "http://market.test:8080"
@@ -63,7 +65,7 @@ class RunningApi:
 
     async def indexed(self, within_s: float = 10.0) -> None:
         """Wait until the indexer has applied every transaction the chain executed so far."""
-        target = self.chain.journal_length
+        target = self.chain.journal_position
         deadline = time.monotonic() + within_s
         while True:
             cursor = await events.get_cursor(self.storage, "embedded")
@@ -95,21 +97,33 @@ async def serve(app: FastAPI, host: str = "127.0.0.1") -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def running_api(pg_url: str, tmp_path: Path, *, settings: dict[str, Any] | None = None,
-                      redis_prefix: str | None = None, **app_overrides: Any) -> AsyncIterator[RunningApi]:
+                      redis_prefix: str | None = None, over_rpc: bool = False,
+                      **app_overrides: Any) -> AsyncIterator[RunningApi]:
     """The api, the indexer and the embedded chain on ``pg_url``. ``settings``: ``[api]`` keys;
     ``redis_prefix``: use the machine's Redis (feed channel ``<prefix>:events``, keys ``<prefix>:…``);
-    ``app_overrides``: more ``create_app`` arguments (``fee_payer``, ``broker``, ``nonces``)."""
+    ``over_rpc``: the embedded chain is also served over JSON-RPC (``[chain] listen``, the localnet) and the
+    api talks to it through ``RpcChain``, as it does to a cluster; ``app_overrides``: more ``create_app``
+    arguments (``fee_payer``, ``broker``, ``nonces``)."""
     api: dict[str, Any] = {"domain": DOMAIN, "uri": URI, "chain_id": "localnet",
                            "token_key_file": tmp_path / "token.key", **(settings or {})}
     redis: dict[str, Any] = {}
     if redis_prefix is not None:
         redis = {"url": REDIS_URL, "channel_prefix": redis_prefix}
         api["redis_prefix"] = f"{redis_prefix}:"
+    chain: dict[str, Any] = {}
+    if over_rpc:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            chain["listen"] = f"127.0.0.1:{probe.getsockname()[1]}"
     config = load_config(None, roles=["indexer", "api"], data_dir=tmp_path / "backend", database={"url": pg_url},
-                         indexer={"interval_s": 0.05}, redis=redis, api=api)
+                         indexer={"interval_s": 0.05}, redis=redis, api=api, chain=chain)
     async with open_context(config) as ctx, contextlib.AsyncExitStack() as stack:
         embedded = ctx.embedded
         assert embedded is not None and ctx.chain is not None and ctx.deployment is not None
+        api_chain: Any = ctx.chain
+        if over_rpc:
+            api_chain = await stack.enter_async_context(
+                RpcChain(f"http://{chain['listen']}", poll_interval=0.02, timeout=10))
         operators = [str(embedded.admin.pubkey()), str(embedded.payment_gateway.pubkey())]
         config.api.operators = [*operators, *config.api.operators]
         indexer = indexer_for(ctx)
@@ -128,7 +142,7 @@ async def running_api(pg_url: str, tmp_path: Path, *, settings: dict[str, Any] |
 
             client = aioredis.from_url(ctx.config.redis_url)
             stack.push_async_callback(_forget, client, config.api.redis_prefix)
-        app = create_app(storage=ctx.storage, chain=ctx.chain, addresses=ChainAddresses.from_deployment(ctx.deployment),
+        app = create_app(storage=ctx.storage, chain=api_chain, addresses=ChainAddresses.from_deployment(ctx.deployment),
                          settings=config.api, feed=ctx.feed, redis=client,
                          on_submitted=lambda _signature: indexer.wake(), **app_overrides)
         url = await stack.enter_async_context(serve(app))
