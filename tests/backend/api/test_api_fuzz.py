@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.chain]
 ROOT = Path(__file__).resolve().parents[3]
 # Seeded, so a run is reproducible; GTX_FUZZ_SEED / GTX_FUZZ_SECONDS explore further by hand (longer, other seeds).
 SEED = int(os.environ.get("GTX_FUZZ_SEED", "20251107"))
-FUZZ_SECONDS = int(os.environ.get("GTX_FUZZ_SECONDS", "35"))  # with the world built first: under a minute
+FUZZ_SECONDS = int(os.environ.get("GTX_FUZZ_SECONDS", "20"))  # with the world built first: under a minute
 
 
 @pytest.fixture
