@@ -220,10 +220,14 @@ async def test_two_backends_with_every_role_on_one_database(tmp_path: Path, pg_u
             order = await trade_and_expire(r, chain, storage, owners, [first, second, gateway])
             sim.kill()
             # The gateway empties its outbox into the two backends, then stops.
-            await until(lambda: _outbox_empty(r.tmp / "state" / "outbox.db"), 60, "the outbox to drain",
-                        [first, second, gateway])
-            outbox = sqlite3_counts(r.tmp / "state" / "outbox.db")
+            # A reading polled just before the kill may still be on its way into the outbox, so wait until
+            # the outbox is empty and its counters have stood still for a while, not merely empty once.
+            outbox_db = r.tmp / "state" / "outbox.db"
+            quiet = _DrainedAndQuiet(outbox_db, quiet_s=2.0)
+            await until(quiet, 60, "the outbox to drain and stay quiet", [first, second, gateway])
             assert gateway.terminate() == 0, gateway.log()[-3000:]
+            outbox = sqlite3_counts(outbox_db)
+            assert outbox == quiet.counts and await _outbox_empty(outbox_db), "the gateway committed more after it went quiet"
             last: list[str] = []
 
             async def settled() -> bool:
@@ -278,6 +282,23 @@ def sqlite3_counts(path: Path) -> dict[str, int]:
 
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
         return dict(db.execute("SELECT meter_id, next_counter FROM counters").fetchall())
+
+
+class _DrainedAndQuiet:
+    """True once the outbox is empty and its counters have not moved for ``quiet_s`` seconds."""
+
+    def __init__(self, path: Path, quiet_s: float) -> None:
+        self.path, self.quiet_s = path, quiet_s
+        self.counts: dict[str, int] = {}
+        self.since = 0.0
+
+    async def __call__(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        counts = sqlite3_counts(self.path)
+        if counts != self.counts or not await _outbox_empty(self.path):
+            self.counts, self.since = counts, now
+            return False
+        return now - self.since >= self.quiet_s
 
 
 async def _outbox_empty(path: Path) -> bool:
