@@ -307,20 +307,20 @@ class Outbox:
     async def _settle(cls, db: aiosqlite.Connection, settings: OutboxSettings, epoch_path: Path) -> Outbox:
         path = settings.path
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute(f"PRAGMA synchronous={settings.synchronous.upper()}")
+            await db.execute_fetchall("PRAGMA journal_mode=WAL")
+            await db.execute_fetchall(f"PRAGMA synchronous={settings.synchronous.upper()}")
             # The WAL is checkpointed at half its allowance, and keeps up to the whole allowance of blocks
             # after a checkpoint (gateway.disk): room for deletes that no other program can take.
             half = settings.wal_allowance_bytes // 2
             page_size = int((await db.execute_fetchall("PRAGMA page_size"))[0][0])  # type: ignore[index]
-            await db.execute(f"PRAGMA journal_size_limit={settings.wal_allowance_bytes}")
-            await db.execute(f"PRAGMA wal_autocheckpoint={max(16, half // page_size)}")
-            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute_fetchall(f"PRAGMA journal_size_limit={settings.wal_allowance_bytes}")
+            await db.execute_fetchall(f"PRAGMA wal_autocheckpoint={max(16, half // page_size)}")
+            await db.execute_fetchall("PRAGMA busy_timeout=5000")
             # 1 MiB of page cache (SQLite's default is 2 MiB): the access pattern is append at the
             # end, read near the start; the OS page cache does the rest, and the daemon stays small.
             # (256 KiB saved only ~0.3 MB of RSS in the 10-minute soak but cost ~3 µs of gateway CPU
             # per reading while draining a backlog: the ack deletes walk the (meter_id, seq) index.)
-            await db.execute("PRAGMA cache_size=-1024")
+            await db.execute_fetchall("PRAGMA cache_size=-1024")
             tables = {r[0] for r in await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type='table'")}
             file_epoch = read_epoch(epoch_path)
             if "meta" not in tables:
@@ -515,7 +515,10 @@ class Outbox:
         keeps its blocks (up to journal_size_limit), so the next transactions -- a delete, a thinning --
         reuse them and need no new room even when something else has taken the last free block."""
         try:
-            await self._db.execute("PRAGMA wal_checkpoint(RESTART)")
+            # Fetched to the end: aiosqlite's worker thread keeps the last call's cursor alive until the next
+            # call has run, and a cursor left mid-result keeps its statement "in progress", which makes the
+            # next transaction's COMMIT fail (seen on a full disk: checkpoint, then a store).
+            await self._db.execute_fetchall("PRAGMA wal_checkpoint(RESTART)")
         except sqlite3.Error as exc:
             log.debug("outbox %s: checkpoint failed: %s", self.path, exc)
         self.disk.hold_wal()
@@ -844,7 +847,7 @@ class Outbox:
             free, _ = self.disk.free_and_total()
             if free > 2 * self.disk.snapshot().database_bytes + self.settings.wal_allowance_bytes:
                 try:
-                    await self._db.execute("VACUUM")
+                    await self._db.execute_fetchall("VACUUM")
                 except sqlite3.Error as exc:  # e.g. no room for the copy VACUUM makes: keep going
                     log.warning("outbox %s: could not compact after thinning: %s", self.path, exc)
         if removed_total and not quiet:

@@ -457,9 +457,9 @@ class SqliteStorage(Storage):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute_fetchall("PRAGMA journal_mode=WAL")
+            await db.execute_fetchall("PRAGMA synchronous=FULL")
+            await db.execute_fetchall("PRAGMA busy_timeout=5000")
         except Exception as exc:
             raise StorageError(f"cannot open SQLite database {path}: {exc}") from exc
         return cls(db, str(path))

@@ -227,7 +227,8 @@ async def test_two_backends_with_every_role_on_one_database(tmp_path: Path, pg_u
             await until(quiet, 60, "the outbox to drain and stay quiet", [first, second, gateway])
             assert gateway.terminate() == 0, gateway.log()[-3000:]
             outbox = sqlite3_counts(outbox_db)
-            assert outbox == quiet.counts and await _outbox_empty(outbox_db), "the gateway committed more after it went quiet"
+            assert outbox == quiet.counts and await _outbox_empty(outbox_db), \
+                "the gateway committed more after it went quiet"
             last: list[str] = []
 
             async def settled() -> bool:

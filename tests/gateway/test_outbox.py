@@ -245,3 +245,20 @@ def test_sample_buffer_keeps_every_meters_latest_sample() -> None:
     kept = buffer.take(10)
     assert rare in kept and len(kept) == 4 and buffer.dropped == 7
     assert [s.export_wh for s in kept if s.meter_id == "m0"] == [7, 8, 9]
+
+
+async def test_a_write_right_after_a_checkpoint_commits(tmp_path: Path, key: DeviceKey) -> None:
+    """Regression: a checkpoint's result row left unread kept its statement "in progress" in aiosqlite's
+    worker thread, and the very next store failed with "cannot commit transaction - SQL statements in
+    progress" (seen once on a full disk, where a checkpoint is followed by a store). Every database call the
+    outbox makes between transactions must leave no statement open."""
+    async with await Outbox.open(_settings(tmp_path), tmp_path / "e") as outbox:
+        await outbox.append(_samples(2, 3), key.sign)
+        for _ in range(3):
+            await outbox._checkpoint()
+            assert await outbox.append(_samples(2, 1), key.sign) == 2
+            await outbox._checkpoint()
+            rows = await _all_rows(outbox)
+            assert await outbox.remove([(rows[0].meter_id, rows[0].seq)]) == 1
+        await outbox.thin(2)
+        assert await outbox.append(_samples(1, 1), key.sign) == 1
