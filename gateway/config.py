@@ -144,6 +144,10 @@ class MeterConfig(_Section):
     offline_after: int = Field(default=3, ge=1, le=1000)  # consecutive failed polls
     offline_interval: float | None = Field(default=None, ge=0.05, le=86400)  # probe period when offline
     measurements: tuple[str, ...] | None = None  # poll only these (saves bus time); default: all
+    # Seconds between reads of every measurement; the polls between read only what a signed reading
+    # holds (energy counters, total power): one request instead of three for an SDM630. Default: the
+    # telemetry interval while telemetry is on, else 10 s; 0 reads everything at every poll.
+    values_interval: float | None = Field(default=None, ge=0, le=86400)
     max_power_w: int | None = Field(default=None, gt=0)  # plausibility bound; default: model rating
     # At first contact the meter is asked what it is (gateway.identify). A device that reports another
     # model is not read ("refuse"), read with every reading flagged meter_error ("flag"), or not asked.
@@ -178,6 +182,11 @@ class MeterConfig(_Section):
 
     def effective_offline_interval(self) -> float:
         return self.offline_interval if self.offline_interval is not None else max(self.interval, 30.0)
+
+    def effective_values_interval(self, telemetry: TelemetrySettings) -> float:
+        if self.values_interval is not None:
+            return self.values_interval
+        return telemetry.interval_s if telemetry.enabled else 10.0
 
 
 class GatewayConfig(BaseSettings):

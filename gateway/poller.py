@@ -57,6 +57,7 @@ from gateway.plausibility import PlausibilityChecker
 from gateway.register_map import MeterModel, RegisterMap, RegisterRange
 from gateway.sample import MeterSample
 from gateway.sunspec_discovery import ReadFn, SunSpecDevice, discover
+from gateway.telemetry import TelemetrySettings
 from gateway.transport import Bus, RtuBus, TcpBus, is_transient, words
 from gridtokenx.reading import ClockSource
 
@@ -74,6 +75,8 @@ log = logging.getLogger(__name__)
 
 _BACKOFF_FIRST = 0.05  # seconds before the first retry; doubles each time
 _BACKOFF_MAX = 1.0
+# What a signed reading holds: read at every poll; the rest of a table only every values_interval.
+_SIGNED = (Measurement.IMPORT_ENERGY, Measurement.EXPORT_ENERGY, Measurement.POWER_TOTAL)
 
 
 def wall_clock_ms() -> int:
@@ -112,9 +115,14 @@ class MeterSpec:
     measurements: tuple[Measurement, ...] | None = None
     rated_power_w: int | None = None
     identify: str = "refuse"  # "refuse", "flag" or "off" (see gateway.config.MeterConfig)
+    # Seconds between polls that read every measurement; the others read only the signed fields
+    # (gateway.config.MeterConfig.values_interval). 0: every poll reads everything.
+    values_interval: float = 0.0
 
     @classmethod
-    def from_config(cls, meter: MeterConfig, bus: RtuBusConfig | TcpBusConfig) -> MeterSpec:
+    def from_config(
+        cls, meter: MeterConfig, bus: RtuBusConfig | TcpBusConfig, telemetry: TelemetrySettings | None = None
+    ) -> MeterSpec:
         return cls(
             meter_id=meter.id,
             model=get_model(meter.model),
@@ -130,6 +138,7 @@ class MeterSpec:
             ),
             rated_power_w=meter.max_power_w,
             identify=meter.identify,
+            values_interval=meter.effective_values_interval(telemetry or TelemetrySettings()),
         )
 
 
@@ -238,6 +247,11 @@ class MeterPoller:
         self._table: RegisterMap | None = None
         self._plan: list[RegisterRange] | None = None
         self._decoder: TableDecoder | None = None
+        # The signed fields alone (None when they are the whole table), read between full polls.
+        self._core_plan: list[RegisterRange] | None = None
+        self._core_decoder: TableDecoder | None = None
+        self._full_due = -math.inf  # loop time of the next poll that reads everything
+        self._values: dict[str, float] = {}  # the last full poll's values
         self._sunspec: SunSpecDevice | None = None
         self._identity: Identity | None = None
         self._identity_problem: str | None = None
@@ -255,6 +269,15 @@ class MeterPoller:
         self._table = table
         self._plan = plan_table(table)
         self._decoder = TableDecoder(table, self._plan)
+        core = [m for m in _SIGNED if m in table]
+        core_table = table.select(core)
+        if core and len(core_table.fields) < len(table.fields):
+            self._core_plan = plan_table(core_table)
+            self._core_decoder = TableDecoder(core_table, self._core_plan)
+        else:
+            self._core_plan = self._core_decoder = None
+        self._full_due = -math.inf
+        self._values = {}
 
     async def _read_bytes(
         self, request: RegisterRange, *, attempts: int, deadline: float, failed: MeterError | None = None
@@ -322,11 +345,21 @@ class MeterPoller:
         if self._table is None:
             await self._discover(self._reader(attempts=attempts, deadline=deadline))
         assert self._plan is not None and self._decoder is not None
-        payloads = await self._read_plan(self._plan, attempts=attempts, deadline=deadline)
+        started = loop.time()
+        full = self._core_plan is None or started >= self._full_due
+        plan, decoder = (self._plan, self._decoder) if full else (self._core_plan, self._core_decoder)
+        assert plan is not None and decoder is not None
+        payloads = await self._read_plan(plan, attempts=attempts, deadline=deadline)
         # The reading's time is when its last block arrived (a cycle spans well under a second).
         timestamp_ms = self.now_ms()
-        values, exact = self._decoder.decode(payloads)
+        values, exact = decoder.decode(payloads)
         verdict = self.checker.check_decoded(values, exact, timestamp_ms)
+        if full:
+            self._values = values
+            # Half a poll early: the full read lands on the poll nearest the due time, not the one after.
+            self._full_due = started + self.spec.values_interval - self.spec.interval / 2
+        else:
+            values = {**self._values, **values}
         problems = verdict.problems
         if self._identity_problem is not None:  # identify = "flag": read, but never minted from
             problems = (f"model mismatch: {self._identity_problem}", *problems)
@@ -340,6 +373,7 @@ class MeterPoller:
             meter_error=bool(problems),
             problems=problems,
             values=values,
+            complete=full,
         )
 
     async def _identify(self, read: ReadFn) -> None:
@@ -607,7 +641,7 @@ class Poller:
         cls, config: GatewayConfig, *, clock_source: ClockSource | Callable[[], ClockSource] = ClockSource.UNSYNCED
     ) -> Poller:
         buses = [build_bus(b) for b in config.bus]
-        meters = [MeterSpec.from_config(m, config.bus_by_name(m.bus)) for m in config.meter]
+        meters = [MeterSpec.from_config(m, config.bus_by_name(m.bus), config.telemetry) for m in config.meter]
         return cls(buses, meters, clock_source=clock_source)
 
     async def __aenter__(self) -> Self:

@@ -26,6 +26,9 @@ class MeterSample:
     problems: tuple[str, ...] = ()
     # Every decoded measurement by its vocabulary name (see gateway.measurements), for status pages.
     values: Mapping[str, float] = field(default_factory=dict)
+    # False when only the signed fields were read at this poll: ``values`` then holds them fresh and the
+    # other measurements from the last poll that read everything (see MeterSpec.values_interval).
+    complete: bool = True
 
     def to_reading(self, seq: int) -> Reading:
         return Reading(

@@ -100,7 +100,21 @@ class Supervisor:
     # -- the snapshot --------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        return self._snapshot
+        """The last snapshot with every meter's decoded values and identity filled in. Those are built
+        here, when a page asks, not at every tick: the tick only needs states and counters (STATUS=,
+        the watchdog, the problems), and thirty values per meter every second cost more than the rest."""
+        snap = self._snapshot
+        meters = []
+        for m in snap.get("meters", []):
+            poller = self.poller.meter(m["meter_id"])
+            sample = poller.status().last_sample
+            identity = poller.identity
+            meters.append({
+                **m,
+                "values": {} if sample is None else _finite_values(sample.values),
+                "identity": None if identity is None else identity.describe(),
+            })
+        return {**snap, "meters": meters}
 
     def refresh(self) -> dict[str, Any]:
         """Build the snapshot from what the poller and the service hold now (no I/O)."""
@@ -163,12 +177,11 @@ class Supervisor:
             "import_wh": None if sample is None else sample.import_wh,
             "export_wh": None if sample is None else sample.export_wh,
             "power_w": None if sample is None else sample.power_w,
-            "values": {} if sample is None else _finite_values(sample.values),
             "problems": [] if sample is None else list(sample.problems),
             "clock": None if sample is None else sample.clock.name.lower(),
-            # What the device said it is at first contact (gateway.identify), and why that contradicts
-            # the configuration (state "refused", or every reading flagged with identify = "flag").
-            "identity": None if m.identity is None else m.identity.describe(),
+            # Why what the device said it is at first contact (gateway.identify) contradicts the
+            # configuration (state "refused", or every reading flagged with identify = "flag"); the
+            # identity itself and the values are added by snapshot().
             "identity_problem": m.identity_problem,
         }
 

@@ -223,11 +223,15 @@ class TelemetryPublisher:
 
     def offer(self, sample: MeterSample) -> None:
         """Publish ``sample`` if its meter's interval has passed and the broker is connected."""
-        if not self.settings.enabled or not sample.values:
+        # Only samples that read every measurement: the poller reads them once per interval_s (by default),
+        # so subscribers never get a value older than the message that carries it.
+        if not self.settings.enabled or not sample.values or not sample.complete:
             return
         now = self._monotonic()
         last = self._last_sent.get(sample.meter_id)
-        if last is not None and now - last < self.settings.interval_s:
+        # A tenth early is still due: full reads come once per interval_s, and a few milliseconds of jitter
+        # must not push a message a whole interval later.
+        if last is not None and now - last < self.settings.interval_s * 0.9:
             return
         conn = self._connection()
         if conn is None or not conn.connected.is_set():

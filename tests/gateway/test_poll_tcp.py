@@ -272,3 +272,39 @@ async def test_unreachable_host_fails_fast_with_a_named_error() -> None:
     assert str(result.error) == f"bus lan: cannot open 127.0.0.1:{port}: connection refused"
     assert bus.requests == 0
     assert time.monotonic() - started < 0.5  # refused once, not retried within the cycle
+
+
+async def test_between_full_reads_only_the_signed_fields_are_read() -> None:
+    """values_interval: an SDM630's every measurement takes 3 requests, its counters and total power 1.
+    Between full reads the sample holds the fresh signed fields and the other values of the last full
+    read, and says it is not complete (telemetry publishes only complete samples)."""
+    meter = SimMeter("sdm630", 1, seed=5)
+    meter_spec = spec("m1", "sdm630", 1, "lan", interval=0.1, response_timeout=1.0, values_interval=0.5)
+    async with tcp_poller([meter], [meter_spec]) as (poller, bus):
+        (first,) = await poller.poll_once()  # identity, then everything
+        assert first.sample is not None and first.sample.complete
+        full_values = dict(first.sample.values)
+        assert "voltage_l1" in full_values and "import_energy" in full_values
+        kinds: list[tuple[bool, int]] = []
+        for _ in range(12):
+            await asyncio.sleep(0.1)
+            meter.pause()  # hold the registers still between the read and the comparison
+            before = bus.requests
+            (result,) = await poller.poll_once()
+            sample = result.sample
+            assert sample is not None and result.ok, result.error
+            kinds.append((sample.complete, bus.requests - before))
+            truth = meter.truth()
+            assert sample.import_wh == expected_wh(truth, "import", "sdm630")  # fresh at every poll
+            assert sample.export_wh == expected_wh(truth, "export", "sdm630")
+            assert sample.power_w == round(truth["power_w"])
+            assert set(sample.values) == set(full_values)  # the rest from the last full read
+            if sample.complete:
+                full_values = dict(sample.values)
+            else:
+                assert sample.values["voltage_l1"] == full_values["voltage_l1"]
+            meter.resume()
+    assert {requests for complete, requests in kinds if complete} == {3}
+    assert {requests for complete, requests in kinds if not complete} == {1}
+    # One full read about every 0.5 s of 0.1 s polls (scheduling may stretch a poll): 2 to 4 of 12.
+    assert 2 <= sum(complete for complete, _ in kinds) <= 4, kinds
