@@ -135,10 +135,23 @@ def _drain_and_verify(rig: Rig, gateway: Proc, backend: Proc) -> dict[str, list[
     rig.sim.kill()
     rig.sim.wait(5)
     _wait(lambda: "MQTT connected" in gateway.log(), 30, "the gateway to connect", [gateway, backend])
-    _wait(lambda: rig.outbox()[0] == 0, 60, "the gateway outbox to drain", [gateway, backend])
+    # Empty once is not enough: a reading polled just before the meters died may still be on its way into
+    # the outbox. Empty, with counters that have stood still for 2 s.
+    quiet: dict[str, object] = {"counters": None, "since": 0.0}
+
+    def drained_and_quiet() -> bool:
+        pending, counters = rig.outbox()
+        now = time.monotonic()
+        if pending or counters != quiet["counters"]:
+            quiet.update(counters=counters, since=now)
+            return False
+        return now - float(quiet["since"]) >= 2.0  # type: ignore[arg-type]
+
+    _wait(drained_and_quiet, 60, "the gateway outbox to drain and stay quiet", [gateway, backend])
     assert gateway.terminate() == 0, gateway.log()[-3000:]
     assert backend.terminate() == 0, backend.log()[-3000:]
-    _, committed = rig.outbox()
+    pending, committed = rig.outbox()
+    assert pending == 0 and committed == quiet["counters"], "the gateway committed more after it went quiet"
 
     async def stored():  # type: ignore[no-untyped-def]
         async with await open_storage(rig.url) as storage:
