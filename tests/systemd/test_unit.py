@@ -64,3 +64,15 @@ def test_the_hardening_keeps_what_the_daemon_needs() -> None:
     assert "SystemCallFilter=adjtimex" in settings  # reading the NTP state; CAP_SYS_TIME is gone
     assert "CapabilityBoundingSet=" in settings
     assert "RestartPreventExitStatus=2" in settings
+
+
+def test_the_stop_timeout_fits_the_daemons_shutdown_deadline() -> None:
+    """systemd must not SIGKILL a gateway that is still inside its own shutdown deadline (the outbox would
+    lose what it was committing), nor wait much longer than the daemon ever takes."""
+    from gateway.cli_run import SHUTDOWN_DEADLINE_S
+    from gateway.service import STOP_DEADLINE_S
+
+    match = re.search(r"^TimeoutStopSec=(\d+)s?$", UNIT.read_text(), re.MULTILINE)
+    assert match is not None, "the unit sets no TimeoutStopSec"
+    timeout_stop_s = int(match.group(1))
+    assert STOP_DEADLINE_S <= SHUTDOWN_DEADLINE_S < timeout_stop_s <= SHUTDOWN_DEADLINE_S + 10
