@@ -17,8 +17,8 @@ deadlines (gateway.service), then any task that still has not ended (a library t
 cancellation, CPython gh-86296) is left behind and the process exits 0 -- the outbox is closed by then
 and every committed reading is in it. A watchdog thread armed by the first signal exits the process
 (status 1) if even that has not happened by the deadline, e.g. because the event loop itself is blocked.
-The systemd unit's ``TimeoutStopSec`` is a little above it (20 s; tests/systemd/test_unit.py). A stop signal that arrives while the
-daemon starts is remembered and honoured as soon as it runs.
+The systemd unit's ``TimeoutStopSec`` is a little above it (20 s; tests/systemd/test_unit.py). A stop
+signal that arrives while the daemon starts is remembered and honoured as soon as it runs.
 
 Heavy imports (paho, pymodbus, aiosqlite) happen inside :func:`run`, so ``gridtokenx gateway --help``
 stays quick. ``python -m gateway.cli_run --config FILE`` runs the same code without the umbrella command.

@@ -28,11 +28,11 @@ from backend.api.auth.tokens import Tokens, load_or_create_key
 from backend.api.context import ApiContext, ChainAddresses
 from backend.api.errors import install_error_handlers
 from backend.api.health import Check, tcp_check
-from backend.api.metrics import ApiMetrics
+from backend.api.metrics import ApiMetrics, Figure
 from backend.api.middleware import BodyLimit, RequestMetrics
 from backend.api.routes import auth, certificates, health, meters, orders, payments, trades, transactions, users, ws
 from backend.api.settings import ApiSettings
-from backend.storage import Storage
+from backend.storage import Storage, events, reading_states
 from programs.client.chain import Chain
 
 __all__ = ["API_VERSION", "create_app"]
@@ -65,11 +65,22 @@ def _redis_check(redis: Any) -> Check:
     return check
 
 
-async def _pipeline_figures(storage: Storage) -> dict[str, tuple[str, float | dict[str, float]]]:
-    figures: dict[str, tuple[str, float | dict[str, float]]] = {
+async def _pipeline_figures(storage: Storage) -> dict[str, Figure]:
+    by_kind = await events.event_counts(storage)
+    states = await reading_states.state_counts(storage)
+    rejected = await storage.quarantine_counts()
+    figures: dict[str, Figure] = {
         "gridtokenx_readings_stored": ("signed readings verified and stored", await storage.reading_count()),
         "gridtokenx_readings_rejected": ("readings quarantined, by reason",
-                                         {k: float(v) for k, v in (await storage.quarantine_counts()).items()}),
+                                         ("reason", {k: float(v) for k, v in rejected.items()})),
+        # The lifecycle of stored readings (STORED, PROCESSING, MINTED, FAILED; FAILED split into those
+        # still retrying and those given up): a growing FAILED is the minting retry queue backing up.
+        "gridtokenx_readings_by_state": ("stored readings by minting state",
+                                         ("state", {k: float(v) for k, v in states.items()})),
+        "gridtokenx_mints": ("GRID mint settlements the indexer applied (minted events)",
+                             float(by_kind.get("minted", 0))),
+        "gridtokenx_events_indexed": ("program events the indexer applied, by kind",
+                                      ("kind", {k: float(v) for k, v in by_kind.items()})),
     }
     return figures
 
@@ -135,7 +146,7 @@ def create_app(
         on_submitted=on_submitted,
     )
 
-    async def figures() -> dict[str, tuple[str, float | dict[str, float]]]:
+    async def figures() -> dict[str, Figure]:
         return await _pipeline_figures(storage)
 
     ctx.figures = figures

@@ -11,9 +11,11 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-__all__ = ["ApiMetrics", "PipelineFigures"]
+__all__ = ["ApiMetrics", "Figure", "PipelineFigures"]
 
-PipelineFigures = Callable[[], Awaitable[dict[str, tuple[str, float | dict[str, float]]]]]
+# name -> (help, value): a number, or (label name, {label value: number}) for one series per label value.
+Figure = tuple[str, float | tuple[str, dict[str, float]]]
+PipelineFigures = Callable[[], Awaitable[dict[str, Figure]]]
 
 
 class ApiMetrics:
@@ -39,10 +41,11 @@ class ApiMetrics:
         for name, (help_text, value) in (await figures()).items():
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} gauge")
-            if isinstance(value, dict):
-                for label, v in sorted(value.items()):
+            if isinstance(value, tuple):
+                label_name, series = value
+                for label, v in sorted(series.items()):
                     escaped = label.replace("\\", "\\\\").replace('"', '\\"')
-                    lines.append(f'{name}{{reason="{escaped}"}} {v}')
+                    lines.append(f'{name}{{{label_name}="{escaped}"}} {v}')
             else:
                 lines.append(f"{name} {value}")
         return text + "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ import httpx
 import pytest
 import websockets
 
-from backend.storage import events, open_storage
+from backend.storage import events, open_storage, reading_states
 from gridtokenx.keyfile import load_keypair_file
 from programs.client import RpcChain
 from tests.support import fixtures
@@ -113,7 +113,8 @@ async def test_wallets_trade_through_the_api_of_a_backend_running_every_role(tmp
                     await chain.fund(key.pubkey(), 10**9)
                 ws_url = url.replace("http://", "ws://") + "/ws?since=0"
                 async with listening(ws_url) as everything, \
-                        listening(f"{ws_url}&wallet={buyer_key.pubkey()}") as buyers:
+                        listening(f"{ws_url}&wallet={buyer_key.pubkey()}") as buyers, \
+                        listening(f"{ws_url}&meter=m1") as meter_feed:
                     signed_in = await asyncio.gather(*(wallet(k, "login", url)
                                                        for k in (seller, buyer, operator, payments_operator)))
                     assert [s.endswith("(operator)\n") for s in signed_in] == [False, False, True, True]
@@ -151,6 +152,25 @@ async def test_wallets_trade_through_the_api_of_a_backend_running_every_role(tmp
                         return [e.get("id") for e in everything[-1:]] == [stored[-1].id]
 
                     await until(delivered, 15, "the last event on /ws", procs)
+
+                    # /metrics: the pipeline's figures as the database holds them, whichever role did the work.
+                    figures = _metrics((await http.get("/metrics")).text)
+                    mints = await events.events_after(storage, 0, limit=100_000, kinds=["minted"])
+                    assert figures["gridtokenx_mints"] == len(mints) > 0
+                    assert figures['gridtokenx_events_indexed{kind="minted"}'] == len(mints)
+                    assert figures['gridtokenx_events_indexed{kind="trade_executed"}'] == 1
+                    states = await reading_states.state_counts(storage)
+                    assert figures['gridtokenx_readings_by_state{state="MINTED"}'] == states["MINTED"] > 0
+                    assert figures["gridtokenx_readings_stored"] == sum(
+                        states[k] for k in ("STORED", "PROCESSING", "MINTED", "FAILED"))
+                    # The minting retry queue: the meter's owner (or an operator) sees it; nobody else does.
+                    seller_token = _session(seller)
+                    queue = await http.get("/meters/m1/failed-readings",
+                                           headers={"Authorization": f"Bearer {seller_token}"})
+                    assert queue.status_code == 200 and queue.json() == {"meter_id": "m1", "failed": []}
+                    refused = await http.get("/meters/m1/failed-readings",
+                                             headers={"Authorization": f"Bearer {_session(buyer)}"})
+                    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_owner"
             stored = await events.events_after(storage, 0, limit=100_000)
             assert [e["type"] for e in everything if "id" not in e] == ["ready"]  # the backlog's end, once
             received = [e for e in everything if "id" in e]
@@ -159,6 +179,10 @@ async def test_wallets_trade_through_the_api_of_a_backend_running_every_role(tmp
                 (e.kind, e.signature, e.payload) for e in stored]
             mine_stored = await events.events_after(storage, 0, limit=100_000, wallet=str(buyer_key.pubkey()))
             assert [e["id"] for e in buyers if "id" in e] == [e.id for e in mine_stored]
+            meter_stored = await events.events_after(storage, 0, limit=100_000, meter_id="m1")
+            assert [e["id"] for e in meter_feed if "id" in e] == [e.id for e in meter_stored]
+            assert {e.kind for e in meter_stored} >= {"meter_registered", "meter_status_changed", "minted"}
+            assert all(e["meter_id"] == "m1" for e in meter_feed if "id" in e)
             assert [e.kind for e in mine_stored] == ["user_registered", "thbc_issued", "order_filled",
                                                      "trade_executed"]
             kinds = [e.kind for e in stored]
@@ -175,6 +199,17 @@ async def test_wallets_trade_through_the_api_of_a_backend_running_every_role(tmp
             if sim.stdout is not None:
                 sim.stdout.close()
         assert backend.terminate() == 0, backend.log()[-3000:]
+
+
+def _session(keypair: Path) -> str:
+    """The session token `gridtokenx wallet login` keeps next to the key (0600)."""
+    return str(json.loads(keypair.with_name(keypair.name + ".session").read_text())["token"])
+
+
+def _metrics(text: str) -> dict[str, float]:
+    """Prometheus text as {series: value} (comments skipped)."""
+    series = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {name: float(value) for name, value in series}
 
 
 def _kwh(base_units: int) -> str:

@@ -16,7 +16,7 @@ from backend.api.routes.common import MeterId, Paging, page_of, pubkey, require_
 from backend.api.routes.common import meter_id as meter_id_of
 from backend.api.transactions import PreparedTransaction, prepare
 from backend.api.views import meter_view
-from backend.storage import meters
+from backend.storage import meters, reading_states
 from programs.registry import client as registry
 
 router = APIRouter(prefix="/meters", tags=["meters"])
@@ -84,3 +84,23 @@ async def get_meter(meter_id: str, ctx: Ctx) -> dict[str, Any]:
     if meter is None:
         raise ApiError(404, "not_found", f"meter {meter_id} is not registered")
     return meter_view(meter)
+
+
+@router.get("/{meter_id}/failed-readings", response_model=dict[str, Any],
+            summary="the meter's minting retry queue: readings whose settlement failed, why, when retried next "
+                    "(its owner or an operator)")
+async def failed_readings(meter_id: str, wallet: Wallet, ctx: Ctx,
+                          limit: int = Query(100, ge=1, le=500)) -> dict[str, Any]:
+    meter = await meters.get_meter(ctx.storage, meter_id_of(meter_id))
+    if meter is None:
+        raise ApiError(404, "not_found", f"meter {meter_id} is not registered")
+    if wallet != meter.owner_wallet and wallet not in ctx.operators:
+        raise ApiError(403, "not_owner", f"meter {meter_id} belongs to another wallet")
+    rows = await reading_states.list_failed(ctx.storage, limit=limit, meter_id=meter.meter_id)
+    return {"meter_id": meter.meter_id, "failed": [_failed_view(r) for r in rows]}
+
+
+def _failed_view(r: reading_states.FailedReading) -> dict[str, Any]:
+    # next_attempt_ms None: attempts exhausted, given up (an operator requeues; docs/backend.md)
+    return {"gateway_id": r.gateway_id, "seq": r.seq, "reason": r.reason, "attempts": r.attempts,
+            "next_attempt_ms": r.next_attempt_ms, "given_up": r.next_attempt_ms is None, "updated_ms": r.updated_ms}
