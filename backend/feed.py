@@ -16,6 +16,11 @@ then follows the feed, skipping ids it has already seen — this is how ``/ws`` 
 A subscriber that does not keep up (``max_queue`` events waiting) is cut off rather than slowing the
 indexer: its iteration ends with :class:`FeedOverflow`, and it resumes from the database like a
 reconnecting client.
+
+Besides the chain's events the feed carries **notices**: live-only messages that are not in the database's
+event sequence and have no ``id`` — today ``reading_rejected`` from ingest (a reading quarantined, with its
+gateway, meter, seq and reason). Only subscribers that ask for them (``subscribe(notices=True)``, the api's
+``/ws``) get them; they are never replayed to a reconnecting client (the quarantine table keeps the record).
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from backend.storage.events import EventRecord
 
-__all__ = ["Feed", "FeedOverflow", "InProcessFeed", "RedisFeed", "Subscription", "open_feed"]
+__all__ = [
+    "NOTICE", "Feed", "FeedOverflow", "InProcessFeed", "RedisFeed", "RejectionNotices", "Subscription", "open_feed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +48,17 @@ class FeedOverflow(Exception):
     """The subscriber fell ``max_queue`` events behind and was cut off; resume from the database."""
 
 
-class Subscription:
-    """An async iterator of event dicts (ids increasing)."""
+NOTICE = "notice"  # the "type" of a notice dict; chain events have an "id" instead
 
-    def __init__(self, max_queue: int) -> None:
+
+class Subscription:
+    """An async iterator of event dicts (ids increasing), and of notices when asked for."""
+
+    def __init__(self, max_queue: int, *, notices: bool = False) -> None:
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max_queue + 1)
         self.max_queue = max_queue
         self.overflowed = False
+        self.notices = notices
 
     def _offer(self, event: dict[str, Any]) -> None:
         if self.overflowed:
@@ -77,7 +89,9 @@ class Subscription:
 class Feed(Protocol):
     async def publish(self, records: Sequence[EventRecord]) -> None: ...
 
-    def subscribe(self) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+    async def publish_notices(self, notices: Sequence[dict[str, Any]]) -> None: ...
+
+    def subscribe(self, *, notices: bool = False) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
 
     async def close(self) -> None: ...
 
@@ -95,15 +109,23 @@ class InProcessFeed:
             self._deliver(record.to_json())
             self.published += 1
 
+    async def publish_notices(self, notices: Sequence[dict[str, Any]]) -> None:
+        """Live-only messages (``{"type": "notice", "kind": …}``) to the subscribers that asked for them."""
+        for notice in notices:
+            self._deliver({**notice, "type": NOTICE})
+
     def _deliver(self, event: dict[str, Any]) -> None:
+        notice = event.get("type") == NOTICE
         for sub in list(self._subscribers):
+            if notice and not sub.notices:
+                continue
             sub._offer(event)
             if sub.overflowed:
                 self._subscribers.discard(sub)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscription]:
-        sub = Subscription(self.max_queue)
+    async def subscribe(self, *, notices: bool = False) -> AsyncIterator[Subscription]:
+        sub = Subscription(self.max_queue, notices=notices)
         self._subscribers.add(sub)
         try:
             yield sub
@@ -144,6 +166,16 @@ class RedisFeed(InProcessFeed):
                 continue
             self.published += 1
 
+    async def publish_notices(self, notices: Sequence[dict[str, Any]]) -> None:
+        from redis.exceptions import RedisError
+
+        for notice in notices:
+            try:
+                await self._redis.publish(self.channel, json.dumps({**notice, "type": NOTICE}, separators=(",", ":")))
+            except RedisError as exc:  # live-only: nobody resumes from a notice, the quarantine keeps the record
+                log.warning("feed: publishing a %s notice to Redis failed: %s", notice.get("kind"), exc)
+                return
+
     async def _listen(self) -> None:
         from redis.exceptions import RedisError
 
@@ -170,11 +202,11 @@ class RedisFeed(InProcessFeed):
                 delay = min(delay * 2, 30.0)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscription]:
+    async def subscribe(self, *, notices: bool = False) -> AsyncIterator[Subscription]:
         if self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="feed-redis-listener")
         await asyncio.wait_for(self._ready.wait(), 10)
-        async with super().subscribe() as sub:
+        async with super().subscribe(notices=notices) as sub:
             yield sub
 
     async def close(self) -> None:
@@ -184,6 +216,34 @@ class RedisFeed(InProcessFeed):
                 await self._listener
         await super().close()
         await self._redis.aclose()
+
+
+class RejectionNotices:
+    """Ingest's quarantined readings as ``reading_rejected`` notices on the feed, at most ``rate`` a second
+    (a burst of ``burst``): a gateway flooding bad readings must not flood every live client. What the limit
+    drops is counted (``dropped``); the quarantine table holds every rejection either way."""
+
+    def __init__(self, feed: Feed, *, rate: float = 50.0, burst: float = 200.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.feed, self.rate, self.burst, self._clock = feed, rate, burst, clock
+        self._tokens, self._at = burst, clock()
+        self.sent = self.dropped = 0
+
+    async def __call__(self, rows: Sequence[Any]) -> None:
+        """``rows``: backend.storage QuarantineRows of readings (gateway_id, meter_id, seq, reason …)."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        allowed = min(len(rows), int(self._tokens))
+        self._tokens -= allowed
+        self.dropped += len(rows) - allowed
+        if allowed:
+            await self.feed.publish_notices([
+                {"kind": "reading_rejected", "gateway_id": r.gateway_id, "meter_id": r.meter_id, "seq": r.seq,
+                 "reason": r.reason, "received_ms": r.received_ms}
+                for r in rows[:allowed]
+            ])
+            self.sent += allowed
 
 
 def open_feed(redis_url: str | None, prefix: str = "gridtokenx", *, max_queue: int = 10_000) -> InProcessFeed:

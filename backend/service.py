@@ -31,7 +31,7 @@ from solders.pubkey import Pubkey
 
 from backend.chain.embedded import EmbeddedChain, open_embedded_chain
 from backend.config import BackendConfig, ConfigError, Role
-from backend.feed import InProcessFeed, open_feed
+from backend.feed import InProcessFeed, RejectionNotices, open_feed
 from backend.storage import Storage, open_storage
 from programs.client.chain import Chain, RpcChain
 from programs.deployment import Deployment, load_keypair
@@ -133,7 +133,9 @@ async def run_ingest(ctx: ServiceContext) -> None:
     from backend.ingest.pipeline import Ingest
     from backend.ingest.receiver import Receiver
 
-    ingest = Ingest(ctx.storage, verify_processes=ctx.config.ingest.effective_verify_processes())
+    # Quarantined readings are told live to /ws clients (rate-limited), through Redis to every instance.
+    ingest = Ingest(ctx.storage, verify_processes=ctx.config.ingest.effective_verify_processes(),
+                    on_rejected=RejectionNotices(ctx.feed))
     ctx.roles["ingest"] = ingest
     try:
         log.info("ingest: broker %s:%d", ctx.config.mqtt.host, ctx.config.mqtt.effective_port)

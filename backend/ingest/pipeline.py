@@ -37,7 +37,7 @@ import multiprocessing
 import struct
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -269,9 +269,13 @@ class Ingest:
         key_cache_s: float = 30.0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         max_readings: int = MAX_READINGS,
+        on_rejected: Callable[[Sequence[QuarantineRow]], Awaitable[None]] | None = None,
     ) -> None:
         self.storage = storage
         self.stats = IngestStats()
+        # Told the readings of each batch that were quarantined, once they are (the live feed's
+        # reading_rejected notices). Its failures are logged, never the message's.
+        self._on_rejected = on_rejected
         self._threads = max(1, verify_threads)
         self.max_message_bytes = max_message_bytes
         self.max_readings = max_readings
@@ -476,6 +480,13 @@ class Ingest:
                 q.meter_id,
                 q.seq,
             )
+        rejected = [q for q in quarantined if q.meter_id is not None]
+        if rejected and self._on_rejected is not None:
+            try:
+                await self._on_rejected(rejected)
+            except Exception:  # a notice is a courtesy: the reading is quarantined and will be acked either way
+                log.exception("gateway %s: telling subscribers of %d rejected readings failed", topic_gateway,
+                              len(rejected))
         final = tuple(r for r in results if r is not None)
         assert len(final) == len(results), "every entry is answered"
         return Ack(topic_gateway, prepared.batch_id, prepared.digest, final)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.feed import FeedOverflow, InProcessFeed, RedisFeed
+from backend.feed import NOTICE, FeedOverflow, InProcessFeed, RedisFeed, RejectionNotices
 from backend.indexer.decode import event_kinds
+from backend.storage.database import QuarantineRow
 from backend.storage.events import EventRecord
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -88,3 +89,46 @@ def test_the_event_vocabulary_is_documented_once() -> None:
     kinds = {kind for kind, _ in every}
     assert {"payment_issued", "payment_redeemed"}.isdisjoint(snake)
     assert {k for k in snake if k.endswith(("_issued", "_redeemed", "_consumed", "_executed"))} <= kinds
+
+
+async def test_notices_reach_only_subscribers_that_ask_for_them_and_never_take_an_id() -> None:
+    feed = InProcessFeed()
+    async with feed.subscribe() as events_only, feed.subscribe(notices=True) as live:
+        notice = {"kind": "reading_rejected", "meter_id": "m1", "seq": 5, "reason": "bad_signature"}
+        await feed.publish_notices([notice])
+        await feed.publish([_record(1)])
+        got = await _take(live, 2)
+        assert got[0] == {"kind": "reading_rejected", "meter_id": "m1", "seq": 5, "reason": "bad_signature",
+                          "type": NOTICE}
+        assert got[1]["id"] == 1
+        assert [e["id"] for e in await _take(events_only, 1)] == [1]  # the notice passed it by
+
+
+async def test_redis_carries_notices_between_instances() -> None:
+    prefix = f"gtx-test-{uuid.uuid4().hex[:10]}"
+    ingest_side, api_side = RedisFeed(REDIS_URL, prefix), RedisFeed(REDIS_URL, prefix)
+    try:
+        async with api_side.subscribe(notices=True) as live, api_side.subscribe() as events_only:
+            await ingest_side.publish_notices([{"kind": "reading_rejected", "meter_id": "m2", "seq": 1}])
+            await ingest_side.publish([_record(7)])
+            got = await _take(live, 2)
+            assert (got[0]["type"], got[0]["meter_id"], got[1]["id"]) == (NOTICE, "m2", 7)
+            assert [e["id"] for e in await _take(events_only, 1)] == [7]
+    finally:
+        await ingest_side.close()
+        await api_side.close()
+
+
+async def test_rejection_notices_are_rate_limited_and_count_what_they_drop() -> None:
+    feed = InProcessFeed()
+    now = [0.0]
+    notices = RejectionNotices(feed, rate=10, burst=20, clock=lambda: now[0])
+    rows = [QuarantineRow("gw", "bad_signature", "m1", seq) for seq in range(50)]
+    async with feed.subscribe(notices=True) as live:
+        await notices(rows)  # a burst: 20 pass, 30 are dropped
+        now[0] = 1.0
+        await notices(rows[:15])  # a second later: 10 more tokens
+        got = await _take(live, 30)
+    assert [n["seq"] for n in got] == list(range(20)) + list(range(10))
+    assert {n["kind"] for n in got} == {"reading_rejected"} and got[0]["gateway_id"] == "gw"
+    assert (notices.sent, notices.dropped) == (30, 35)

@@ -10,7 +10,10 @@ wallets), the gap is filled from the database first. A client too slow to keep u
 Each message is one event as the indexer recorded it (``EventRecord.to_json()``: ``id``, ``signature``,
 ``ix_index``, ``event_index``, ``slot``, ``block_time``, ``program``, ``kind``, ``version``, ``subject``,
 ``meter_id``, ``data``; the kinds are docs/backend.md's "Events"); ``{"type": "ready", "last_id": N}`` marks
-the end of the backlog.
+the end of the backlog. After it, live **notices** may come between events: ``{"type": "notice", "kind":
+"reading_rejected", "gateway_id", "meter_id", "seq", "reason", "received_ms"}`` when ingest quarantines a
+reading (backend.feed). They have no id, are never part of a backlog and do not move ``since``; with
+``meter`` only that meter's are sent, with ``wallet`` none (a notice names a meter, not a wallet).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from solders.pubkey import Pubkey
 from backend.api.context import ApiContext
 from backend.api.errors import ApiError
 from backend.api.routes.common import meter_id
-from backend.feed import FeedOverflow
+from backend.feed import NOTICE, FeedOverflow
 from backend.storage import I64_MAX, events
 
 router = APIRouter(tags=["live"])
@@ -42,7 +45,8 @@ class LiveFeed(Protocol):
     applied events (``EventRecord.to_json()`` dicts; ``wallets`` and ``meter_id`` let the api filter without
     a query). The iterator ends with ``FeedOverflow`` when this subscriber fell too far behind."""
 
-    def subscribe(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]: ...
+    def subscribe(self, *, notices: bool = False) -> contextlib.AbstractAsyncContextManager[
+            AsyncIterator[dict[str, Any]]]: ...
 
 
 def _matches(event: dict[str, Any], wallet: str | None, meter: str | None) -> bool | None:
@@ -127,7 +131,7 @@ async def _stream(websocket: WebSocket, ctx: ApiContext, since: int | None, wall
             if len(batch) < BACKLOG_PAGE:
                 return covered if upto is None else max(covered, upto)
 
-    async with ctx.feed.subscribe() as feed:
+    async with ctx.feed.subscribe(notices=True) as feed:
         pumping = asyncio.create_task(pump(feed))
         reading = asyncio.create_task(read())
         try:
@@ -148,6 +152,11 @@ async def _stream(websocket: WebSocket, ctx: ApiContext, since: int | None, wall
                                               reason=f"too slow; resume with since={sent or seen}")
                     return
                 event = getter.result()
+                if event.get("type") == NOTICE:
+                    if wallet is None and (meter is None or event.get("meter_id") == meter):
+                        await websocket.send_text(json.dumps(event))
+                        ctx.metrics.ws_events.inc()
+                    continue
                 event_id = int(event["id"])
                 if event_id <= seen:
                     continue

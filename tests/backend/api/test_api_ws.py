@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 import websockets
+from nacl.signing import SigningKey
+from solders.keypair import Keypair
 
+from backend.feed import RejectionNotices
+from backend.ingest.pipeline import Ingest
+from gridtokenx.batch import encode_batch
+from gridtokenx.reading import Reading, sign
 from tests.backend.api.api_support import RunningApi, running_api
 from tests.backend.api.test_api_market import KWH, PRICE, THBC, issue_thbc, registered, seed_grid
 from tests.support.fixtures import pg_url  # noqa: F401
@@ -85,3 +91,38 @@ async def test_live_events_filtered_by_wallet_and_resumed_without_gaps(api: Runn
         await asyncio.sleep(0.1)
     assert "gridtokenx_ws_clients 0.0" in metrics
     assert "gridtokenx_ws_events_sent_total" in metrics
+
+
+async def test_a_rejected_reading_is_a_live_notice_for_its_meter(api: RunningApi) -> None:
+    """Ingest quarantines a reading whose signature is not its gateway's; /ws clients following that meter
+    (or everything) are told at once, a client following another meter or a wallet is not, and a client
+    that reconnects gets no notice in its backlog (the quarantine table keeps the record)."""
+    key = SigningKey(b"\x07" * 32)
+    await api.storage.add_gateway("gw-ws", bytes(key.verify_key))
+    ingest = Ingest(api.storage, on_rejected=RejectionNotices(api.feed))
+    good = Reading(meter_id="m1", seq=1, timestamp_ms=1_760_000_000_000, import_wh=10, export_wh=20, power_w=5)
+    forged = Reading(meter_id="m1", seq=2, timestamp_ms=1_760_000_001_000, import_wh=10, export_wh=30, power_w=5)
+    other = SigningKey(b"\x08" * 32)
+    payload = encode_batch("gw-ws", "b1", 1, [(good, sign(good, key)), (forged, sign(forged, other))])
+    ws_url = api.url.replace("http://", "ws://") + "/ws"
+    async with websockets.connect(f"{ws_url}?meter=m1") as m1_ws, \
+            websockets.connect(f"{ws_url}?meter=m2") as m2_ws, \
+            websockets.connect(f"{ws_url}?wallet={Keypair().pubkey()}") as wallet_ws, \
+            websockets.connect(ws_url) as everything:
+        for ws in (m1_ws, m2_ws, wallet_ws, everything):
+            await _until_ready(ws)
+        try:
+            ack = await ingest.handle("gw-ws", payload)
+        finally:
+            ingest.close()
+        assert ack is not None and [r.reason for r in ack.results] == [None, "bad_signature"]
+        for ws in (m1_ws, everything):
+            notice = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert notice == {"type": "notice", "kind": "reading_rejected", "gateway_id": "gw-ws", "meter_id": "m1",
+                              "seq": 2, "reason": "bad_signature", "received_ms": notice["received_ms"]}
+            assert notice["received_ms"] > 0
+        for ws in (m2_ws, wallet_ws):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.5)
+    async with websockets.connect(f"{ws_url}?since=0&meter=m1") as again:
+        assert all("id" in e for e in await _until_ready(again))  # a backlog holds events only, no notices
