@@ -11,8 +11,6 @@ the first 8 bytes of SHA-256 over the public key, as four groups of four hex dig
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gridtokenx.identity import fingerprint
 from gridtokenx.reading import Reading, SignedReading, sign
+from gridtokenx.seed_file import SeedFileError, create_seed_file, read_seed_file
 
 __all__ = [
     "DeviceKey",
@@ -95,26 +94,16 @@ class DeviceKey:
 def generate_key(path: Path) -> DeviceKey:
     """Create a new key file with mode 0600; refuses to overwrite an existing one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = SigningKey.generate()
     try:
-        # O_EXCL: never replace an identity that may already be commissioned; 0o600 from creation
-        # on, so the seed is never readable by others even for an instant.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise KeyExistsError(
-            f"key file {path} already exists: refusing to replace a device identity "
-            "(move it away first if you really mean to re-key this gateway)"
-        ) from exc
-    except OSError as exc:
-        raise DeviceKeyError(f"cannot create key file {path}: {exc.strerror}") from exc
-    try:
-        os.fchmod(fd, 0o600)  # the umask could have removed bits, never added: make it exact
-        os.write(fd, f"{_HEADER}\n{bytes(key).hex()}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
+        create_seed_file(path, _HEADER, bytes(key))
+    except SeedFileError as exc:
+        if exc.kind == "exists":
+            raise KeyExistsError(
+                f"key file {path} already exists: refusing to replace a device identity "
+                "(move it away first if you really mean to re-key this gateway)"
+            ) from None
+        raise DeviceKeyError(f"cannot create key file {path}: {exc.detail}") from None
     return DeviceKey(path, key)
 
 
@@ -122,39 +111,24 @@ def load_key(path: Path) -> DeviceKey:
     """Load the key, refusing a file that anyone but its owner can read or write."""
     path = Path(path)
     try:
-        st = os.stat(path)
-    except FileNotFoundError as exc:
-        raise KeyMissingError(
-            f"key file {path} does not exist: create it with `gridtokenx gateway keygen --out {path}`"
-        ) from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise KeyFormatError(f"key file {path} is not a regular file")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        raise KeyPermissionError(
-            f"key file {path} has mode {mode:04o}: a device key must be readable only by its owner "
-            f"(others could sign readings as this gateway). Fix with: chmod 600 {path}"
-        )
-    try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFormatError(f"cannot read key file {path}: {exc}") from exc
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    try:
-        if len(lines) != 1:
-            raise ValueError
-        seed = bytes.fromhex(lines[0])
-        if len(seed) != 32:
-            raise ValueError
-    except ValueError:
-        # Never echo the content: it is (nearly) a secret.
-        raise KeyFormatError(f"key file {path} does not hold one 64-hex-digit Ed25519 seed") from None
+        seed = read_seed_file(path)
+    except SeedFileError as exc:
+        raise _load_error(path, exc) from None
     return DeviceKey(path, SigningKey(seed))
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _load_error(path: Path, exc: SeedFileError) -> DeviceKeyError:
+    if exc.kind == "missing":
+        return KeyMissingError(
+            f"key file {path} does not exist: create it with `gridtokenx gateway keygen --out {path}`"
+        )
+    if exc.kind == "permission":
+        return KeyPermissionError(
+            f"key file {path} has mode {exc.mode:04o}: a device key must be readable only by its owner "
+            f"(others could sign readings as this gateway). Fix with: chmod 600 {path}"
+        )
+    if exc.kind == "not_a_file":
+        return KeyFormatError(f"key file {path} is not a regular file")
+    if exc.kind == "format":
+        return KeyFormatError(f"key file {path} does not hold one 64-hex-digit Ed25519 seed")
+    return KeyFormatError(f"cannot read key file {path}{': ' + exc.detail if exc.detail else ''}")

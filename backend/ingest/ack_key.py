@@ -14,13 +14,12 @@ public one. The seed is never logged, printed or put in a repr.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
 from gridtokenx.identity import fingerprint
+from gridtokenx.seed_file import SeedFileError, create_seed_file, read_seed_file
 
 __all__ = ["AckKey", "AckKeyError", "generate_ack_key", "load_ack_key"]
 
@@ -60,22 +59,15 @@ def public_key_path(path: Path) -> Path:
 def generate_ack_key(path: Path) -> AckKey:
     """Create the key (mode 0600 from the start; never replaces one) and its ``.pub`` file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = SigningKey.generate()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise AckKeyError(
-            f"ack key {path} already exists: refusing to replace it (gateways are commissioned with its public key)"
-        ) from exc
-    except OSError as exc:
-        raise AckKeyError(f"cannot create ack key {path}: {exc.strerror}") from exc
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, f"{_HEADER}\n{bytes(key).hex()}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        create_seed_file(path, _HEADER, bytes(key))
+    except SeedFileError as exc:
+        if exc.kind == "exists":
+            raise AckKeyError(
+                f"ack key {path} already exists: refusing to replace it (gateways are commissioned with its public key)"
+            ) from None
+        raise AckKeyError(f"cannot create ack key {path}: {exc.detail}") from None
     ack_key = AckKey(path, key)
     public_key_path(path).write_text(f"{_PUB_HEADER}\n{ack_key.public_key.hex()}\n")
     return ack_key
@@ -85,32 +77,20 @@ def load_ack_key(path: Path) -> AckKey:
     """Load the key, refusing a file that anyone but its owner can read or write."""
     path = Path(path)
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise AckKeyError(
-            f"ack key {path} does not exist: create it with `gridtokenx backend ack-keygen --out {path}`"
-        ) from None
-    except OSError as exc:
-        raise AckKeyError(f"cannot read ack key {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise AckKeyError(f"ack key {path} is not a regular file")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        raise AckKeyError(
-            f"ack key {path} has mode {mode:04o}: it must be readable only by its owner (anyone who can read "
-            f"it can make gateways delete readings). Fix with: chmod 600 {path}"
-        )
-    try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError):
-        raise AckKeyError(f"cannot read ack key {path}") from None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    try:
-        if len(lines) != 1:
-            raise ValueError
-        seed = bytes.fromhex(lines[0])
-        if len(seed) != 32:
-            raise ValueError
-    except ValueError:
-        raise AckKeyError(f"ack key {path} does not hold one 64-hex-digit Ed25519 seed") from None  # never echo it
+        seed = read_seed_file(path)
+    except SeedFileError as exc:
+        raise AckKeyError(_load_problem(path, exc)) from None
     return AckKey(path, SigningKey(seed))
+
+
+def _load_problem(path: Path, exc: SeedFileError) -> str:
+    if exc.kind == "missing":
+        return f"ack key {path} does not exist: create it with `gridtokenx backend ack-keygen --out {path}`"
+    if exc.kind == "permission":
+        return (f"ack key {path} has mode {exc.mode:04o}: it must be readable only by its owner (anyone who can "
+                f"read it can make gateways delete readings). Fix with: chmod 600 {path}")
+    if exc.kind == "not_a_file":
+        return f"ack key {path} is not a regular file"
+    if exc.kind == "format":
+        return f"ack key {path} does not hold one 64-hex-digit Ed25519 seed"
+    return f"cannot read ack key {path}{': ' + exc.detail if exc.detail else ''}"
