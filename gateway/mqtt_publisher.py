@@ -54,6 +54,7 @@ from gridtokenx.batch import (
     status_topic,
 )
 from gridtokenx.mqtt import BrokerSettings, MqttConnection, MqttError
+from gridtokenx.seed_file import parse_key_text
 
 __all__ = ["BackendKeyError", "MqttSettings", "PublisherStats", "ReadingPublisher", "load_backend_key"]
 
@@ -70,15 +71,9 @@ def load_backend_key(path: Path) -> bytes:
         text = Path(path).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         raise BackendKeyError(f"cannot read the backend's ack public key {path}: {exc}") from None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    try:
-        if len(lines) != 1:
-            raise ValueError
-        key = bytes.fromhex(lines[0])
-        if len(key) != 32:
-            raise ValueError
-    except ValueError:
-        raise BackendKeyError(f"{path} does not hold one 64-hex-digit Ed25519 public key") from None
+    key = parse_key_text(text)
+    if key is None:
+        raise BackendKeyError(f"{path} does not hold one 64-hex-digit Ed25519 public key")
     return key
 
 

@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["SeedFileError", "create_seed_file", "read_seed_file"]
+__all__ = ["SeedFileError", "create_seed_file", "parse_key_text", "read_seed_file"]
 
 Kind = Literal["exists", "missing", "not_a_file", "permission", "unreadable", "format"]
 
@@ -72,13 +72,20 @@ def read_seed_file(path: Path) -> bytes:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError):
         raise SeedFileError("unreadable") from None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    try:
-        if len(lines) != 1:
-            raise ValueError
-        seed = bytes.fromhex(lines[0])
-        if len(seed) != 32:
-            raise ValueError
-    except ValueError:
-        raise SeedFileError("format") from None  # never echo the content: it is (nearly) a secret
+    seed = parse_key_text(text)
+    if seed is None:
+        raise SeedFileError("format")  # never echo the content: it is (nearly) a secret
     return seed
+
+
+def parse_key_text(text: str) -> bytes | None:
+    """The 32 bytes of a key file's one line of 64 hex digits (``#`` lines are comments), or None. The
+    form of seed files and of the ``.pub`` files that carry their public keys."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if len(lines) != 1:
+        return None
+    try:
+        key = bytes.fromhex(lines[0])
+    except ValueError:
+        return None
+    return key if len(key) == 32 else None
