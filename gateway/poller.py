@@ -585,7 +585,9 @@ class MeterPoller:
                     await queue.put(sample)
             waiting = self.state in (MeterState.OFFLINE, MeterState.REFUSED)
             period = self.spec.offline_interval if waiting else self.spec.interval
-            due = _next_slot(due, period, loop.time(), aligned=self.bus.aligned_slots)
+            # Probes of an offline meter are not aligned: aligned to a 30 s grid, the first probe could come a
+            # moment after the meter went offline instead of offline_interval later.
+            due = _next_slot(due, period, loop.time(), aligned=self.bus.aligned_slots and not waiting)
 
 
 class Poller:
