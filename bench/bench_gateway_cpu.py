@@ -35,9 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.storage import open_storage
 from gateway.keys import generate_key
 from tests.support.ackkey import backend_pub
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import BrokerOutage, Mosquitto
 from tests.support.postgres import temp_database
-from tests.support.processes import Proc, backend_cmd, gateway_cmd, start_meter_sim, write_backend_config
+from tests.support.processes import (
+    Proc,
+    backend_cmd,
+    gateway_cmd,
+    start_meter_sim,
+    stop_meter_sim,
+    write_backend_config,
+)
 
 _TICK = os.sysconf("SC_CLK_TCK")
 GW = "gw-cpu"
@@ -163,20 +170,13 @@ def bench(args: argparse.Namespace, url: str, work: Path) -> None:
             cpu0, n0, t0 = cpu_s(gateway.proc.pid), committed(outbox), time.monotonic()
             threads0 = thread_cpu_s(gateway.proc.pid)
             peak_rss, conns = 0.0, set()
-            outage_at = args.duration / 3 if args.outage else None
-            outage_done = False
+            outage = BrokerOutage(broker, args.duration / 3, args.outage or 0)
             while (elapsed := time.monotonic() - t0) < args.duration:
                 time.sleep(min(5.0, args.duration - elapsed) if args.duration - elapsed > 0 else 0)
                 elapsed = time.monotonic() - t0
                 if not gateway.running:
                     raise SystemExit(f"gateway exited: {gateway.log()[-2000:]}")
-                if outage_at is not None and not outage_done and elapsed >= outage_at and broker.running:
-                    print(f"  {elapsed:5.0f} s: broker stopped for {args.outage:g} s")
-                    broker.stop()
-                if outage_at is not None and not broker.running and elapsed >= outage_at + args.outage:
-                    broker.start()
-                    outage_done = True
-                    print(f"  {elapsed:5.0f} s: broker back")
+                outage.step(elapsed)
                 peak_rss = max(peak_rss, rss_mb(gateway.proc.pid))
                 conns.add(server_connections(sim_port))
                 if args.verbose:
@@ -197,10 +197,7 @@ def bench(args: argparse.Namespace, url: str, work: Path) -> None:
                 spy.wait(timeout=args.duration + 30)
             gateway.terminate()
             backend.terminate()
-            sim.kill()
-            sim.wait(5)
-            if sim.stdout is not None:
-                sim.stdout.close()
+            stop_meter_sim(sim)
     cpu = cpu1 - cpu0
     load = os.getloadavg()
     print(

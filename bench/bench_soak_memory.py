@@ -24,9 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.storage import open_storage
 from gateway.keys import generate_key
 from tests.support.ackkey import backend_pub
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import BrokerOutage, Mosquitto
 from tests.support.postgres import temp_database
-from tests.support.processes import Proc, backend_cmd, gateway_cmd, start_meter_sim, write_backend_config
+from tests.support.processes import (
+    Proc,
+    backend_cmd,
+    gateway_cmd,
+    start_meter_sim,
+    stop_meter_sim,
+    write_backend_config,
+)
 
 
 def rss_mb(pid: int) -> float:
@@ -89,20 +96,13 @@ def soak(args: argparse.Namespace, url: str, work: Path) -> None:
         samples: list[tuple[float, float, int]] = []
         split = (0.0, 0.0)
         start = time.monotonic()
-        outage_at = args.duration / 3 if args.outage else None
-        outage_done = False
+        outage = BrokerOutage(broker, args.duration / 3, args.outage or 0)
         try:
             while (elapsed := time.monotonic() - start) < args.duration:
                 time.sleep(args.every)
                 if not gateway.running:
                     raise SystemExit(f"gateway exited: {gateway.log()[-2000:]}")
-                if outage_at is not None and not outage_done and elapsed >= outage_at and broker.running:
-                    print(f"  {elapsed:6.0f} s: broker stopped for {args.outage} s (backlog builds up)")
-                    broker.stop()
-                if outage_at is not None and not broker.running and elapsed >= outage_at + args.outage:
-                    broker.start()
-                    outage_done = True
-                    print(f"  {elapsed:6.0f} s: broker back")
+                outage.step(elapsed)
                 stored = asyncio.run(count(url))
                 samples.append((elapsed, rss_mb(gateway.proc.pid), stored))
                 split = rss_split_mb(gateway.proc.pid)
@@ -110,10 +110,7 @@ def soak(args: argparse.Namespace, url: str, work: Path) -> None:
         finally:
             gateway.terminate()
             backend.terminate()
-            sim.kill()
-            sim.wait(5)
-            if sim.stdout is not None:
-                sim.stdout.close()
+            stop_meter_sim(sim)
     if not samples:
         return
     half = [s[1] for s in samples[len(samples) // 2 :]]

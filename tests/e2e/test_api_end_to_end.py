@@ -34,7 +34,7 @@ from gridtokenx.keyfile import load_keypair_file
 from programs.client import RpcChain
 from tests.support import fixtures
 from tests.support.backend_rig import Rig, check_against_chain, rig, until
-from tests.support.processes import Proc, start_meter_sim
+from tests.support.processes import Proc, start_meter_sim, stop_meter_sim
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.modbus, pytest.mark.chain]
 pg_url = fixtures.pg_url
@@ -194,10 +194,7 @@ async def test_wallets_trade_through_the_api_of_a_backend_running_every_role(tmp
                 order, bought, offered - bought)
             await check_against_chain(storage, chain, r.deployment)
         finally:
-            sim.kill()
-            sim.wait(5)
-            if sim.stdout is not None:
-                sim.stdout.close()
+            stop_meter_sim(sim)
         assert backend.terminate() == 0, backend.log()[-3000:]
 
 

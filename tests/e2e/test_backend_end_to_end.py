@@ -33,7 +33,7 @@ from programs.registry import client as registry
 from programs.trading import client as trading
 from tests.support import fixtures, market
 from tests.support.backend_rig import GW, REDIS_URL, Rig, check_against_chain, cli, rig, until
-from tests.support.processes import Proc, backend_cmd, start_meter_sim
+from tests.support.processes import Proc, backend_cmd, start_meter_sim, stop_meter_sim
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.modbus, pytest.mark.chain]
 pg_url = fixtures.pg_url
@@ -160,10 +160,7 @@ async def test_meter_to_trade_through_the_backend_service(tmp_path: Path, pg_url
             await check_against_chain(storage, chain, r.deployment)
             await asyncio.sleep(1.0)  # the last events reach the subscriber
         finally:
-            sim.kill()
-            sim.wait(5)
-            if sim.stdout is not None:
-                sim.stdout.close()
+            stop_meter_sim(sim)
         assert backend.terminate() == 0, backend.log()[-3000:]
 
         stored = await events.events_after(storage, 0, limit=100_000)
@@ -247,10 +244,7 @@ async def test_two_backends_with_every_role_on_one_database(tmp_path: Path, pg_u
             await check_against_chain(storage, chain, r.deployment)
             await asyncio.sleep(1.0)
         finally:
-            sim.kill()
-            sim.wait(5)
-            if sim.stdout is not None:
-                sim.stdout.close()
+            stop_meter_sim(sim)
         assert first.terminate() == 0, first.log()[-3000:]
         assert second.terminate() == 0, second.log()[-3000:]
 

@@ -28,6 +28,7 @@ from tests.support.processes import (
     backend_cmd,
     gateway_cmd,
     start_meter_sim,
+    stop_meter_sim,
     write_backend_config,
     write_gateway_config,
 )
@@ -109,10 +110,7 @@ def rig(tmp_path: Path, pg_url: str) -> Iterator[Rig]:
         finally:
             for proc in procs:
                 proc.kill()
-            sim.kill()
-            sim.wait(5)
-            if sim.stdout is not None:
-                sim.stdout.close()
+            stop_meter_sim(sim)
 
 
 async def _backend_count(url: str) -> int:

@@ -33,7 +33,14 @@ from gridtokenx.reading import verify
 from tests.support import fixtures
 from tests.support.ackkey import backend_pub
 from tests.support.mosquitto import Mosquitto
-from tests.support.processes import Proc, backend_cmd, gateway_cmd, start_meter_sim, write_backend_config
+from tests.support.processes import (
+    Proc,
+    backend_cmd,
+    gateway_cmd,
+    start_meter_sim,
+    stop_meter_sim,
+    write_backend_config,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres, pytest.mark.modbus, pytest.mark.timeout(240)]
 pg_url = fixtures.pg_url
@@ -176,10 +183,7 @@ def run(tmp_path: Path, tiny: Path, url: str) -> None:
     finally:
         for proc in procs:
             proc.kill()
-        sim.kill()
-        sim.wait(5)
-        if sim.stdout is not None:
-            sim.stdout.close()
+        stop_meter_sim(sim)
 
     async def stored():  # type: ignore[no-untyped-def]
         async with await open_storage(url) as storage:

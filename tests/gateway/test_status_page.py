@@ -14,7 +14,7 @@ import pytest
 from gateway.keys import load_key
 from tests.support import fixtures
 from tests.support.mosquitto import Mosquitto, free_port
-from tests.support.processes import Proc, gateway_cmd, start_meter_sim, write_gateway_config
+from tests.support.processes import Proc, gateway_cmd, start_meter_sim, stop_meter_sim, write_gateway_config
 
 pytestmark = [pytest.mark.broker, pytest.mark.modbus]
 broker = fixtures.broker
@@ -86,10 +86,7 @@ def test_status_page_shows_meters_outbox_and_link_but_never_the_key(tmp_path: Pa
     finally:
         if gateway.running:
             gateway.proc.kill()
-        sim.kill()
-        sim.wait(5)
-        if sim.stdout is not None:
-            sim.stdout.close()
+        stop_meter_sim(sim)
 
 
 def test_a_bad_listen_address_is_a_configuration_error_naming_the_key(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,3 +211,23 @@ class Mosquitto:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class BrokerOutage:
+    """A bench's one broker outage: stopped ``seconds`` long from ``at`` seconds into the run (none when
+    ``seconds`` is 0). Call :meth:`step` with the elapsed time as the run goes; it says what it did."""
+
+    def __init__(self, broker: Mosquitto, at: float, seconds: float, say: Callable[[str], None] = print) -> None:
+        self.broker, self.at, self.seconds, self.say = broker, at, seconds, say
+        self.done = not seconds
+
+    def step(self, elapsed: float) -> None:
+        if self.done:
+            return
+        if elapsed >= self.at and self.broker.running:
+            self.say(f"  {elapsed:6.0f} s: broker stopped for {self.seconds:g} s (backlog builds up)")
+            self.broker.stop()
+        elif not self.broker.running and elapsed >= self.at + self.seconds:
+            self.broker.start()
+            self.done = True
+            self.say(f"  {elapsed:6.0f} s: broker back")

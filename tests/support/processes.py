@@ -64,6 +64,14 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
+def stop_meter_sim(sim: subprocess.Popen[str]) -> None:
+    """Kill a meter-sim started by :func:`start_meter_sim` and close its output pipe (idempotent)."""
+    sim.kill()
+    sim.wait(5)
+    if sim.stdout is not None:
+        sim.stdout.close()
+
+
 def start_meter_sim(
     units: list[int], log_path: Path, model: str = "sdm120", speedup: float = 60.0, timeout: float = 20.0
 ) -> tuple[subprocess.Popen[str], int]:
